@@ -1,0 +1,85 @@
+"""Dependencies shared by the routes: a database connection and the caller's principal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+import psycopg
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.errors import ApiError
+from caretaker import tokens
+from caretaker.clock import Clock
+from caretaker.tokens import Principal
+
+bearer = HTTPBearer(auto_error=False, description="a token from `caretaker token create`")
+
+
+def get_conn(request: Request) -> Iterator[psycopg.Connection]:
+    """A pooled connection; committed when the request succeeds, rolled back if it fails."""
+    with request.app.state.pool.connection() as conn:
+        yield conn
+
+
+Db = Annotated[psycopg.Connection, Depends(get_conn)]
+
+
+def get_clock(request: Request) -> Clock:
+    """The app's clock (the system clock, or a test's)."""
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
+def get_principal(request: Request,
+                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+                  ) -> Principal:
+    """The principal behind the bearer token; 401 when missing, unknown or revoked."""
+    if creds is None:
+        raise ApiError(401, "missing bearer token", code="unauthorized")
+    with request.app.state.pool.connection() as conn:
+        principal = tokens.lookup(conn, creds.credentials)
+    if principal is None:
+        raise ApiError(401, "invalid or revoked token", code="unauthorized")
+    return principal
+
+
+def require(*roles: str) -> Callable[..., Principal]:
+    """A dependency that admits only the given roles (admin is always admitted)."""
+    allowed = {"admin", *roles}
+
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if principal.role not in allowed:
+            raise ApiError(403, f"role {principal.role!r} may not do this", code="forbidden")
+        return principal
+
+    return check
+
+
+ALL_ROLES = ("supervisor", "engineer", "guard", "viewer")
+Reader = Annotated[Principal, Depends(require(*ALL_ROLES))]
+Admin = Annotated[Principal, Depends(require())]
+
+
+def scoped_site(principal: Principal, site: str | None) -> str | None:
+    """The site a query must be limited to: the token's own site, if it has one.
+
+    A site-scoped token asking for another site gets 403; routes put the returned value
+    into their WHERE clause, so scoping holds in the query, not only in the UI.
+    """
+    if principal.site_id is None:
+        return site
+    if site is not None and site != principal.site_id:
+        raise ApiError(403, f"this token is limited to site {principal.site_id!r}",
+                       code="forbidden")
+    return principal.site_id
+
+
+def check_site(principal: Principal, site: str) -> None:
+    """Refuse access to a single record of a site outside the token's scope (as 404)."""
+    if principal.site_id is not None and site != principal.site_id:
+        raise ApiError(404, "not found")

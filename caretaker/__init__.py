@@ -1,0 +1,1 @@
+"""Caretaker: equipment telemetry and patrol inspection for property-service centres."""

@@ -1,0 +1,31 @@
+"""Database access: a psycopg 3 connection pool and single connections."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from caretaker.settings import Settings, get_settings
+
+
+def connect(url: str | None = None, **kwargs: object) -> psycopg.Connection:
+    """Open one connection (rows as dicts) to the configured database."""
+    return psycopg.connect(url or get_settings().db_url(), row_factory=dict_row, **kwargs)
+
+
+def make_pool(settings: Settings | None = None, *, url: str | None = None,
+              min_size: int = 1, max_size: int | None = None, name: str = "caretaker"
+              ) -> ConnectionPool:
+    """Open a connection pool; `with pool.connection() as conn:` commits or rolls back."""
+    settings = settings or get_settings()
+    pool = ConnectionPool(
+        url or settings.db_url(),
+        min_size=min_size,
+        max_size=max_size or settings.db_pool_size,
+        kwargs={"row_factory": dict_row},
+        name=name,
+        open=False,
+    )
+    pool.open(wait=True, timeout=30)
+    return pool

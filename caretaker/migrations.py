@@ -1,0 +1,79 @@
+"""Versioned SQL migrations: in caretaker/schema, applied in order, each once, recorded in schema_migrations."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+
+MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+# Any fixed number: serialises concurrent `migrate` calls from several processes.
+LOCK_KEY = 7_311_001
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One SQL file of caretaker/migrations."""
+
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def available() -> list[Migration]:
+    """All migrations shipped with the package, in version order."""
+    found = []
+    for entry in resources.files("caretaker.schema").iterdir():
+        m = MIGRATION_NAME.match(entry.name)
+        if m:
+            found.append(Migration(int(m.group(1)), m.group(2), entry.read_text()))
+    found.sort(key=lambda mig: mig.version)
+    versions = [mig.version for mig in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"two migrations share a version number: {versions}")
+    return found
+
+
+def migrate(conn: psycopg.Connection) -> list[Migration]:
+    """Apply the migrations not yet applied; return those applied now."""
+    conn.autocommit = True
+    conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        rows = conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
+        done = {_get(r, 0, "version"): _get(r, 1, "checksum") for r in rows}
+        applied = []
+        for mig in available():
+            if mig.version in done:
+                if done[mig.version] != mig.checksum:
+                    raise RuntimeError(
+                        f"migration {mig.version:03d}_{mig.name} was changed after it was "
+                        "applied; add a new migration instead"
+                    )
+                continue
+            with conn.transaction():
+                conn.execute(mig.sql)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                    (mig.version, mig.name, mig.checksum),
+                )
+            applied.append(mig)
+        return applied
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+        conn.autocommit = False
+
+
+def _get(row: object, index: int, key: str) -> object:
+    return row[key] if isinstance(row, dict) else row[index]  # type: ignore[index]

@@ -1,0 +1,231 @@
+"""The embedded servers: a project-local PostgreSQL cluster and Mosquitto broker on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from mirakuru import TCPExecutor
+
+PG_VERSIONS = ("17", "16", "15")
+
+
+class MissingDependency(RuntimeError):
+    """A program Caretaker needs is not installed."""
+
+
+def pg_bindir() -> Path:
+    """The bin directory of the newest PostgreSQL that has TimescaleDB installed."""
+    for version in PG_VERSIONS:
+        bindir = Path(f"/usr/lib/postgresql/{version}/bin")
+        lib = Path(f"/usr/lib/postgresql/{version}/lib/timescaledb.so")
+        if (bindir / "postgres").exists() and lib.exists():
+            return bindir
+    raise MissingDependency(
+        "no PostgreSQL with TimescaleDB found: run `bash scripts/setup.sh` as root "
+        "(or set CARETAKER_DATABASE_URL to an external TimescaleDB)"
+    )
+
+
+def mosquitto_binary() -> str:
+    """Path of the mosquitto broker."""
+    path = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(path).exists():
+        raise MissingDependency(
+            "mosquitto is not installed: run `bash scripts/setup.sh` as root "
+            "(or set CARETAKER_MQTT_URL to an external broker)"
+        )
+    return path
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something already listens on host:port."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_postgres() -> list[str]:
+    """PostgreSQL refuses to run as root: run its programs as the postgres user then."""
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+def _own(path: Path) -> None:
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("postgres")
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+class LocalPostgres:
+    """A PostgreSQL cluster with TimescaleDB in `<state>/pg`, listening on 127.0.0.1:port."""
+
+    def __init__(self, state_dir: Path, port: int) -> None:
+        self.state_dir = state_dir
+        self.port = port
+        self.root = state_dir / "pg"
+        self.data = self.root / "data"
+        self.socket_dir = self.root / "run"
+        self.log = state_dir / "logs" / "postgres.log"
+        self.secrets_file = state_dir / "secrets.json"
+
+    @property
+    def password(self) -> str:
+        return str(json.loads(self.secrets_file.read_text())["db_password"])
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://caretaker:{self.password}@127.0.0.1:{self.port}/caretaker"
+
+    def _pgctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [*_as_postgres(), str(pg_bindir() / "pg_ctl"), "-D", str(self.data), *args]
+        return subprocess.run(cmd, check=check, capture_output=True, text=True)
+
+    def init(self) -> None:
+        """Create the cluster once: a `caretaker` superuser with a random password."""
+        if (self.data / "PG_VERSION").exists():
+            return
+        bindir = pg_bindir()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o755)  # the postgres user must reach its data directory
+        for d in (self.root, self.data, self.socket_dir, self.log.parent):
+            d.mkdir(parents=True, exist_ok=True)
+            _own(d)
+        os.chmod(self.data, 0o700)
+        if not self.secrets_file.exists():
+            self.secrets_file.write_text(json.dumps({"db_password": secrets.token_urlsafe(24)}))
+            os.chmod(self.secrets_file, 0o600)
+        pwfile = self.root / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        _own(pwfile)
+        try:
+            subprocess.run(
+                [*_as_postgres(), str(bindir / "initdb"), "-D", str(self.data), "-U", "caretaker",
+                 "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync"],
+                check=True, capture_output=True, text=True,
+            )
+        finally:
+            pwfile.unlink()
+        conf = self.data / "postgresql.conf"
+        with conf.open("a") as f:
+            f.write(
+                "\n# caretaker\n"
+                "shared_preload_libraries = 'timescaledb'\n"
+                "listen_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{self.socket_dir}'\n"
+                "max_connections = 200\n"
+                "shared_buffers = '512MB'\n"
+                "timescaledb.telemetry_level = off\n"
+                "synchronous_commit = on\n"
+                "max_wal_size = '2GB'\n"
+            )
+
+    def running(self) -> bool:
+        return self._pgctl("status", check=False).returncode == 0
+
+    def start(self) -> None:
+        """Start the cluster (creating it first if needed) and the `caretaker` database."""
+        self.init()
+        if not self.running():
+            if port_in_use(self.port):
+                raise RuntimeError(
+                    f"port {self.port} is already in use: stop what listens there or set "
+                    "CARETAKER_DB_PORT to a free port"
+                )
+            self._pgctl("start", "-w", "-t", "60", "-l", str(self.log), "-o", f"-p {self.port}")
+        self._ensure_database()
+
+    def _ensure_database(self) -> None:
+        import psycopg
+
+        admin = f"postgresql://caretaker:{self.password}@127.0.0.1:{self.port}/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'caretaker'").fetchone():
+                conn.execute("CREATE DATABASE caretaker")
+
+    def stop(self, mode: str = "fast") -> None:
+        if self.data.exists() and self.running():
+            self._pgctl("stop", "-w", "-m", mode)
+
+
+class LocalMosquitto:
+    """A Mosquitto broker with a generated config in `<state>/mqtt`, on 127.0.0.1:port."""
+
+    def __init__(self, state_dir: Path, port: int) -> None:
+        self.state_dir = state_dir
+        self.port = port
+        self.root = state_dir / "mqtt"
+        self.config = self.root / "mosquitto.conf"
+        self.log = state_dir / "logs" / "mosquitto.log"
+        self._executor: TCPExecutor | None = None
+
+    def write_config(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            "# generated by caretaker\n"
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.root}/\n"
+            "autosave_interval 30\n"
+            # Raised queue limits: a burst or a consumer that is down must not drop messages.
+            "max_queued_messages 1000000\n"
+            "max_queued_bytes 0\n"
+            "max_inflight_messages 1000\n"
+            "max_packet_size 1048576\n"
+            "persistent_client_expiration 7d\n"
+            "set_tcp_nodelay true\n"
+            "log_dest stderr\n"
+            "log_type error\nlog_type warning\n"
+        )
+
+    def start(self) -> None:
+        if port_in_use(self.port):
+            raise RuntimeError(
+                f"port {self.port} is already in use: stop what listens there or set "
+                "CARETAKER_MQTT_PORT to a free port"
+            )
+        self.write_config()
+        cmd = [mosquitto_binary(), "-c", str(self.config)]
+        if os.geteuid() == 0:
+            # mosquitto drops root to the `mosquitto` user; keep root so it can write state.
+            with self.config.open("a") as f:
+                f.write("user root\n")
+        self._logf = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
+        self._executor = TCPExecutor(cmd, host="127.0.0.1", port=self.port, timeout=20,
+                                     stdout=self._logf, stderr=subprocess.STDOUT)
+        self._executor.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self._executor.process.pid if self._executor and self._executor.process else None
+
+    def stop(self) -> None:
+        if self._executor is not None:
+            self._executor.stop()
+            self._executor = None
+            self._logf.close()
+
+
+def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> bool:
+    """Wait until something listens on host:port; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_in_use(port, host):
+            return True
+        time.sleep(0.05)
+    return False

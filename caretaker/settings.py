@@ -1,0 +1,72 @@
+"""The one place configuration is read: environment variables prefixed CARETAKER_."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Caretaker's settings; every field can be set as CARETAKER_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="CARETAKER_", extra="ignore")
+
+    state_dir: Path = CHECKOUT / ".caretaker"
+    # External servers; when unset, the embedded ones under state_dir are used.
+    database_url: str | None = None
+    mqtt_url: str | None = None
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    mqtt_port: int = 1883
+    db_port: int = 5433
+
+    retention_days: int = Field(default=365, ge=1)
+    db_pool_size: int = 8
+
+    ingest_batch_size: int = Field(default=5000, ge=1)
+    ingest_batch_ms: int = Field(default=50, ge=1)
+    ingest_client_id: str = "caretaker-ingest"
+    # Messages held in memory before the ingest stops reading from the socket.
+    ingest_max_pending: int = Field(default=50000, ge=100)
+
+    rules_tick_ms: int = Field(default=500, ge=10)
+    webhook_url: str | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """True when Caretaker runs its own PostgreSQL and Mosquitto."""
+        return self.database_url is None and self.mqtt_url is None
+
+    def db_url(self) -> str:
+        """The PostgreSQL URL to connect to (external, or the embedded cluster's)."""
+        if self.database_url:
+            return self.database_url
+        secrets = self.state_dir / "secrets.json"
+        if not secrets.exists():
+            raise RuntimeError(
+                f"no database configured: run `caretaker up` (embedded servers under "
+                f"{self.state_dir}) or set CARETAKER_DATABASE_URL"
+            )
+        password = json.loads(secrets.read_text())["db_password"]
+        return f"postgresql://caretaker:{quote(password)}@127.0.0.1:{self.db_port}/caretaker"
+
+    def mqtt(self) -> tuple[str, int]:
+        """The broker's host and port."""
+        if self.mqtt_url:
+            parts = urlsplit(self.mqtt_url)
+            return parts.hostname or "127.0.0.1", parts.port or 1883
+        return "127.0.0.1", self.mqtt_port
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""MQTT → TimescaleDB: subscriber, payload parsing, batched COPY writer, dead letters."""

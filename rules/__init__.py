@@ -1,0 +1,1 @@
+"""Equipment rules → alarms → fault work orders; patrol and inspection rules → gaps."""

@@ -1,0 +1,1 @@
+"""Device fleet and patrol guards that publish over real MQTT; fault scenarios."""

@@ -1,0 +1,1 @@
+"""Fixture plugins are loaded from pyproject (-p tests.fix_servers)."""

@@ -1,0 +1,99 @@
+"""Fixtures: a throwaway TimescaleDB cluster and Mosquitto broker on free ports, per session.
+
+`database` gives each test its own freshly migrated database (a copy of a template), so
+tests cannot see each other's rows; `mqtt` is the broker's (host, port).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from caretaker.migrations import migrate
+from caretaker.servers import LocalMosquitto, LocalPostgres, free_port
+
+TEMPLATE = "caretaker_template"
+
+
+@pytest.fixture(scope="session")
+def state_dir() -> Iterator[Path]:
+    """A state directory for the session's servers (the postgres user must reach it)."""
+    path = Path(tempfile.mkdtemp(prefix="caretaker-test-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server(state_dir: Path) -> Iterator[LocalPostgres]:
+    """A running PostgreSQL + TimescaleDB cluster with a migrated template database."""
+    pg = LocalPostgres(state_dir, free_port())
+    pg.start()
+    admin = pg.url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {TEMPLATE}")
+    with psycopg.connect(pg.url.rsplit("/", 1)[0] + f"/{TEMPLATE}") as conn:
+        migrate(conn)
+    yield pg
+    pg.stop(mode="immediate")
+
+
+@pytest.fixture
+def database(pg_server: LocalPostgres) -> Iterator[str]:
+    """URL of a new, migrated, empty database for this test alone."""
+    base = pg_server.url.rsplit("/", 1)[0]
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    yield f"{base}/{name}"
+    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def conn(database: str) -> Iterator[psycopg.Connection]:
+    """A connection (rows as dicts) to this test's database."""
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(database, row_factory=dict_row) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(state_dir: Path) -> Iterator[LocalMosquitto]:
+    """A running Mosquitto broker with Caretaker's generated config."""
+    broker = LocalMosquitto(state_dir, free_port())
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def mqtt(mqtt_broker: LocalMosquitto) -> tuple[str, int]:
+    """The broker's (host, port)."""
+    return "127.0.0.1", mqtt_broker.port
+
+
+@pytest.fixture
+def settings_env(database: str, mqtt: tuple[str, int], tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Point Caretaker's settings (this process and its children) at the test servers."""
+    from caretaker.settings import get_settings
+
+    env = {
+        "CARETAKER_DATABASE_URL": database,
+        "CARETAKER_MQTT_URL": f"mqtt://{mqtt[0]}:{mqtt[1]}",
+        "CARETAKER_STATE_DIR": str(tmp_path / "state"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield env
+    get_settings.cache_clear()
