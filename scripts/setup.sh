@@ -52,7 +52,7 @@ if [ ! -f "$($PGBIN/pg_config --pkglibdir)/timescaledb.so" ]; then
   cmake -S "$WORK/src" -B "$WORK/build" -DAPACHE_ONLY=ON -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF \
         -DWARNINGS_AS_ERRORS=OFF -DPG_CONFIG="$PGBIN/pg_config" >"$WORK/cmake.log" 2>&1 || { cat "$WORK/cmake.log"; die "cmake failed"; }
   make -C "$WORK/build" -j"$(nproc)" >"$WORK/make.log" 2>&1 || { tail -50 "$WORK/make.log"; die "TimescaleDB build failed"; }
-  make -C "$WORK/build" install >/dev/null
+  make -C "$WORK/build" install >"$WORK/install.log" 2>&1 || { tail -50 "$WORK/install.log"; die "TimescaleDB install failed"; }
 fi
 
 VENV="$ROOT/.venv"
@@ -60,8 +60,8 @@ STAMP="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$STAMP" ]; then
   say "creating the virtual environment in .venv"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e ".[dev]"
+  "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v '^WARNING' || true
+  "$VENV/bin/pip" install -q -e ".[dev]" >"$VENV/pip-install.log" 2>&1 || { tail -30 "$VENV/pip-install.log"; die "pip install failed"; }
   rm -f "$VENV"/.installed-*; touch "$STAMP"
 fi
 say "ready: PostgreSQL $PG with TimescaleDB, Mosquitto, .venv (run: .venv/bin/caretaker --help)"
