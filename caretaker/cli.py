@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -47,6 +49,8 @@ def token_create(
     name: Annotated[str | None, typer.Option(help="a label for the token")] = None,
 ) -> None:
     """Create an API token; the token is printed alone on the last line."""
+    from psycopg.errors import ForeignKeyViolation
+
     from caretaker.db import connect
     from caretaker.tokens import create_token
 
@@ -55,6 +59,8 @@ def token_create(
             token = create_token(conn, role=role, site_id=site, guard_id=guard, name=name)
     except ValueError as exc:
         fail(str(exc))
+    except ForeignKeyViolation:
+        fail(f"there is no site {site!r}: load it first (`caretaker load FILE`)")
     typer.echo(f"created a {role} token" + (f" for site {site}" if site else ""), err=True)
     typer.echo(token)
 
@@ -84,12 +90,157 @@ def rules() -> None:
     run()
 
 
+@app.command()
+def ingest(
+    workers: Annotated[int, typer.Option(min=1, help="ingest processes sharing the topics")] = 1,
+    index: Annotated[int, typer.Option(min=0, help="this worker's number (its MQTT client id)")
+                     ] = 0,
+) -> None:
+    """Run the MQTT ingest: telemetry, device status and scans into the database."""
+    from ingest.worker import main as run
+    from ingest.worker import supervise
+
+    _logging()
+    if workers > 1:
+        supervise(workers)
+    else:
+        run(index=index)
+
+
+@app.command()
+def simulate(
+    config: Annotated[Path | None, typer.Option(help="site configuration YAML whose devices "
+                      "and guards to simulate (default: the example site)")] = None,
+    devices: Annotated[int | None, typer.Option(help="simulate a generated fleet of N devices "
+                       "(mixed types, 100 per site) instead of a site configuration")] = None,
+    seed: Annotated[int, typer.Option(help="same seed (and --start) → same messages")] = 1,
+    speed: Annotated[float, typer.Option(help="the simulated clock runs X times faster; with "
+                     "--duration it starts that long ago so timestamps stay in the past")] = 1.0,
+    interval: Annotated[str | None, typer.Option(help="simulated time between a device's "
+                        "readings, e.g. 5s (default 10s live, 60s with --backfill)")] = None,
+    duration: Annotated[str | None, typer.Option(help="stop after this much simulated time, "
+                        "e.g. 30m (default: run until interrupted)")] = None,
+    scenario: Annotated[str | None, typer.Option(help="fault scenario: a packaged name "
+                        "(faults, drift, outage, flapping, bad-payloads) or a YAML file")] = None,
+    backfill: Annotated[str | None, typer.Option(help="publish this much history (e.g. 7d) "
+                        "as fast as the broker acknowledges, timestamps in the past, then "
+                        "exit")] = None,
+    rate: Annotated[float | None, typer.Option(help="target messages/s in total (sets each "
+                    "device's interval to devices/rate; for load tests)")] = None,
+    start: Annotated[datetime | None, typer.Option(help="simulated start time (UTC unless "
+                     "an offset is given); default now")] = None,
+    guards: Annotated[bool, typer.Option(help="simulate the site's guard patrols")] = True,
+    guard_rates: Annotated[str | None, typer.Option(help="guard fault rates, e.g. late=0.1,"
+                           "missed=0.05,out_of_order=0.03,repeated=0.03,offline_batch=0.05,"
+                           "missed_run=0,abnormal=0.02")] = None,
+    window: Annotated[int, typer.Option(help="QoS-1 messages in flight at most")] = 1000,
+) -> None:
+    """Publish a simulated device fleet and guard patrols over MQTT (live, sped up or backfill)."""
+    from caretaker.clock import system_clock
+    from simulators.publisher import PublishError
+    from simulators.run import Options, parse_rates
+    from simulators.run import simulate as run
+    from simulators.scenarios import parse_duration
+
+    _logging()
+    settings = get_settings()
+    try:
+        opts = Options(
+            config=config, devices=devices, seed=seed, speed=speed,
+            interval=parse_duration(interval) if interval else None,
+            duration=parse_duration(duration) if duration else None,
+            scenario=scenario, backfill=parse_duration(backfill) if backfill else None,
+            rate=rate, guards=guards, window=window,
+            guard_rates=parse_rates(guard_rates) if guard_rates else None,
+            start=start if start is None or start.tzinfo else start.replace(tzinfo=UTC))
+        host, port = settings.mqtt()
+        stats = run(opts, host=host, port=port, now=system_clock())
+    except (ValueError, OSError, PublishError) as exc:
+        fail(str(exc))
+    typer.echo(stats.summary())
+
+
+@app.command()
+def load(
+    file: Annotated[Path | None, typer.Argument(help="a site configuration (YAML)")] = None,
+    example: Annotated[bool, typer.Option("--example", help="load the packaged example site "
+                                          "(Riverside Gardens)")] = False,
+) -> None:
+    """Apply a site configuration file; loading the same file again changes nothing."""
+    from caretaker.clock import system_clock
+    from caretaker.db import connect
+    from caretaker.site_config import SiteConfigError, example_document, load_site_config, read_file
+
+    if (file is None) == (not example):
+        fail("give a FILE or --example (one of them)")
+    try:
+        doc = example_document() if example else read_file(file)  # type: ignore[arg-type]
+        with connect() as conn:
+            result = load_site_config(conn, doc, now=system_clock())
+    except SiteConfigError as exc:
+        fail(str(exc))
+    typer.echo(result.summary())
+
+
+@app.command()
+def up(
+    external: Annotated[bool, typer.Option("--external", help="use the servers named by "
+                        "CARETAKER_DATABASE_URL and CARETAKER_MQTT_URL; start none")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="run in the background; return "
+                      "once the API answers")] = False,
+    supervised: Annotated[bool, typer.Option("--supervised", hidden=True)] = False,
+) -> None:
+    """Start the stack: database, broker, ingest, rules and the API, supervised."""
+    from caretaker.stack import up as run
+
+    raise typer.Exit(run(get_settings(), external=external, detach=detach,
+                         background=supervised))
+
+
+@app.command()
+def demo(
+    external: Annotated[bool, typer.Option("--external", help="use external servers")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="run in the background")] = False,
+    supervised: Annotated[bool, typer.Option("--supervised", hidden=True)] = False,
+) -> None:
+    """`up`, plus the example site, plus the simulator publishing live data."""
+    from caretaker.stack import up as run
+
+    raise typer.Exit(run(get_settings(), external=external, detach=detach,
+                         background=supervised, demo=True))
+
+
+@app.command()
+def down() -> None:
+    """Stop a stack started by `caretaker up` (or `demo`); leave no process behind."""
+    from caretaker.stack import down as run
+
+    typer.echo(run(get_settings()))
+
+
+@app.command()
+def status() -> None:
+    """What runs where (processes, ports, URLs, health), and rows arriving in the database."""
+    from caretaker.status import status as run
+
+    typer.echo(run(get_settings()))
+
+
 def main() -> None:
     """Entry point of the console script."""
     try:
         app()
     except RuntimeError as exc:  # configuration problems: say what to do, no traceback
         typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    except Exception as exc:
+        from psycopg import OperationalError
+
+        if not isinstance(exc, OperationalError):
+            raise
+        reason = str(exc).splitlines()[0]
+        typer.secho(f"error: cannot reach the database ({reason}): start the stack with "
+                    "`caretaker up`, or check CARETAKER_DATABASE_URL", fg="red", err=True)
         sys.exit(1)
 
 

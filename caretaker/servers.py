@@ -129,6 +129,10 @@ class LocalPostgres:
                 "max_connections = 200\n"
                 "shared_buffers = '512MB'\n"
                 "timescaledb.telemetry_level = off\n"
+                # Its job scheduler only runs jobs the Apache edition refuses anyway, and its
+                # workers hold connections to every database (blocking CREATE DATABASE ...
+                # TEMPLATE); retention runs in Caretaker's own scheduler instead.
+                "timescaledb.max_background_workers = 0\n"
                 "synchronous_commit = on\n"
                 "max_wal_size = '2GB'\n"
             )

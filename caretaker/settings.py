@@ -34,10 +34,19 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(default=5000, ge=1)
     ingest_batch_ms: int = Field(default=50, ge=1)
     ingest_client_id: str = "caretaker-ingest"
+    # MQTT shared-subscription group ($share/<group>/...) the ingest workers join.
+    ingest_share_group: str = "caretaker"
     # Messages held in memory before the ingest stops reading from the socket.
     ingest_max_pending: int = Field(default=50000, ge=100)
 
     rules_tick_ms: int = Field(default=500, ge=10)
+    # Patrol: clock tick (gaps appear within tick + settle of a window closing), how long a
+    # closed window waits for in-flight scans, repeat-scan window, planning horizon/catch-up.
+    patrol_tick_ms: int = Field(default=500, ge=10, le=1000)
+    patrol_settle_seconds: float = Field(default=2.0, ge=0, le=3)
+    patrol_repeat_seconds: int = Field(default=300, ge=0)
+    patrol_horizon_hours: int = Field(default=24, ge=1)
+    patrol_catchup_days: int = Field(default=31, ge=1)
     webhook_url: str | None = None
 
     @property

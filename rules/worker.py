@@ -11,6 +11,8 @@ from caretaker.db import make_pool
 from caretaker.retention import apply_retention
 from caretaker.scheduler import Job, run_forever
 from caretaker.settings import Settings, get_settings
+from rules.engine import rule_jobs
+from rules.patrol.engine import patrol_jobs
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,8 @@ def jobs(settings: Settings) -> list[Job]:
     return [
         Job("retention", 3600, lambda conn, now: apply_retention(
             conn, days=settings.retention_days, now=now)),
+        *patrol_jobs(settings),
+        *rule_jobs(settings),
     ]
 
 

@@ -1,0 +1,69 @@
+"""Pieces every list-and-edit router shares: the page shape, paging parameters, write errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel, StringConstraints
+
+from api.errors import ApiError
+from caretaker.registry import RegistryError
+from caretaker.tokens import Principal
+
+T = TypeVar("T")
+
+IDENT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+Ident = Annotated[str, StringConstraints(pattern=IDENT_PATTERN)]
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list: the items, how many match in all, and the paging used."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class Paging(BaseModel):
+    """?limit= and ?offset= of a list request."""
+
+    limit: int
+    offset: int
+
+
+def paging(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+           offset: Annotated[int, Query(ge=0)] = 0) -> Paging:
+    """The paging parameters of a list request (default 100 items, at most 1000)."""
+    return Paging(limit=limit, offset=offset)
+
+
+PagingDep = Annotated[Paging, Depends(paging)]
+
+
+def check_write_site(principal: Principal, site: str) -> None:
+    """Refuse a write into a site outside a site-scoped token's own site (403)."""
+    if principal.site_id is not None and principal.site_id != site:
+        raise ApiError(403, f"this token is limited to site {principal.site_id!r}",
+                       code="forbidden")
+
+
+@contextmanager
+def write_errors() -> Iterator[None]:
+    """Turn the registry's refusals (duplicate, unknown reference) into API errors."""
+    try:
+        yield
+    except RegistryError as exc:
+        raise ApiError(exc.status, str(exc)) from exc
+
+
+def changes_of(body: BaseModel, *, not_null: tuple[str, ...] = ("name",)) -> dict[str, Any]:
+    """The fields a PATCH body sets; 422 when it sets a required field to null."""
+    changes = body.model_dump(exclude_unset=True)
+    nulled = [k for k in not_null if k in changes and changes[k] is None]
+    if nulled:
+        raise ApiError(422, f"{', '.join(nulled)} may not be null", code="invalid")
+    return changes

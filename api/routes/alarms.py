@@ -1,0 +1,112 @@
+"""Alarms: one per (device, rule) while active; list, read, acknowledge and clear them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict
+
+from api.deps import ClockDep, Db, Reader, require, scoped_site
+from api.errors import ApiError
+from api.resource import Page, PagingDep
+from caretaker.tokens import Principal
+from rules import alarms
+
+router = APIRouter(prefix="/alarms", tags=["alarms"])
+
+Handler = Annotated[Principal, Depends(require("supervisor", "engineer"))]
+Severity = Literal["critical", "major", "minor", "warning"]
+State = Literal["active", "acknowledged", "cleared"]
+
+
+class AlarmPublic(BaseModel):
+    id: int
+    site_id: str
+    device_id: str
+    rule_id: str
+    severity: str
+    state: str
+    message: str
+    metric: str | None
+    first_value: float | None
+    last_value: float | None
+    count: int
+    raised_at: datetime
+    last_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    cleared_at: datetime | None
+    cleared_by: str | None
+    suppressed_by: str | None
+    suppression_ended_at: datetime | None
+    work_order_id: int | None
+
+
+class AlarmEvent(BaseModel):
+    at: datetime
+    action: str
+    actor: str
+    note: str | None
+
+
+class AlarmDetail(AlarmPublic):
+    history: list[AlarmEvent]
+
+
+class AlarmAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = None
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    try:
+        yield
+    except alarms.AlarmError as exc:
+        raise ApiError(exc.status, str(exc)) from exc
+
+
+@router.get("", response_model=Page[AlarmPublic])
+def list_alarms(conn: Db, principal: Reader, page: PagingDep, site: str | None = None,
+                device: str | None = None, severity: Severity | None = None,
+                state: State | None = None, rule: str | None = None,
+                since: Annotated[datetime | None, Query(description="raised at or after")] = None,
+                until: Annotated[datetime | None, Query(description="raised before")] = None,
+                ) -> dict[str, Any]:
+    """Alarms, newest first, filtered by site, device, severity, state, rule and time."""
+    items, total = alarms.list_alarms(
+        conn, filters={"site": site, "device": device, "severity": severity, "state": state,
+                       "rule": rule},
+        scope=scoped_site(principal, site), since=since, until=until, limit=page.limit,
+        offset=page.offset)
+    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+
+
+@router.get("/{alarm_id}", response_model=AlarmDetail)
+def get_alarm(alarm_id: int, conn: Db, principal: Reader) -> dict[str, Any]:
+    """One alarm with its history."""
+    with _refusals():
+        return alarms.get_alarm(conn, alarm_id, scope=principal.site_id)
+
+
+@router.post("/{alarm_id}/acknowledge", response_model=AlarmPublic)
+def acknowledge(alarm_id: int, body: AlarmAction, conn: Db, principal: Handler,
+                clock: ClockDep) -> dict[str, Any]:
+    """Acknowledge an active alarm."""
+    with _refusals():
+        return alarms.acknowledge(conn, alarm_id, actor=principal.actor, now=clock(),
+                                  note=body.note, scope=principal.site_id)
+
+
+@router.post("/{alarm_id}/clear", response_model=AlarmPublic)
+def clear(alarm_id: int, body: AlarmAction, conn: Db, principal: Handler,
+          clock: ClockDep) -> dict[str, Any]:
+    """Clear an alarm by hand (its rule may raise it again if the fault persists)."""
+    with _refusals():
+        return alarms.clear_by_hand(conn, alarm_id, actor=principal.actor, now=clock(),
+                                    note=body.note, scope=principal.site_id)

@@ -1,0 +1,51 @@
+"""A site's patrol picture right now: runs under way, next due, open gaps, unknown tags."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from api.deps import ClockDep, Db, Reader, check_site
+from api.patrol import own_guard, patrol_errors
+from api.routes.runs import GapPublic, RunPublic
+from rules.patrol import queries
+
+router = APIRouter(prefix="/sites", tags=["patrol"])
+
+
+class UnknownTag(BaseModel):
+    tag: str
+    scans: int
+    last_seen: datetime
+
+
+class NextDue(BaseModel):
+    schedule_id: str
+    route_id: str
+    route_name: str | None
+    guard_id: str | None
+    post: str | None
+    planned_start: datetime
+    run_id: int | None   # null while the run is beyond the planning horizon
+
+
+class PatrolStatus(BaseModel):
+    site_id: str
+    timezone: str
+    now: datetime
+    in_progress: list[RunPublic]
+    next_due: list[NextDue]
+    open_gaps: list[GapPublic]
+    open_gap_count: int
+    unknown_tags: list[UnknownTag]
+
+
+@router.get("/{site}/patrol-status", response_model=PatrolStatus)
+def patrol_status(site: str, conn: Db, principal: Reader, clock: ClockDep) -> dict[str, Any]:
+    """Runs in progress, the next run of each schedule, open gaps, unknown tags (7 days)."""
+    check_site(principal, site)
+    with patrol_errors():
+        return queries.patrol_status(conn, site, guard=own_guard(principal), now=clock())

@@ -1,0 +1,290 @@
+"""Ingest benchmark: publish → committed rows at QoS 1, against a bare-subscriber ceiling.
+
+Starts its own PostgreSQL + TimescaleDB and Mosquitto on free loopback ports in a temp dir.
+500 devices, 3 values per message, several publisher processes. Two measurements each for
+the ceiling (a paho subscriber that only counts) and for the full ingest (`caretaker ingest`):
+  live  - publishers and consumer run at the same time (they share the 2 cores);
+  drain - the stream is queued at the broker first, then the consumer starts.
+Prints figures; it is not a test.
+
+    .venv/bin/python bench/ingest_bench.py [--messages 200000] [--publishers 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from caretaker.migrations import migrate  # noqa: E402
+from caretaker.servers import LocalMosquitto, LocalPostgres, free_port  # noqa: E402
+from ingest.metrics import LAG_BOUNDS, quantile  # noqa: E402
+
+DEVICES = 500
+TELEMETRY = "caretaker/v1/+/devices/+/telemetry"
+
+
+def _client(client_id: str, *, clean: bool = True, receive_maximum: int | None = None):  # noqa: ANN202
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                    protocol=MQTTProtocolVersion.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0 if clean else 3600
+    if receive_maximum:
+        props.ReceiveMaximum = receive_maximum
+    return c, props
+
+
+def publisher(port: int, site: str, devices: list[int], count: int, go: mp.Event,
+              done: mp.Queue) -> None:
+    """Publish `count` messages round-robin over `devices`, ts = publish time (ms)."""
+    c, props = _client(f"bench-pub-{uuid.uuid4().hex[:8]}")
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    acked = [0]
+    finished = threading.Event()
+
+    def on_publish(*_: object) -> None:
+        acked[0] += 1
+        if acked[0] == count:
+            finished.set()
+
+    c.on_publish = on_publish
+    c.connect("127.0.0.1", port, properties=props)
+    c.loop_start()
+    topics = [f"caretaker/v1/{site}/devices/dev-{d}/telemetry" for d in devices]
+    last = dict.fromkeys(range(len(devices)), 0)
+    go.wait()
+    start = time.time()
+    n = len(devices)
+    for i in range(count):
+        k = i % n
+        ts = max(time.time_ns() // 1_000_000, last[k] + 1)
+        last[k] = ts
+        payload = (b'{"ts":%d,"values":{"pressure":%.3f,"flow":%.2f,"current":%.2f}}'
+                   % (ts, 0.4 + (i % 100) / 1000, 12.0 + (i % 50) / 10, 30.0 + (i % 7)))
+        c.publish(topics[k], payload, qos=1)
+    finished.wait(600)
+    done.put((start, time.time()))
+    c.disconnect()
+    c.loop_stop()
+
+
+def counter(port: int, expected: int, ready: mp.Event, out: mp.Queue, client_id: str) -> None:
+    """The ceiling: a bare paho subscriber (QoS 1, auto-ack) that only counts."""
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+
+    c, props = _client(client_id, clean=False, receive_maximum=50000)
+    n = [0]
+    first = [0.0]
+    finished = threading.Event()
+
+    def on_message(*_: object) -> None:
+        n[0] += 1
+        if n[0] == 1:
+            first[0] = time.time()
+        if n[0] >= expected:
+            finished.set()
+
+    c.on_message = on_message
+    c.on_subscribe = lambda *_: ready.set()
+    c.on_connect = lambda cl, *_: cl.subscribe(TELEMETRY, options=SubscribeOptions(qos=1))
+    c.connect("127.0.0.1", port, clean_start=False, properties=props)
+    c.loop_start()
+    finished.wait(900)
+    out.put((first[0], time.time(), n[0]))
+    c.disconnect()
+    c.loop_stop()
+
+
+def prepare_counter_session(port: int, client_id: str) -> None:
+    """Create the counter's persistent subscription, offline (for the drain run)."""
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+
+    c, props = _client(client_id, clean=False)
+    ok = threading.Event()
+    c.on_subscribe = lambda *_: ok.set()
+    c.on_connect = lambda cl, *_: cl.subscribe(TELEMETRY, options=SubscribeOptions(qos=1))
+    c.connect("127.0.0.1", port, clean_start=True, properties=props)
+    c.loop_start()
+    assert ok.wait(10)
+    c.disconnect()
+    c.loop_stop()
+
+
+def publish_all(port: int, site: str, messages: int, publishers: int) -> tuple[float, float]:
+    """Run the publisher processes; (first publish start, last acked) wall times."""
+    go, done = mp.Event(), mp.Queue()
+    per = messages // publishers
+    procs = []
+    for p in range(publishers):
+        devs = list(range(p, DEVICES, publishers))
+        proc = mp.Process(target=publisher, args=(port, site, devs, per, go, done))
+        proc.start()
+        procs.append(proc)
+    time.sleep(1.0)  # let them connect
+    go.set()
+    results = [done.get(timeout=900) for _ in procs]
+    for proc in procs:
+        proc.join()
+    return min(r[0] for r in results), max(r[1] for r in results)
+
+
+def run_ceiling(port: int, messages: int, publishers: int, *, drain: bool) -> dict[str, float]:
+    cid = f"bench-count-{uuid.uuid4().hex[:6]}"
+    total = messages // publishers * publishers
+    ready, out = mp.Event(), mp.Queue()
+    site = f"c{uuid.uuid4().hex[:6]}"
+    if drain:
+        prepare_counter_session(port, cid)
+        t0, t1 = publish_all(port, site, total, publishers)
+        start = time.time()
+        proc = mp.Process(target=counter, args=(port, total, ready, out, cid))
+        proc.start()
+        first, last, n = out.get(timeout=900)
+        proc.join()
+        return {"messages": n, "seconds": last - start, "rate": n / (last - start)}
+    proc = mp.Process(target=counter, args=(port, total, ready, out, cid))
+    proc.start()
+    assert ready.wait(20)
+    t0, t1 = publish_all(port, site, total, publishers)
+    first, last, n = out.get(timeout=900)
+    proc.join()
+    return {"messages": n, "seconds": last - t0, "rate": n / (last - t0),
+            "publish_rate": total / (t1 - t0)}
+
+
+def _received(url: str, worker: str) -> int:
+    with psycopg.connect(url) as c:
+        row = c.execute("SELECT messages FROM ingest_stats WHERE worker = %s", (worker,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_ingest(url: str, port: int, messages: int, publishers: int, *, drain: bool,
+               state: Path) -> dict[str, float]:
+    total = messages // publishers * publishers
+    client_id = f"bench-ingest-{uuid.uuid4().hex[:6]}"
+    group = f"g{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "CARETAKER_DATABASE_URL": url,
+           "CARETAKER_MQTT_URL": f"mqtt://127.0.0.1:{port}",
+           "CARETAKER_INGEST_CLIENT_ID": client_id, "CARETAKER_INGEST_SHARE_GROUP": group,
+           "CARETAKER_STATE_DIR": str(state)}
+    site = f"i{uuid.uuid4().hex[:6]}"
+    # the worker's session and subscription exist before anything is published
+    from caretaker.settings import Settings
+    from ingest.mqtt import Subscriber
+
+    sub = Subscriber("127.0.0.1", port, client_id=f"{client_id}-0",
+                     group=Settings(ingest_share_group=group).ingest_share_group,
+                     receive_maximum=100)
+    sub.start()
+    assert sub.subscribed.wait(10)
+    sub.stop()
+    log = (state / f"ingest-{'drain' if drain else 'live'}.log").open("wb")
+    cmd = [sys.executable, "-m", "caretaker.cli", "ingest"]
+    cwd = Path(__file__).resolve().parent.parent
+    proc = None
+    if not drain:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        time.sleep(2.0)  # import + connect
+        t0, t1 = publish_all(port, site, total, publishers)
+    else:
+        publish_all(port, site, total, publishers)
+        t0 = time.time()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 900
+    while _received(url, f"{client_id}-0") < total and time.time() < deadline:
+        time.sleep(0.1)
+    t_end = time.time()
+    time.sleep(1.5)  # the idle stats flush carries the last histogram observations
+    rss = _peak_rss_mb(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    log.close()
+    with psycopg.connect(url) as c:
+        rows, distinct = c.execute(
+            "SELECT count(*), count(DISTINCT (device_id, metric, time)) FROM telemetry"
+            " WHERE site_id = %s", (site,)).fetchone()
+        lag, *received = c.execute("SELECT lag_buckets, messages, batches FROM ingest_stats"
+                                   " WHERE worker = %s", (f"{client_id}-0",)).fetchone()
+    expected_rows = total * 3
+    out = {"messages": total, "seconds": t_end - t0, "rate": total / (t_end - t0),
+           "points_rate": distinct / (t_end - t0), "lost": expected_rows - distinct,
+           "duplicated": rows - distinct, "received": received[0], "batches": received[1],
+           "p50": quantile(LAG_BOUNDS, lag, 0.5), "p99": quantile(LAG_BOUNDS, lag, 0.99),
+           "rss_mb": rss}
+    if not drain:
+        out["publish_rate"] = total / (t1 - t0)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--publishers", type=int, default=3)
+    args = parser.parse_args()
+    mp.set_start_method("spawn")
+    state = Path(tempfile.mkdtemp(prefix="caretaker-bench-"))
+    os.chmod(state, 0o755)
+    pg = LocalPostgres(state, free_port())
+    broker = LocalMosquitto(state, free_port())
+    try:
+        pg.start()
+        broker.start()
+        with psycopg.connect(pg.url) as conn:
+            migrate(conn)
+        print(f"bench: {args.messages} messages x 3 values, {DEVICES} devices, QoS 1, "
+              f"{args.publishers} publisher processes, {os.cpu_count()} CPUs")
+        results = {}
+        for drain in (False, True):
+            mode = "drain" if drain else "live"
+            c = run_ceiling(broker.port, args.messages, args.publishers, drain=drain)
+            i = run_ingest(pg.url, broker.port, args.messages, args.publishers, drain=drain,
+                           state=state)
+            results[mode] = (c, i)
+            pub = f" (publishers alone reached {c['publish_rate']:,.0f} msg/s)" if not drain else ""
+            print(f"\n[{mode}] {'publishers and consumer at once' if not drain else 'backlog queued at the broker first, then the consumer starts'}{pub}")
+            print(f"  ceiling (bare paho subscriber): {c['rate']:>9,.0f} msg/s "
+                  f"({c['messages']} msgs in {c['seconds']:.1f}s)")
+            print(f"  ingest (publish->commit):       {i['rate']:>9,.0f} msg/s, "
+                  f"{i['points_rate']:,.0f} points/s ({i['messages']} msgs in {i['seconds']:.1f}s,"
+                  f" {i['batches']} batches)")
+            print(f"  rows lost: {i['lost']}, rows duplicated: {i['duplicated']}, "
+                  f"messages received by the ingest: {i['received']}")
+            if not drain:
+                print(f"  publish->commit latency: p50 {i['p50'] * 1000:.0f} ms, "
+                      f"p99 {i['p99'] * 1000:.0f} ms (from the ingest's lag histogram)")
+            print(f"  peak RSS of the ingest process: {i['rss_mb']:.0f} MB")
+            print(f"  ratio ingest / ceiling: {i['rate'] / c['rate']:.2f}")
+    finally:
+        broker.stop()
+        pg.stop(mode="immediate")
+        shutil.rmtree(state, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

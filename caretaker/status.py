@@ -1,0 +1,96 @@
+"""`caretaker status`: what runs where (processes, ports, URLs, health) and the data arriving."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import psutil
+
+from caretaker.settings import Settings
+from caretaker.stack import api_url, files, health, read_state, supervisor_pid
+
+
+def status(settings: Settings) -> str:
+    """A readable account of what runs where, and of the data arriving."""
+    paths = files(settings)
+    pid = supervisor_pid(paths)
+    state = read_state(paths) if pid is not None else {}
+    lines = []
+    if pid is None:
+        lines.append(f"Caretaker is not running under {paths.root} (start it with "
+                     "`caretaker up`)")
+    else:
+        started = state.get("started_at", "?")
+        mode = "demo" if state.get("demo") else "stack"
+        lines.append(f"Caretaker {mode} running under {paths.root}: supervisor pid {pid}, "
+                     f"since {started}")
+        for name, info in state.get("servers", {}).items():
+            where = f"127.0.0.1:{info['port']}"
+            lines.append(f"  {name:<10} {_alive(info.get('pid'))}  {where}")
+        lines.append(f"  {'mqtt':<10} {state.get('mqtt_url')}")
+        lines.append(f"  {'database':<10} {state.get('database')}")
+        for name, info in state.get("children", {}).items():
+            restarts = f", {info['restarts']} restart(s)" if info.get("restarts") else ""
+            lines.append(f"  {name:<10} {_alive(info.get('pid'))}{restarts}  log {info['log']}")
+        for name in state.get("missing", []):
+            lines.append(f"  {name:<10} not available in this build")
+    answer = health(settings)
+    api = api_url(settings)
+    if answer is None:
+        lines.append(f"  {'health':<10} {api}/health: not answering")
+    else:
+        lines.append(f"  {'health':<10} {api}/health: {answer.get('status')} (database "
+                     f"{'ok' if answer.get('database') else 'DOWN'}, broker "
+                     f"{'ok' if answer.get('broker') else 'DOWN'})")
+    if pid is not None or settings.database_url:
+        lines += _data_lines(settings)
+    return "\n".join(lines)
+
+
+def _alive(pid: int | None) -> str:
+    if pid is None:
+        return "stopped   "
+    return f"pid {pid:<6}" if psutil.pid_exists(pid) else f"DEAD ({pid})"
+
+
+def _data_lines(settings: Settings) -> list[str]:
+    """Row counts that show data arriving (or a reason they cannot be read)."""
+    from caretaker.db import connect
+
+    try:
+        url = settings.db_url()
+    except RuntimeError:
+        return []
+    try:
+        with connect(url, connect_timeout=3) as conn:
+            conn.execute("SET statement_timeout = '10s'")
+
+            def one(query: str) -> dict[str, Any]:
+                row: Any = conn.execute(query).fetchone()
+                return dict(row)
+
+            t = one("SELECT count(*) AS n, max(time) AS last,"
+                    " count(*) FILTER (WHERE time > now() - interval '1 minute') AS recent"
+                    " FROM telemetry")
+            s = one("SELECT count(*) AS n, max(time) AS last FROM scans")
+            d = one("SELECT count(*) AS n FROM dead_letters")
+            v = one("SELECT count(*) AS n, count(*) FILTER (WHERE online) AS online FROM devices")
+            sites = one("SELECT count(*) AS n FROM sites")
+    except Exception as exc:
+        return [f"Data: database not reachable ({str(exc).splitlines()[0]})"]
+    return [
+        "Data:",
+        f"  telemetry rows   {t['n']:,} ({t['recent']:,} in the last minute; "
+        f"last at {_when(t['last'])})",
+        f"  scans            {s['n']:,} (last at {_when(s['last'])})",
+        f"  dead letters     {d['n']:,}",
+        f"  devices          {v['n']:,} in {sites['n']} site(s), {v['online']:,} online",
+    ]
+
+
+def _when(ts: datetime | None) -> str:
+    if ts is None:
+        return "-"
+    age = (datetime.now(UTC) - ts).total_seconds()
+    return f"{ts.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, {age:.0f}s ago"

@@ -1,0 +1,116 @@
+"""Turning a batch of received messages into rows to write: pure, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ingest.payloads import (
+    PayloadError,
+    Scan,
+    Status,
+    parse_scans,
+    parse_status,
+    parse_telemetry,
+    parse_topic,
+    us_to_datetime,
+)
+
+# (site, device, time µs, metric, value, text)
+TelemetryRow = tuple[str, str, int, str, float | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message as received from the broker, before parsing."""
+
+    topic: str
+    payload: bytes
+    received_ms: int
+    lwt: bool = False  # MQTT v5 user property source=lwt
+
+
+@dataclass(frozen=True, slots=True)
+class StatusItem:
+    """A status message of one device, with when it was received."""
+
+    site: str
+    device: str
+    status: Status
+    received_us: int
+
+    @property
+    def time_us(self) -> int:
+        """The status's time: the device's own if it sent one, else the receive time."""
+        return self.status.ts_us if self.status.ts_us is not None else self.received_us
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that could not be ingested, with why."""
+
+    topic: str
+    payload: bytes
+    reason: str
+    received_ms: int
+
+
+@dataclass
+class Batch:
+    """Everything one batch of messages writes, grouped by table."""
+
+    telemetry: list[TelemetryRow] = field(default_factory=list)
+    # (site, device) -> latest receive time in ms of a telemetry message
+    seen: dict[tuple[str, str], int] = field(default_factory=dict)
+    statuses: list[StatusItem] = field(default_factory=list)
+    scans: dict[tuple[str, str], list[Scan]] = field(default_factory=dict)
+    scans_received_ms: int = 0
+    dead: list[DeadLetter] = field(default_factory=list)
+    # epoch ms of each telemetry message's (first) reading: for the commit-lag histogram
+    stamps: list[int] = field(default_factory=list)
+
+
+def assemble(messages: list[Message]) -> Batch:
+    """Parse every message; bad ones become dead letters and never affect the others."""
+    batch = Batch()
+    telemetry, seen, stamps = batch.telemetry, batch.seen, batch.stamps
+    for msg in messages:
+        try:
+            topic = parse_topic(msg.topic)
+            if topic.kind == "telemetry":
+                points = parse_telemetry(msg.payload, now_ms=msg.received_ms)
+                site, device = topic.site, topic.entity
+                telemetry.extend([(site, device, *p) for p in points])
+                stamps.append(points[0][0] // 1000)
+                key = (site, device)
+                if seen.get(key, 0) < msg.received_ms:
+                    seen[key] = msg.received_ms
+            elif topic.kind == "status":
+                status = parse_status(msg.payload, now_ms=msg.received_ms, lwt=msg.lwt)
+                batch.statuses.append(
+                    StatusItem(topic.site, topic.entity, status, msg.received_ms * 1000))
+            else:
+                scans = parse_scans(topic.site, topic.entity, msg.payload,
+                                    now=us_to_datetime(msg.received_ms * 1000))
+                batch.scans.setdefault((topic.site, topic.entity), []).extend(scans)
+                batch.scans_received_ms = max(batch.scans_received_ms, msg.received_ms)
+        except PayloadError as exc:
+            batch.dead.append(DeadLetter(msg.topic, msg.payload, exc.reason, msg.received_ms))
+        except UnicodeDecodeError as exc:
+            batch.dead.append(DeadLetter(msg.topic, msg.payload, f"not UTF-8: {exc}",
+                                         msg.received_ms))
+    return batch
+
+
+def status_changes(online: bool | None, items: list[StatusItem]) -> list[StatusItem]:
+    """The status messages of one device (in arrival order) that change its online state.
+
+    A repeated or redelivered status (e.g. the retained `online` sent again on every
+    subscription) changes nothing, so it writes nothing.
+    """
+    changes = []
+    for item in items:
+        now_online = item.status.status == "online"
+        if online is None or now_online != online:
+            changes.append(item)
+            online = now_online
+    return changes

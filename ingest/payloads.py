@@ -1,0 +1,273 @@
+"""Parsing and validation of MQTT v1 topics and payloads: bytes in, rows or a reason out.
+
+Nothing here does I/O. Every failure raises `PayloadError` whose `reason` goes to
+`dead_letters` as is.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any, Literal
+
+import orjson
+
+from caretaker.clock import system_clock
+
+IDENT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Metric names: printable, no control characters (they go through COPY and into labels).
+METRIC = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+MAX_TEXT = 1024
+MAX_TAG = 256  # as long as a checkpoint tag may be
+MAX_NOTE = 4000
+MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+FUTURE_MS = 86_400_000  # a timestamp more than a day ahead of the receive time is refused
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+TopicKind = Literal["telemetry", "status", "scans"]
+# (time in µs since the epoch, metric, numeric value, text value)
+Point = tuple[int, str, float | None, str | None]
+
+
+class PayloadError(ValueError):
+    """A message that cannot be ingested; `reason` says why, for the dead-letter table."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A parsed v1 topic: which kind of message, for which site and device or guard."""
+
+    kind: TopicKind
+    site: str
+    entity: str  # device id for telemetry/status, guard id for scans
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A device status message: online or offline, and whether it was the Last Will."""
+
+    status: Literal["online", "offline"]
+    source: Literal["status", "lwt"]
+    ts_us: int | None  # the device's own time when the payload carried one
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """One checkpoint scan from a guard's handheld."""
+
+    scan_id: uuid.UUID
+    tag: str
+    ts: datetime
+    result: Literal["ok", "abnormal"] = "ok"
+    readings: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
+
+
+def check_ident(value: object, what: str) -> str:
+    """Return `value` if it is a valid id (`[A-Za-z0-9_.-]{1,64}`), else raise PayloadError."""
+    if not isinstance(value, str) or not IDENT.fullmatch(value):
+        shown = value[:80] if isinstance(value, str) else type(value).__name__
+        raise PayloadError(f"invalid {what} id {shown!r}")
+    return value
+
+
+@lru_cache(maxsize=65536)
+def parse_topic(topic: str) -> Topic:
+    """Parse `caretaker/v1/{site}/devices/{device}/telemetry|status` or `.../guards/{guard}/scans`."""
+    parts = topic.split("/")
+    if len(parts) != 6 or parts[0] != "caretaker" or parts[1] != "v1":
+        raise PayloadError("unknown topic")
+    _, _, site, group, entity, leaf = parts
+    if group == "devices" and leaf in ("telemetry", "status"):
+        kind: TopicKind = leaf  # type: ignore[assignment]
+        what = "device"
+    elif group == "guards" and leaf == "scans":
+        kind, what = "scans", "guard"
+    else:
+        raise PayloadError("unknown topic")
+    return Topic(kind, check_ident(site, "site"), check_ident(entity, what))
+
+
+def loads(payload: bytes | str) -> Any:
+    """Decode JSON, raising PayloadError on anything that is not valid JSON."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(f"invalid JSON: {exc}") from None
+
+
+def ts_to_us(ts: object, now_ms: int) -> int:
+    """Validate an epoch-milliseconds timestamp and return it in microseconds."""
+    if isinstance(ts, bool) or not isinstance(ts, int | float):
+        raise PayloadError(f"timestamp is not a number: {str(ts)[:40]!r}")
+    if not math.isfinite(ts):
+        raise PayloadError("timestamp is not finite")
+    if ts < MIN_TS_MS:
+        raise PayloadError(f"timestamp {ts} is before 2000")
+    if ts > now_ms + FUTURE_MS:
+        raise PayloadError(f"timestamp {ts} is more than a day in the future")
+    return int(ts * 1000) if isinstance(ts, int) else round(ts * 1000)
+
+
+def us_to_datetime(us: int) -> datetime:
+    """Microseconds since the epoch as an aware UTC datetime."""
+    return EPOCH + timedelta(microseconds=us)
+
+
+def datetime_to_ms(when: datetime) -> int:
+    """An aware datetime as epoch milliseconds."""
+    return (when - EPOCH) // timedelta(milliseconds=1)
+
+
+def _values(values: object, ts_us: int, out: list[Point]) -> None:
+    if not isinstance(values, dict):
+        raise PayloadError("'values' is not an object")
+    if not values:
+        raise PayloadError("no values")
+    for metric, value in values.items():
+        if not METRIC.fullmatch(metric):
+            raise PayloadError(f"invalid metric name {metric[:80]!r}")
+        if value is True or value is False:
+            out.append((ts_us, metric, 1.0 if value else 0.0, None))
+        elif isinstance(value, int | float):
+            number = float(value)
+            if not math.isfinite(number):
+                raise PayloadError(f"value of {metric!r} is not finite")
+            out.append((ts_us, metric, number, None))
+        elif isinstance(value, str):
+            if len(value) > MAX_TEXT:
+                raise PayloadError(f"text value of {metric!r} is longer than {MAX_TEXT}")
+            if "\x00" in value:
+                raise PayloadError(f"text value of {metric!r} contains a NUL character")
+            out.append((ts_us, metric, None, value))
+        else:
+            raise PayloadError(
+                f"value of {metric!r} has wrong type {type(value).__name__}"
+                " (number, boolean or string expected)")
+
+
+def _entry(entry: object, now_ms: int, out: list[Point]) -> None:
+    if not isinstance(entry, dict):
+        raise PayloadError("array entry is not an object")
+    if "values" not in entry or not entry.keys() <= {"ts", "values"}:
+        raise PayloadError("array entry must be {\"ts\": ms, \"values\": {...}}")
+    if "ts" not in entry:
+        raise PayloadError("array entry has no 'ts'")
+    _values(entry["values"], ts_to_us(entry["ts"], now_ms), out)
+
+
+def parse_telemetry(payload: bytes | str, *, now_ms: int) -> list[Point]:
+    """Parse the three ThingsBoard shapes: `{"m": v}`, `{"ts", "values"}`, or an array of the latter.
+
+    `now_ms` is the receive time: the time of flat readings and the reference for the
+    "more than a day in the future" check.
+    """
+    data = loads(payload)
+    out: list[Point] = []
+    if isinstance(data, dict):
+        if "values" in data and data.keys() <= {"ts", "values"}:
+            ts_us = ts_to_us(data["ts"], now_ms) if "ts" in data else now_ms * 1000
+            _values(data["values"], ts_us, out)
+        elif "ts" in data:
+            raise PayloadError("'ts' given without 'values'")
+        else:
+            _values(data, now_ms * 1000, out)
+    elif isinstance(data, list):
+        if not data:
+            raise PayloadError("empty array")
+        for entry in data:
+            _entry(entry, now_ms, out)
+    else:
+        raise PayloadError(f"telemetry must be an object or an array, not {type(data).__name__}")
+    return out
+
+
+def parse_status(payload: bytes | str, *, now_ms: int, lwt: bool = False) -> Status:
+    """Parse `online` / `offline`, or JSON `{"status": ..., "reason": "lwt", "ts": ms}`.
+
+    A plain `offline` cannot be told apart from a Last Will on the wire, so it counts as
+    source "status" unless `lwt` (an MQTT v5 user property source=lwt) or a JSON reason says so.
+    """
+    raw = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+    text = raw.strip()
+    ts_us: int | None = None
+    reason: object = None
+    if text.lower() in ("online", "offline"):
+        status = text.lower()
+    else:
+        data = loads(text)
+        if isinstance(data, str):
+            status = data.strip().lower()
+        elif isinstance(data, dict):
+            status = data.get("status")  # type: ignore[assignment]
+            reason = data.get("reason")
+            if "ts" in data:
+                ts_us = ts_to_us(data["ts"], now_ms)
+        else:
+            raise PayloadError("status must be 'online', 'offline' or {\"status\": ...}")
+    if status not in ("online", "offline"):
+        raise PayloadError(f"unknown status {str(status)[:40]!r}")
+    source = "lwt" if (lwt or reason == "lwt") and status == "offline" else "status"
+    return Status(status, source, ts_us)  # type: ignore[arg-type]
+
+
+def _scan(item: object, now_ms: int) -> Scan:
+    if not isinstance(item, dict):
+        raise PayloadError("scan is not an object")
+    unknown = item.keys() - {"scan_id", "tag", "ts", "result", "readings", "note"}
+    if unknown:
+        raise PayloadError(f"unknown scan field(s): {', '.join(sorted(unknown))[:120]}")
+    try:
+        scan_id = uuid.UUID(str(item["scan_id"])) if isinstance(item.get("scan_id"), str) else None
+    except ValueError:
+        scan_id = None
+    if scan_id is None:
+        raise PayloadError("scan_id is missing or not a UUID")
+    tag = item.get("tag")
+    if not isinstance(tag, str) or not tag.strip() or len(tag) > MAX_TAG or "\x00" in tag:
+        raise PayloadError(f"tag must be a non-empty string of at most {MAX_TAG} characters")
+    if "ts" not in item:
+        raise PayloadError("scan has no 'ts'")
+    ts = us_to_datetime(ts_to_us(item["ts"], now_ms))
+    result = item.get("result", "ok")
+    if result not in ("ok", "abnormal"):
+        raise PayloadError("result must be 'ok' or 'abnormal'")
+    readings = item.get("readings") or {}
+    if not isinstance(readings, dict):
+        raise PayloadError("readings must be an object")
+    for key, value in readings.items():
+        if "\x00" in key or (isinstance(value, str) and "\x00" in value):
+            raise PayloadError("readings contain a NUL character")
+        if value is not None and not isinstance(value, bool | int | float | str):
+            raise PayloadError(f"reading {key[:60]!r} has wrong type {type(value).__name__}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PayloadError(f"reading {key[:60]!r} is not finite")
+    note = item.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE or "\x00" in note):
+        raise PayloadError(f"note must be a string of at most {MAX_NOTE} characters")
+    return Scan(scan_id, tag, ts, result, readings, note)
+
+
+def parse_scans(site: str, guard: str, payload: bytes | str | list[Any] | dict[str, Any], *,
+                now: datetime | None = None) -> list[Scan]:
+    """Validate one scan or an array of scans (offline sync) of a guard at a site.
+
+    Accepts raw bytes/str (JSON) or already decoded JSON; raises PayloadError if the
+    site or guard id, or any scan, is invalid (the whole payload is refused then).
+    """
+    check_ident(site, "site")
+    check_ident(guard, "guard")
+    now_ms = datetime_to_ms(now or system_clock())
+    data = loads(payload) if isinstance(payload, bytes | str) else payload
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        raise PayloadError("empty array")
+    return [_scan(item, now_ms) for item in items]

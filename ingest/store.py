@@ -1,0 +1,297 @@
+"""Writing parsed batches: telemetry through COPY + ON CONFLICT, statuses, scans, dead letters,
+devices' last_seen/online, and the ingest_events outbox — all in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ingest.batch import Batch, DeadLetter, StatusItem, status_changes
+from ingest.payloads import Scan, datetime_to_ms, us_to_datetime
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "caretaker_events"
+RULE_METRICS_EVERY = 5.0  # seconds between re-reads of the metrics enabled rules use
+
+STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS _ingest_telemetry ("
+    " site_id text, device_id text, ts_us bigint, metric text,"
+    " value double precision, text_value text) ON COMMIT DELETE ROWS"
+)
+_TIME = "(timestamptz 'epoch' + ts_us * interval '1 microsecond')"
+INSERT_TELEMETRY = (
+    "INSERT INTO telemetry (time, site_id, device_id, metric, value, text_value)"
+    f" SELECT {_TIME}, site_id, device_id, metric, value, text_value FROM _ingest_telemetry"
+    " ON CONFLICT DO NOTHING"
+)
+# Same insert, and one outbox row with the new readings of the metrics that rules watch.
+INSERT_TELEMETRY_EVENTS = (
+    "WITH ins AS (" + INSERT_TELEMETRY +
+    " RETURNING time, site_id, device_id, metric, value, text_value),"
+    " ev AS (INSERT INTO ingest_events (kind, payload)"
+    "  SELECT 'telemetry', jsonb_agg(jsonb_build_object('site', site_id, 'device', device_id,"
+    "   'metric', metric, 'ts', (extract(epoch FROM time) * 1000)::bigint,"
+    "   'value', value, 'text', text_value) ORDER BY time)"
+    "  FROM ins WHERE metric = ANY(%(metrics)s) HAVING count(*) > 0 RETURNING 1)"
+    " SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM ev) AS events"
+)
+
+
+@dataclass
+class Written:
+    """What one batch wrote: row counts, and which outbox kinds got an event."""
+
+    telemetry: int = 0
+    statuses: int = 0
+    scans: int = 0
+    dead_letters: int = 0
+    registered: list[tuple[str, str]] = field(default_factory=list)
+    events: set[str] = field(default_factory=set)
+
+    @property
+    def rows(self) -> int:
+        return self.telemetry + self.statuses + self.scans
+
+
+def _first(row: Any) -> Any:
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]
+
+
+def _col(row: Any, index: int, key: str) -> Any:
+    return row[key] if isinstance(row, dict) else row[index]
+
+
+def notify(conn: psycopg.Connection, kinds: Iterable[str]) -> None:
+    """Tell the workers listening on caretaker_events which kinds have new outbox rows."""
+    for kind in sorted(kinds):
+        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, kind))
+
+
+def register_sites(conn: psycopg.Connection, sites: Iterable[str]) -> None:
+    """Create unknown sites as auto-registered (name = id); known sites are untouched."""
+    ids = sorted(set(sites))
+    if ids:
+        conn.execute(
+            "INSERT INTO sites (id, name, auto_registered)"
+            " SELECT s, s, true FROM unnest(%s::text[]) AS s ON CONFLICT DO NOTHING", (ids,))
+
+
+def store_scans(conn: psycopg.Connection, site_id: str, guard_id: str, scans: Sequence[Scan], *,
+                received_at: datetime) -> int:
+    """Store a guard's scans (idempotent by scan_id + time) with one outbox event; rows inserted.
+
+    The checkpoint is found by (site, tag); an unknown tag is kept with checkpoint_id NULL.
+    Runs in the caller's transaction (the HTTP route's or the ingest batch's).
+    """
+    if not scans:
+        return 0
+    register_sites(conn, [site_id])
+    items = [{"scan_id": str(s.scan_id), "time": s.ts.isoformat(), "tag": s.tag,
+              "result": s.result, "readings": s.readings, "note": s.note} for s in scans]
+    row = conn.execute(
+        "WITH s AS (SELECT * FROM jsonb_to_recordset(%(items)s) AS s(scan_id uuid,"
+        "  time timestamptz, tag text, result text, readings jsonb, note text)),"
+        " ins AS (INSERT INTO scans (time, scan_id, site_id, guard_id, tag, checkpoint_id,"
+        "  result, readings, note, received_at)"
+        "  SELECT s.time, s.scan_id, %(site)s, %(guard)s, s.tag, c.id, s.result,"
+        "   coalesce(s.readings, '{}'), s.note, %(received_at)s"
+        "  FROM s LEFT JOIN checkpoints c ON c.site_id = %(site)s AND c.tag = s.tag"
+        "  ON CONFLICT DO NOTHING RETURNING scan_id, time),"
+        " ev AS (INSERT INTO ingest_events (kind, payload)"
+        "  SELECT 'scans', jsonb_agg(jsonb_build_object('site', %(site)s::text,"
+        "   'scan_id', scan_id, 'ts', (extract(epoch FROM time) * 1000)::bigint) ORDER BY time)"
+        "  FROM ins HAVING count(*) > 0 RETURNING 1)"
+        " SELECT count(*) AS inserted FROM ins",
+        {"items": Jsonb(items), "site": site_id, "guard": guard_id, "received_at": received_at},
+    ).fetchone()
+    inserted = int(_first(row))
+    if inserted:
+        notify(conn, ["scans"])
+    return inserted
+
+
+def store_dead_letters(conn: psycopg.Connection, dead: Sequence[DeadLetter], *,
+                       source: str = "mqtt") -> int:
+    """Keep messages that could not be ingested: topic, raw bytes, reason, receive time."""
+    if not dead:
+        return 0
+    with conn.cursor().copy(
+        "COPY dead_letters (received_at, source, topic, payload, reason) FROM STDIN"
+    ) as copy:
+        for d in dead:
+            copy.write_row((us_to_datetime(d.received_ms * 1000), source, d.topic,
+                            d.payload, d.reason))
+    return len(dead)
+
+
+def store_telemetry(conn: psycopg.Connection, rows: Sequence[tuple[Any, ...]], *,
+                    event_metrics: Sequence[str] = ()) -> tuple[int, bool]:
+    """COPY readings into a staging table, insert the new ones; (rows inserted, event written)."""
+    if not rows:
+        return 0, False
+    cur = conn.cursor()
+    cur.execute(STAGING)
+    with cur.copy("COPY _ingest_telemetry FROM STDIN") as copy:
+        write = copy.write_row
+        for r in rows:
+            write(r)
+    if event_metrics:
+        row = cur.execute(INSERT_TELEMETRY_EVENTS, {"metrics": list(event_metrics)}).fetchone()
+        return int(_col(row, 0, "inserted")), int(_col(row, 1, "events")) > 0
+    cur.execute(INSERT_TELEMETRY)
+    return cur.rowcount, False
+
+
+def touch_devices(conn: psycopg.Connection, seen: dict[tuple[str, str], int]
+                  ) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    """Mark devices that sent telemetry as seen and online, registering unknown ones.
+
+    Returns (newly registered devices, status events for devices that came online).
+    """
+    if not seen:
+        return [], []
+    keys = sorted(seen)  # one lock order for every worker: no deadlocks between them
+    register_sites(conn, (s for s, _ in keys))
+    sites = [s for s, _ in keys]
+    devices = [d for _, d in keys]
+    times = [us_to_datetime(seen[k] * 1000) for k in keys]
+    rows = conn.execute(
+        "WITH u AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])"
+        "  AS u(site_id, id, seen)),"
+        " prev AS (SELECT d.site_id, d.id, d.online FROM devices d JOIN u USING (site_id, id)),"
+        " up AS (INSERT INTO devices AS d (site_id, id, name, status, last_seen, online,"
+        "   online_changed_at)"
+        "  SELECT site_id, id, id, 'unassigned', seen, true, seen FROM u ORDER BY site_id, id"
+        "  ON CONFLICT (site_id, id) DO UPDATE SET"
+        "   last_seen = greatest(d.last_seen, excluded.last_seen), online = true,"
+        "   online_changed_at = CASE WHEN d.online THEN d.online_changed_at"
+        "    ELSE excluded.last_seen END"
+        # a second's precision is enough for last_seen; skipping the update saves dead rows
+        "  WHERE d.last_seen IS NULL OR d.online IS NOT TRUE"
+        "   OR d.last_seen < excluded.last_seen - interval '1 second'"
+        "  RETURNING d.site_id, d.id, d.last_seen, (xmax = 0) AS inserted)"
+        " SELECT up.site_id, up.id, up.last_seen, up.inserted FROM up"
+        " LEFT JOIN prev USING (site_id, id) WHERE up.inserted OR prev.online IS NOT TRUE",
+        (sites, devices, times),
+    ).fetchall()
+    registered: list[tuple[str, str]] = []
+    events: list[dict[str, Any]] = []
+    for r in rows:
+        site, device = _col(r, 0, "site_id"), _col(r, 1, "id")
+        if _col(r, 3, "inserted"):
+            registered.append((site, device))
+        events.append({"site": site, "device": device, "ts": datetime_to_ms(_col(r, 2, "last_seen")),
+                       "status": "online", "source": "telemetry"})
+    if events:
+        conn.execute(
+            "INSERT INTO device_status (time, site_id, device_id, status, source)"
+            " SELECT to_timestamp(e.ts / 1000.0), e.site, e.device, 'online', 'telemetry'"
+            " FROM jsonb_to_recordset(%s) AS e(site text, device text, ts bigint)"
+            " ON CONFLICT DO NOTHING", (Jsonb(events),))
+    return registered, events
+
+
+def store_statuses(conn: psycopg.Connection, items: Sequence[StatusItem]) -> list[dict[str, Any]]:
+    """Apply status messages that change a device's online state; return their outbox events."""
+    if not items:
+        return []
+    by_device: dict[tuple[str, str], list[StatusItem]] = {}
+    for item in items:
+        by_device.setdefault((item.site, item.device), []).append(item)
+    keys = sorted(by_device)
+    register_sites(conn, (s for s, _ in keys))
+    sites = [s for s, _ in keys]
+    devices = [d for _, d in keys]
+    conn.execute(
+        "INSERT INTO devices (site_id, id, name, status)"
+        " SELECT s, d, d, 'unassigned' FROM unnest(%s::text[], %s::text[]) AS u(s, d)"
+        " ORDER BY s, d ON CONFLICT DO NOTHING", (sites, devices))
+    current = {
+        (_col(r, 0, "site_id"), _col(r, 1, "id")): _col(r, 2, "online")
+        for r in conn.execute(
+            "SELECT site_id, id, online FROM devices"
+            " WHERE (site_id, id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+            " ORDER BY site_id, id FOR UPDATE", (sites, devices)).fetchall()
+    }
+    events: list[dict[str, Any]] = []
+    for key in keys:
+        changes = status_changes(current.get(key), by_device[key])
+        if not changes:
+            continue
+        for ch in changes:
+            events.append({"site": ch.site, "device": ch.device, "ts": ch.time_us // 1000,
+                           "status": ch.status.status, "source": ch.status.source})
+        last = changes[-1]
+        online = last.status.status == "online"
+        conn.execute(
+            "UPDATE devices SET online = %s, online_changed_at = %s,"
+            " last_seen = CASE WHEN %s THEN greatest(last_seen, %s) ELSE last_seen END,"
+            " updated_at = now() WHERE site_id = %s AND id = %s",
+            (online, us_to_datetime(last.time_us), online, us_to_datetime(last.received_us),
+             key[0], key[1]))
+    if events:
+        conn.execute(
+            "INSERT INTO device_status (time, site_id, device_id, status, source)"
+            " SELECT timestamptz 'epoch' + e.ts * interval '1 millisecond', e.site, e.device,"
+            "  e.status, e.source"
+            " FROM jsonb_to_recordset(%s) AS e(site text, device text, ts bigint, status text,"
+            "  source text) ON CONFLICT DO NOTHING", (Jsonb(events),))
+    return events
+
+
+class RuleMetrics:
+    """The metrics enabled rules use (telemetry outbox filter), re-read every few seconds."""
+
+    def __init__(self, every: float = RULE_METRICS_EVERY) -> None:
+        self.every = every
+        self._metrics: list[str] = []
+        self._read_at = float("-inf")
+
+    def get(self, conn: psycopg.Connection) -> list[str]:
+        """The cached list, refreshed from `rules` when it is older than `every` seconds."""
+        if time.monotonic() - self._read_at >= self.every:
+            exists = _first(conn.execute("SELECT to_regclass('rules') IS NOT NULL").fetchone())
+            self._metrics = [
+                _first(r) for r in conn.execute(
+                    "SELECT DISTINCT metric FROM rules WHERE enabled AND metric IS NOT NULL"
+                ).fetchall()
+            ] if exists else []
+            self._read_at = time.monotonic()
+        return self._metrics
+
+
+def write_batch(conn: psycopg.Connection, batch: Batch, *, rule_metrics: Sequence[str] = ()
+                ) -> Written:
+    """Write a whole batch in the caller's transaction, with its outbox rows and NOTIFY."""
+    out = Written()
+    out.dead_letters = store_dead_letters(conn, batch.dead)
+    out.telemetry, tel_event = store_telemetry(conn, batch.telemetry, event_metrics=rule_metrics)
+    if tel_event:
+        out.events.add("telemetry")
+    out.registered, online_events = touch_devices(conn, batch.seen)
+    status_events = online_events + store_statuses(conn, batch.statuses)
+    out.statuses = len(status_events)
+    if status_events:
+        status_events.sort(key=lambda e: e["ts"])
+        conn.execute("INSERT INTO ingest_events (kind, payload) VALUES ('status', %s)",
+                     (Jsonb(status_events),))
+        out.events.add("status")
+    if batch.scans:
+        received_at = us_to_datetime(batch.scans_received_ms * 1000)
+        for (site, guard), scans in sorted(batch.scans.items()):
+            # store_scans notifies for itself; the HTTP route calls it alone
+            out.scans += store_scans(conn, site, guard, scans, received_at=received_at)
+    notify(conn, out.events)
+    if out.registered:
+        log.info("auto-registered %d device(s) as unassigned: %s", len(out.registered),
+                 ", ".join(f"{s}/{d}" for s, d in out.registered[:20]))
+    return out

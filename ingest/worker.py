@@ -1,0 +1,249 @@
+"""The ingest worker: batches messages from the subscriber, commits them, then acknowledges.
+
+A batch closes at `ingest_batch_size` messages, `ingest_batch_ms` after its first message,
+or when the stream pauses. While the database is unreachable the batch is retried with
+back-off and nothing is acknowledged; the broker stops sending once its in-flight window is
+full, so memory stays bounded and the backlog waits at the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import psycopg
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
+
+from caretaker.settings import Settings, get_settings
+from ingest.batch import DeadLetter, Message, assemble
+from ingest.metrics import WorkerStats
+from ingest.mqtt import Received, Subscriber, wall_ms
+from ingest.store import RuleMetrics, Written, store_dead_letters, write_batch
+
+log = logging.getLogger(__name__)
+
+IDLE_GAP = 0.005  # a pause this long in the stream closes the batch early
+STATS_EVERY = 1.0
+LOG_EVERY = 30.0
+UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+class Stopped(Exception):
+    """The worker was asked to stop while a batch was still uncommitted."""
+
+
+class IngestWorker:
+    """One ingest process's loop: collect a batch, write it in one transaction, acknowledge."""
+
+    def __init__(self, settings: Settings, *, index: int = 0,
+                 stop: threading.Event | None = None) -> None:
+        self.settings = settings
+        self.stop = stop or threading.Event()
+        self.client_id = f"{settings.ingest_client_id}-{index}"
+        host, port = settings.mqtt()
+        self.subscriber = Subscriber(host, port, client_id=self.client_id,
+                                     group=settings.ingest_share_group,
+                                     receive_maximum=settings.ingest_max_pending)
+        self.stats = WorkerStats(self.client_id)
+        self.rule_metrics = RuleMetrics()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._totals = {"messages": 0, "rows": 0, "dead": 0}
+
+    def run(self) -> None:
+        """Run until `stop` is set; uncommitted messages stay unacknowledged at the broker."""
+        self.subscriber.start()
+        log.info("ingest worker %s started (batch %d msgs / %d ms)", self.client_id,
+                 self.settings.ingest_batch_size, self.settings.ingest_batch_ms)
+        next_stats = time.monotonic() + STATS_EVERY
+        next_log = time.monotonic() + LOG_EVERY
+        try:
+            while not self.stop.is_set():
+                items = self._collect()
+                if items:
+                    try:
+                        self._commit(items)
+                    except (Stopped, *UNREACHABLE):
+                        break  # asked to stop while the database was unreachable
+                now = time.monotonic()
+                if now >= next_stats:
+                    self._flush_stats()
+                    next_stats = now + STATS_EVERY
+                if now >= next_log:
+                    t = self._totals
+                    log.info("ingested %d messages, %d rows, %d dead letters so far",
+                             t["messages"], t["rows"], t["dead"])
+                    next_log = now + LOG_EVERY
+        finally:
+            self._flush_stats()
+            self.subscriber.stop()
+            if self._conn is not None:
+                self._conn.close()
+            log.info("ingest worker %s stopped", self.client_id)
+
+    def _collect(self) -> list[Received]:
+        """Wait for a first message, then take more until the batch is full, old or idle."""
+        q = self.subscriber.queue
+        try:
+            items = [q.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        size = self.settings.ingest_batch_size
+        deadline = time.monotonic() + self.settings.ingest_batch_ms / 1000
+        get_nowait, append = q.get_nowait, items.append
+        while len(items) < size:
+            try:
+                append(get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                append(q.get(timeout=min(remaining, IDLE_GAP)))
+            except queue.Empty:
+                break
+        return items
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.settings.db_url(), autocommit=True,
+                                         connect_timeout=5)
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+            self._conn = None
+
+    def _commit(self, items: list[Received]) -> None:
+        """Write the batch (retrying while the database is unreachable), then acknowledge it."""
+        messages = [it.message for it in items]
+        batch = assemble(messages)
+        started = time.monotonic()
+        for attempt in Retrying(
+            retry=retry_if_exception_type(UNREACHABLE),
+            wait=wait_exponential(multiplier=0.2, max=5.0),
+            stop=lambda _: self.stop.is_set(),
+            sleep=self.stop.wait,
+            before_sleep=self._unreachable,
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    conn = self._connection()
+                    metrics = self.rule_metrics.get(conn)
+                    with conn.transaction():
+                        try:
+                            with conn.transaction():
+                                written = write_batch(conn, batch, rule_metrics=metrics)
+                        except UNREACHABLE:
+                            raise
+                        except psycopg.Error as exc:
+                            log.warning("batch refused (%s); writing its messages one by one",
+                                        exc)
+                            written = self._one_by_one(conn, messages, metrics)
+                        self.stats.write(
+                            conn, backlog=self.subscriber.queue.qsize(), messages=len(items),
+                            rows_written=written.rows, dead_letters=written.dead_letters,
+                            batches=1, devices_registered=len(written.registered))
+                    self.stats.reset()
+                except UNREACHABLE:
+                    self._drop_connection()
+                    self.stats.add(db_errors=1)
+                    if self.stop.is_set():
+                        raise Stopped() from None
+                    raise
+        committed_ms = wall_ms()
+        self.subscriber.ack(items)
+        self.stats.batch_seconds.observe(time.monotonic() - started)
+        self.stats.lag_seconds.observe_many([(committed_ms - ts) / 1000 for ts in batch.stamps])
+        t = self._totals
+        t["messages"] += len(items)
+        t["rows"] += written.rows
+        t["dead"] += written.dead_letters
+
+    def _one_by_one(self, conn: psycopg.Connection[Any], messages: list[Message],
+                    metrics: list[str]) -> Written:
+        """Write each message alone: one the database refuses becomes a dead letter."""
+        total = Written()
+        for msg in messages:
+            try:
+                with conn.transaction():  # a savepoint inside the batch's transaction
+                    w = write_batch(conn, assemble([msg]), rule_metrics=metrics)
+            except UNREACHABLE:
+                raise
+            except psycopg.Error as exc:
+                reason = f"refused by the database: {exc}"[:500]
+                dead = DeadLetter(msg.topic, msg.payload, reason, msg.received_ms)
+                w = Written(dead_letters=store_dead_letters(conn, [dead]))
+            total.telemetry += w.telemetry
+            total.statuses += w.statuses
+            total.scans += w.scans
+            total.dead_letters += w.dead_letters
+            total.registered += w.registered
+        return total
+
+    def _unreachable(self, state: RetryCallState) -> None:
+        wait = state.next_action.sleep if state.next_action else 0.0
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("database unreachable (%s); retry %d in %.1fs, nothing acknowledged",
+                    str(exc).strip().splitlines()[0] if exc else "?", state.attempt_number, wait)
+
+    def _flush_stats(self) -> None:
+        try:
+            conn = self._connection()
+            with conn.transaction():
+                self.stats.write(conn, backlog=self.subscriber.queue.qsize())
+            self.stats.reset()
+        except UNREACHABLE:
+            self._drop_connection()
+
+
+def main(settings: Settings | None = None, *, index: int = 0,
+         stop: threading.Event | None = None) -> None:
+    """Run one ingest worker until SIGTERM/SIGINT (or `stop` is set)."""
+    settings = settings or get_settings()
+    worker = IngestWorker(settings, index=index, stop=stop)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: worker.stop.set())
+    worker.run()
+
+
+def supervise(workers: int) -> None:
+    """Run `workers` ingest processes (one per CPU is plenty); restart any that dies."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def spawn(i: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "caretaker.cli", "ingest",
+                                 "--index", str(i)], env=os.environ.copy())
+
+    procs = {i: spawn(i) for i in range(workers)}
+    log.info("started %d ingest workers: pids %s", workers,
+             ", ".join(str(p.pid) for p in procs.values()))
+    while not stop.wait(1.0):
+        for i, proc in procs.items():
+            code = proc.poll()
+            if code is not None:
+                log.warning("ingest worker %d exited with %s; restarting it", i, code)
+                procs[i] = spawn(i)
+    for proc in procs.values():
+        proc.terminate()
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,0 +1,90 @@
+"""Maintenance windows: store, change, list and read them."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from rules.model import RuleError
+
+COLUMNS = ("device_id", "starts_at", "ends_at", "reason", "created_by")
+
+
+class WindowNotFound(RuleError):
+    """No such maintenance window (in the caller's scope)."""
+
+
+def check(conn: psycopg.Connection, site_id: str, values: dict[str, Any]) -> None:
+    """Refuse a window that ends before it starts or names an unknown device."""
+    if values["ends_at"] <= values["starts_at"]:
+        raise RuleError("a maintenance window must end after it starts")
+    if values.get("device_id") is not None and conn.execute(
+            "SELECT 1 FROM devices WHERE site_id = %s AND id = %s",
+            (site_id, values["device_id"])).fetchone() is None:
+        raise RuleError(f"unknown device {values['device_id']!r} in site {site_id!r}")
+
+
+def upsert_window(conn: psycopg.Connection, site_id: str, window_id: str | None,
+                  values: dict[str, Any], *, now: datetime) -> dict[str, Any]:
+    """Insert or replace a window by (site, id); a new id is made when none is given."""
+    check(conn, site_id, values)
+    window_id = window_id or f"mw-{secrets.token_hex(4)}"
+    row = conn.execute(
+        "INSERT INTO maintenance_windows (site_id, id, device_id, starts_at, ends_at, reason,"
+        " created_by, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (site_id, id) DO UPDATE SET device_id = EXCLUDED.device_id,"
+        " starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at, reason = EXCLUDED.reason"
+        " RETURNING *",
+        (site_id, window_id, values.get("device_id"), values["starts_at"], values["ends_at"],
+         values["reason"], values.get("created_by"), now)).fetchone()
+    return dict(row or {})
+
+
+def get_window(conn: psycopg.Connection, site_id: str, window_id: str) -> dict[str, Any] | None:
+    """One window, or None."""
+    row = conn.execute("SELECT * FROM maintenance_windows WHERE site_id = %s AND id = %s",
+                       (site_id, window_id)).fetchone()
+    return dict(row) if row else None
+
+
+def update_window(conn: psycopg.Connection, site_id: str, window_id: str,
+                  changes: dict[str, Any], *, now: datetime) -> dict[str, Any]:
+    """Change a window's device, times or reason."""
+    row = get_window(conn, site_id, window_id)
+    if row is None:
+        raise WindowNotFound(f"maintenance window {window_id!r} not found")
+    values = {c: row[c] for c in COLUMNS}
+    values.update({k: v for k, v in changes.items() if k in COLUMNS})
+    return upsert_window(conn, site_id, window_id, values, now=now)
+
+
+def delete_window(conn: psycopg.Connection, site_id: str, window_id: str) -> bool:
+    """Remove a window; False if there was none."""
+    return conn.execute("DELETE FROM maintenance_windows WHERE site_id = %s AND id = %s",
+                        (site_id, window_id)).rowcount > 0
+
+
+def list_windows(conn: psycopg.Connection, *, site: str | None, device: str | None,
+                 active_at: datetime | None, scope: str | None, limit: int,
+                 offset: int) -> tuple[list[dict[str, Any]], int]:
+    """One page of windows (optionally those open at a time) and how many match."""
+    parts: list[sql.Composable] = []
+    params: list[Any] = []
+    for column, value in (("site_id", site), ("device_id", device), ("site_id", scope)):
+        if value is not None:
+            parts.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+            params.append(value)
+    if active_at is not None:
+        parts.append(sql.SQL("starts_at <= %s AND ends_at > %s"))
+        params += [active_at, active_at]
+    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts) if parts else sql.SQL("")
+    total = conn.execute(sql.SQL("SELECT count(*) AS n FROM maintenance_windows") + where,
+                         params).fetchone()
+    rows = conn.execute(sql.SQL("SELECT * FROM maintenance_windows") + where
+                        + sql.SQL(" ORDER BY starts_at DESC, id LIMIT %s OFFSET %s"),
+                        [*params, limit, offset]).fetchall()
+    return [dict(r) for r in rows], int(total["n"] if total else 0)

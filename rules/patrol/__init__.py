@@ -1,0 +1,1 @@
+"""Patrol and inspection: schedules → route runs → classified visits → inspection gaps."""

@@ -1,0 +1,206 @@
+"""Read side of patrol for the API: runs with their visits, gaps, scans, a site's status now.
+
+Every function takes `scope` (the token's site, or None) and `guard` (a guard token's own
+guard, or None) and puts both into the WHERE clause.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from rules.patrol.schedule import next_occurrence
+from rules.patrol.store import Conn, NotFound, load_schedule
+
+_RUN_COLUMNS = (
+    "r.id, r.site_id, r.schedule_id, r.route_id, rt.name AS route_name, r.guard_id, r.post,"
+    " r.planned_start, r.start_deadline, r.planned_end, r.status, r.flags, r.started_at,"
+    " r.finished_at, r.final, r.ordered,"
+    " (r.planned_start AT TIME ZONE st.timezone)::date AS local_date,"
+    " (SELECT count(*) FROM patrol_visits v WHERE v.run_id = r.id) AS visits_total,"
+    " (SELECT count(*) FROM patrol_visits v WHERE v.run_id = r.id"
+    "   AND v.scan_id IS NOT NULL) AS visits_done,"
+    " (SELECT count(*) FROM inspection_gaps g WHERE g.run_id = r.id"
+    "   AND g.status = 'open') AS open_gaps"
+)
+_RUN_FROM = (
+    " FROM patrol_runs r JOIN sites st ON st.id = r.site_id"
+    " LEFT JOIN routes rt ON rt.site_id = r.site_id AND rt.id = r.route_id"
+)
+
+
+def list_runs(conn: Conn, *, scope: str | None, guard: str | None, site: str | None,
+              route: str | None, schedule: str | None, guard_id: str | None,
+              day: date | None, status: str | None, since: datetime | None,
+              until: datetime | None, limit: int, offset: int
+              ) -> tuple[list[dict[str, Any]], int]:
+    """Runs matching the filters (day: the site's local date), newest first, and the total."""
+    where = (
+        " WHERE (%(scope)s::text IS NULL OR r.site_id = %(scope)s)"
+        " AND (%(own)s::text IS NULL OR r.guard_id = %(own)s)"
+        " AND (%(site)s::text IS NULL OR r.site_id = %(site)s)"
+        " AND (%(route)s::text IS NULL OR r.route_id = %(route)s)"
+        " AND (%(schedule)s::text IS NULL OR r.schedule_id = %(schedule)s)"
+        " AND (%(guard)s::text IS NULL OR r.guard_id = %(guard)s)"
+        " AND (%(status)s::text IS NULL OR r.status = %(status)s)"
+        " AND (%(day)s::date IS NULL OR (r.planned_start AT TIME ZONE st.timezone)::date"
+        "      = %(day)s)"
+        " AND (%(since)s::timestamptz IS NULL OR r.planned_start >= %(since)s)"
+        " AND (%(until)s::timestamptz IS NULL OR r.planned_start < %(until)s)"
+    )
+    params = {"scope": scope, "own": guard, "site": site, "route": route, "schedule": schedule,
+              "guard": guard_id, "status": status, "day": day, "since": since,
+              "until": until, "limit": limit, "offset": offset}
+    rows = conn.execute("SELECT " + _RUN_COLUMNS + _RUN_FROM + where
+                        + " ORDER BY r.planned_start DESC, r.id DESC"
+                        " LIMIT %(limit)s OFFSET %(offset)s", params).fetchall()
+    total = conn.execute("SELECT count(*) AS n" + _RUN_FROM + where, params).fetchone()
+    return rows, int(total["n"]) if total else 0
+
+
+def get_run(conn: Conn, run_id: int, *, scope: str | None, guard: str | None
+            ) -> dict[str, Any]:
+    """One run with every visit (classification, scan) and its gaps; NotFound outside scope."""
+    run = conn.execute(
+        "SELECT " + _RUN_COLUMNS + _RUN_FROM + " WHERE r.id = %(id)s"
+        " AND (%(scope)s::text IS NULL OR r.site_id = %(scope)s)"
+        " AND (%(own)s::text IS NULL OR r.guard_id = %(own)s)",
+        {"id": run_id, "scope": scope, "own": guard}).fetchone()
+    if run is None:
+        raise NotFound(f"run {run_id} not found")
+    run["visits"] = conn.execute(
+        "SELECT v.seq, v.checkpoint_id, c.name AS checkpoint_name, v.equipment, v.due_at,"
+        "   v.window_start, v.window_end, v.scan_id, v.scan_time, v.timing, v.status"
+        " FROM patrol_visits v LEFT JOIN checkpoints c"
+        "   ON c.site_id = v.site_id AND c.id = v.checkpoint_id"
+        " WHERE v.run_id = %s ORDER BY v.seq", (run_id,)).fetchall()
+    run["gaps"] = conn.execute("SELECT * FROM inspection_gaps WHERE run_id = %s ORDER BY id",
+                               (run_id,)).fetchall()
+    return run
+
+
+def list_gaps(conn: Conn, *, scope: str | None, guard: str | None, site: str | None,
+              route: str | None, guard_id: str | None, kind: str | None,
+              status: str | None, acknowledged: bool | None, run: int | None,
+              since: datetime | None, until: datetime | None, limit: int, offset: int
+              ) -> tuple[list[dict[str, Any]], int]:
+    """Gaps matching the filters (since/until: detected_at), newest first, and the total."""
+    where = (
+        " FROM inspection_gaps g"
+        " LEFT JOIN checkpoints c ON c.site_id = g.site_id AND c.id = g.checkpoint_id"
+        " WHERE (%(scope)s::text IS NULL OR g.site_id = %(scope)s)"
+        " AND (%(own)s::text IS NULL OR g.guard_id = %(own)s)"
+        " AND (%(site)s::text IS NULL OR g.site_id = %(site)s)"
+        " AND (%(route)s::text IS NULL OR g.route_id = %(route)s)"
+        " AND (%(guard)s::text IS NULL OR g.guard_id = %(guard)s)"
+        " AND (%(kind)s::text IS NULL OR g.kind = %(kind)s)"
+        " AND (%(status)s::text IS NULL OR g.status = %(status)s)"
+        " AND (%(ack)s::boolean IS NULL OR (g.acknowledged_at IS NOT NULL) = %(ack)s)"
+        " AND (%(run)s::bigint IS NULL OR g.run_id = %(run)s)"
+        " AND (%(since)s::timestamptz IS NULL OR g.detected_at >= %(since)s)"
+        " AND (%(until)s::timestamptz IS NULL OR g.detected_at < %(until)s)"
+    )
+    params = {"scope": scope, "own": guard, "site": site, "route": route, "guard": guard_id,
+              "kind": kind, "status": status, "ack": acknowledged, "run": run,
+              "since": since, "until": until, "limit": limit, "offset": offset}
+    rows = conn.execute("SELECT g.*, c.name AS checkpoint_name" + where
+                        + " ORDER BY g.detected_at DESC, g.id DESC"
+                        " LIMIT %(limit)s OFFSET %(offset)s", params).fetchall()
+    total = conn.execute("SELECT count(*) AS n" + where, params).fetchone()
+    return rows, int(total["n"]) if total else 0
+
+
+def acknowledge_gap(conn: Conn, gap_id: int, *, scope: str | None, actor: str,
+                    note: str | None, now: datetime) -> dict[str, Any] | None:
+    """Mark a gap acknowledged with a note; None if it was already; NotFound outside scope."""
+    found = conn.execute("SELECT id, acknowledged_at FROM inspection_gaps WHERE id = %s"
+                         " AND (%s::text IS NULL OR site_id = %s) FOR UPDATE",
+                         (gap_id, scope, scope)).fetchone()
+    if found is None:
+        raise NotFound(f"gap {gap_id} not found")
+    if found["acknowledged_at"] is not None:
+        return None
+    row: dict[str, Any] | None = conn.execute(
+        "UPDATE inspection_gaps SET acknowledged_at = %s, acknowledged_by = %s, note = %s"
+        " WHERE id = %s RETURNING *", (now, actor, note, gap_id)).fetchone()
+    return row
+
+
+def list_scans(conn: Conn, *, scope: str | None, guard: str | None, site: str | None,
+               guard_id: str | None, disposition: str | None, tag: str | None,
+               since: datetime | None, until: datetime | None, limit: int, offset: int
+               ) -> tuple[list[dict[str, Any]], int]:
+    """Stored scans with what the patrol engine made of them (null: not yet checked)."""
+    where = (
+        " FROM scans s LEFT JOIN scan_checks k ON k.scan_id = s.scan_id"
+        " WHERE (%(scope)s::text IS NULL OR s.site_id = %(scope)s)"
+        " AND (%(own)s::text IS NULL OR s.guard_id = %(own)s)"
+        " AND (%(site)s::text IS NULL OR s.site_id = %(site)s)"
+        " AND (%(guard)s::text IS NULL OR s.guard_id = %(guard)s)"
+        " AND (%(disp)s::text IS NULL OR k.disposition = %(disp)s)"
+        " AND (%(tag)s::text IS NULL OR s.tag = %(tag)s)"
+        " AND (%(since)s::timestamptz IS NULL OR s.time >= %(since)s)"
+        " AND (%(until)s::timestamptz IS NULL OR s.time < %(until)s)"
+    )
+    params = {"scope": scope, "own": guard, "site": site, "guard": guard_id,
+              "disp": disposition, "tag": tag, "since": since, "until": until,
+              "limit": limit, "offset": offset}
+    rows = conn.execute(
+        "SELECT s.scan_id, s.time, s.site_id, s.guard_id, s.tag, s.checkpoint_id, s.result,"
+        " s.readings, s.note, s.received_at, k.disposition, k.suspicious, k.run_id, k.seq"
+        + where + " ORDER BY s.time DESC, s.scan_id LIMIT %(limit)s OFFSET %(offset)s",
+        params).fetchall()
+    total = conn.execute("SELECT count(*) AS n" + where, params).fetchone()
+    return rows, int(total["n"]) if total else 0
+
+
+def patrol_status(conn: Conn, site_id: str, *, guard: str | None, now: datetime
+                  ) -> dict[str, Any]:
+    """A site's patrol picture at `now`: runs under way, next run per schedule, open gaps."""
+    site = conn.execute("SELECT id, timezone FROM sites WHERE id = %s", (site_id,)).fetchone()
+    if site is None:
+        raise NotFound(f"site {site_id!r} not found")
+    params = {"site": site_id, "own": guard, "now": now}
+    own = " AND (%(own)s::text IS NULL OR r.guard_id = %(own)s)"
+    in_progress = conn.execute(
+        "SELECT " + _RUN_COLUMNS + _RUN_FROM + " WHERE r.site_id = %(site)s" + own
+        + " AND r.planned_start - interval '30 minutes' <= %(now)s AND NOT r.final"
+        " AND (r.status = 'in_progress' OR r.planned_start <= %(now)s)"
+        " ORDER BY r.planned_start", params).fetchall()
+    next_due = []
+    for row in conn.execute(
+            "SELECT s.id, s.route_id, rt.name AS route_name, s.guard_id, s.post, s.definition"
+            " FROM schedules s JOIN routes rt ON rt.site_id = s.site_id AND rt.id = s.route_id"
+            " WHERE s.site_id = %(site)s AND s.enabled"
+            " AND (%(own)s::text IS NULL OR s.guard_id = %(own)s) ORDER BY s.id",
+            params).fetchall():
+        start = next_occurrence(load_schedule(row["definition"]), site["timezone"], now)
+        if start is None:
+            continue
+        run = conn.execute("SELECT id FROM patrol_runs WHERE site_id = %s AND schedule_id = %s"
+                           " AND planned_start = %s", (site_id, row["id"], start)).fetchone()
+        next_due.append({"schedule_id": row["id"], "route_id": row["route_id"],
+                         "route_name": row["route_name"], "guard_id": row["guard_id"],
+                         "post": row["post"], "planned_start": start,
+                         "run_id": run["id"] if run else None})
+    next_due.sort(key=lambda r: (r["planned_start"], r["schedule_id"]))
+    open_gaps = conn.execute(
+        "SELECT g.*, c.name AS checkpoint_name FROM inspection_gaps g"
+        " LEFT JOIN checkpoints c ON c.site_id = g.site_id AND c.id = g.checkpoint_id"
+        " WHERE g.site_id = %(site)s AND g.status = 'open'"
+        " AND (%(own)s::text IS NULL OR g.guard_id = %(own)s)"
+        " ORDER BY g.detected_at DESC LIMIT 200", params).fetchall()
+    open_count = conn.execute(
+        "SELECT count(*) AS n FROM inspection_gaps g WHERE g.site_id = %(site)s"
+        " AND g.status = 'open' AND (%(own)s::text IS NULL OR g.guard_id = %(own)s)",
+        params).fetchone()
+    unknown = conn.execute(
+        "SELECT tag, count(*) AS scans, max(scan_time) AS last_seen FROM scan_checks"
+        " WHERE site_id = %(site)s AND disposition = 'unknown_tag' AND scan_time >= %(since)s"
+        " AND (%(own)s::text IS NULL OR guard_id = %(own)s)"
+        " GROUP BY tag ORDER BY max(scan_time) DESC LIMIT 50",
+        {**params, "since": now - timedelta(days=7)}).fetchall()
+    return {"site_id": site_id, "timezone": site["timezone"], "now": now,
+            "in_progress": in_progress, "next_due": next_due, "open_gaps": open_gaps,
+            "open_gap_count": int(open_count["n"]) if open_count else 0,
+            "unknown_tags": unknown}

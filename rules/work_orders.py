@@ -1,0 +1,315 @@
+"""The act stage for tickets: fault work orders, their checked lifecycle, repeats, escalations."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from rules import webhook
+from rules.policy import PRIORITY, Policy, load_policy
+
+LIVE = ("open", "acknowledged", "in_progress")
+STATES = ("open", "acknowledged", "in_progress", "resolved", "closed", "cancelled")
+
+
+class WorkOrderError(Exception):
+    """A request the work-order lifecycle refuses; `status` is the HTTP status that fits it."""
+
+    status = 409
+
+
+class NotFound(WorkOrderError):
+    status = 404
+
+
+class Invalid(WorkOrderError):
+    status = 422
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A lifecycle step: the states it may start from and the state it leads to."""
+
+    frm: tuple[str, ...]
+    to: str
+    stamp: str | None  # the *_at column it sets
+
+
+TRANSITIONS = {
+    "acknowledge": Transition(("open",), "acknowledged", "acknowledged_at"),
+    "start": Transition(("acknowledged",), "in_progress", "started_at"),
+    "resolve": Transition(("in_progress",), "resolved", "resolved_at"),
+    # from resolved with the follow-up visit; from a live state only with a reason
+    "close": Transition(("resolved", *LIVE), "closed", "closed_at"),
+    "cancel": Transition(LIVE, "cancelled", "cancelled_at"),
+    "reopen": Transition(("resolved",), "in_progress", None),
+}
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """The follow-up visit (回访) recorded when a repaired ticket is closed."""
+
+    contact: str
+    result: str
+    satisfaction: int
+
+
+def _lock(conn: psycopg.Connection, *parts: object) -> None:
+    """Serialise work on one fault key across transactions and processes."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (int.from_bytes(digest, "big",
+                                                                      signed=True),))
+
+
+def _history(conn: psycopg.Connection, wo_id: int, *, at: datetime, action: str, actor: str,
+             frm: str | None = None, to: str | None = None, note: str | None = None) -> None:
+    conn.execute(
+        "INSERT INTO work_order_history (work_order_id, at, action, from_state, to_state, actor,"
+        " note) VALUES (%s, %s, %s, %s, %s, %s, %s)", (wo_id, at, action, frm, to, actor, note))
+
+
+def _row(conn: psycopg.Connection, wo_id: int, *, lock: bool = False,
+         scope: str | None = None) -> dict[str, Any]:
+    query = "SELECT * FROM work_orders WHERE id = %s"
+    params: list[Any] = [wo_id]
+    if scope is not None:
+        query += " AND site_id = %s"
+        params.append(scope)
+    row = conn.execute(query + (" FOR UPDATE" if lock else ""), params).fetchone()
+    if row is None:
+        raise NotFound(f"work order {wo_id} not found")
+    return dict(row)
+
+
+def open_work_order(conn: psycopg.Connection, *, site_id: str, device_id: str | None,
+                    severity: str, title: str, description: str, source: str,
+                    source_ref: str | None, now: datetime, rule_id: str | None = None,
+                    alarm_id: int | None = None, actor: str = "system") -> int:
+    """Open a fault ticket (or note a repeat on the recent one); return the ticket's id.
+
+    Idempotent on (source, source_ref): the same fault always answers the same ticket.
+    """
+    if source_ref is not None:
+        found = conn.execute("SELECT work_order_id FROM work_order_refs WHERE source = %s"
+                             " AND source_ref = %s", (source, source_ref)).fetchone()
+        if found:
+            return int(found["work_order_id"])
+    _lock(conn, "wo", site_id, device_id, rule_id, source)
+    if source_ref is not None:  # a racer may have opened it while we waited for the lock
+        found = conn.execute("SELECT work_order_id FROM work_order_refs WHERE source = %s"
+                             " AND source_ref = %s", (source, source_ref)).fetchone()
+        if found:
+            return int(found["work_order_id"])
+    policy = load_policy(conn, site_id)
+    recent = conn.execute(
+        "SELECT * FROM work_orders WHERE site_id = %s AND device_id IS NOT DISTINCT FROM %s"
+        " AND rule_id IS NOT DISTINCT FROM %s AND source = %s AND state <> 'cancelled'"
+        " AND opened_at >= %s ORDER BY opened_at DESC, id DESC LIMIT 1 FOR UPDATE",
+        (site_id, device_id, rule_id, source,
+         now - timedelta(seconds=policy.repeat_within))).fetchone()
+    repeat_of = None
+    if recent is not None:
+        recent = dict(recent)
+        if recent["state"] in LIVE or (recent["state"] == "resolved"
+                                       and policy.repeat_action == "reopen"):
+            return _repeat_on(conn, recent, policy, source=source, source_ref=source_ref,
+                              description=description, now=now, actor=actor)
+        if recent["state"] == "closed" and policy.repeat_action == "reopen":
+            return _repeat_on(conn, recent, policy, source=source, source_ref=source_ref,
+                              description=description, now=now, actor=actor)
+        repeat_of = recent["id"]
+        description = f"Repeat fault (earlier ticket #{repeat_of}). {description}"
+    respond_by, resolve_by = policy.deadlines_for(severity, now)
+    row = conn.execute(
+        "INSERT INTO work_orders (site_id, device_id, rule_id, alarm_id, source, source_ref,"
+        " severity, priority, title, description, opened_at, respond_by, resolve_by, repeat_of,"
+        " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " RETURNING *",
+        (site_id, device_id, rule_id, alarm_id, source, source_ref, severity,
+         PRIORITY[severity], title, description, now, respond_by, resolve_by, repeat_of,
+         now)).fetchone()
+    assert row is not None
+    wo_id = int(row["id"])
+    if source_ref is not None:
+        conn.execute("INSERT INTO work_order_refs (source, source_ref, work_order_id, at)"
+                     " VALUES (%s, %s, %s, %s)", (source, source_ref, wo_id, now))
+    _history(conn, wo_id, at=now, action="opened", to="open", actor=actor,
+             note=f"repeat of #{repeat_of}" if repeat_of else None)
+    webhook.enqueue(conn, policy, "opened", dict(row), now=now)
+    conn.execute("SELECT pg_notify('caretaker_work_orders', %s)", (str(wo_id),))
+    return wo_id
+
+
+def _repeat_on(conn: psycopg.Connection, recent: dict[str, Any], policy: Policy, *,
+               source: str, source_ref: str | None, description: str, now: datetime,
+               actor: str) -> int:
+    """Record a repeat fault on a recent ticket, reopening it if it was resolved or closed."""
+    wo_id = int(recent["id"])
+    if source_ref is not None:
+        conn.execute("INSERT INTO work_order_refs (source, source_ref, work_order_id, at)"
+                     " VALUES (%s, %s, %s, %s)", (source, source_ref, wo_id, now))
+    if recent["state"] in LIVE:
+        conn.execute("UPDATE work_orders SET repeat_count = repeat_count + 1, updated_at = %s"
+                     " WHERE id = %s", (now, wo_id))
+        _history(conn, wo_id, at=now, action="repeat", actor=actor, note=description)
+        return wo_id
+    respond_by, resolve_by = policy.deadlines_for(recent["severity"], now)
+    row = conn.execute(
+        "UPDATE work_orders SET state = 'open', repeat_count = repeat_count + 1,"
+        " respond_by = %s, resolve_by = %s, overdue = false, acknowledged_at = NULL,"
+        " started_at = NULL, resolved_at = NULL, closed_at = NULL, alarm_cleared_at = NULL,"
+        " updated_at = %s WHERE id = %s RETURNING *",
+        (respond_by, resolve_by, now, wo_id)).fetchone()
+    _history(conn, wo_id, at=now, action="reopened", frm=recent["state"], to="open", actor=actor,
+             note=f"repeat fault: {description}")
+    webhook.enqueue(conn, policy, "opened", dict(row or {}), now=now, extra={"reopened": True})
+    conn.execute("SELECT pg_notify('caretaker_work_orders', %s)", (str(wo_id),))
+    return wo_id
+
+
+def transition(conn: psycopg.Connection, wo_id: int, action: str, *, actor: str,
+               now: datetime, note: str | None = None, followup: FollowUp | None = None,
+               scope: str | None = None) -> dict[str, Any]:
+    """Move a ticket along its lifecycle if the step is allowed; the updated ticket."""
+    step = TRANSITIONS.get(action)
+    if step is None:
+        raise Invalid(f"unknown action {action!r}")
+    wo = _row(conn, wo_id, lock=True, scope=scope)
+    state = wo["state"]
+    if state not in step.frm:
+        raise WorkOrderError(f"cannot {action} a work order that is {state}")
+    if action in ("cancel", "reopen") and not note:
+        raise Invalid(f"{action} needs a note saying why")
+    sets: dict[str, Any] = {"state": step.to, "updated_at": now}
+    if step.stamp:
+        sets[step.stamp] = now
+    if action == "close":
+        if state != "resolved" and not note:
+            raise Invalid(f"closing a work order that is {state} (not resolved) needs a reason")
+        if state == "resolved" and followup is None:
+            raise Invalid("closing a resolved work order records the follow-up visit: "
+                          "contact, result and satisfaction 1-5")
+        if followup is not None:
+            if not 1 <= followup.satisfaction <= 5:
+                raise Invalid("satisfaction must be 1 to 5")
+            sets.update(followup_contact=followup.contact, followup_result=followup.result,
+                        satisfaction=followup.satisfaction)
+    if action == "start" and wo["acknowledged_at"] is None:
+        sets["acknowledged_at"] = now
+    if action == "reopen":
+        sets["resolved_at"] = None
+    assignments = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in sets)
+    row = conn.execute(sql.SQL("UPDATE work_orders SET ") + assignments
+                       + sql.SQL(" WHERE id = %s RETURNING *"), [*sets.values(), wo_id]).fetchone()
+    _history(conn, wo_id, at=now, action=action, frm=state, to=step.to, actor=actor, note=note)
+    updated = dict(row or {})
+    if action == "close":
+        webhook.enqueue(conn, load_policy(conn, wo["site_id"]), "closed", updated, now=now)
+    return updated
+
+
+def assign(conn: psycopg.Connection, wo_id: int, assignee: str, *, actor: str, now: datetime,
+           note: str | None = None, scope: str | None = None) -> dict[str, Any]:
+    """Give a live ticket to a person."""
+    wo = _row(conn, wo_id, lock=True, scope=scope)
+    if wo["state"] not in (*LIVE, "resolved"):
+        raise WorkOrderError(f"cannot assign a work order that is {wo['state']}")
+    row = conn.execute("UPDATE work_orders SET assignee = %s, updated_at = %s WHERE id = %s"
+                       " RETURNING *", (assignee, now, wo_id)).fetchone()
+    _history(conn, wo_id, at=now, action="assigned", actor=actor,
+             note=f"to {assignee}" + (f": {note}" if note else ""))
+    return dict(row or {})
+
+
+def note_alarm_cleared(conn: psycopg.Connection, wo_id: int, *, alarm_id: int, now: datetime,
+                       actor: str) -> None:
+    """Record on the ticket that its alarm cleared; the ticket stays as it is."""
+    conn.execute("UPDATE work_orders SET alarm_cleared_at = %s, updated_at = %s WHERE id = %s",
+                 (now, now, wo_id))
+    _history(conn, wo_id, at=now, action="alarm_cleared", actor=actor,
+             note=f"alarm {alarm_id} cleared; the ticket stays open until resolved")
+
+
+def escalate_due(conn: psycopg.Connection, now: datetime) -> list[tuple[int, str]]:
+    """Escalate every passed deadline not escalated yet (each exactly once); which ones."""
+    rows = conn.execute(
+        "WITH due AS ("
+        "  SELECT id, 'respond' AS deadline, respond_by AS due_at FROM work_orders"
+        "   WHERE state = 'open' AND respond_by <= %(now)s"
+        "  UNION ALL"
+        "  SELECT id, 'resolve', resolve_by FROM work_orders"
+        "   WHERE state IN ('open', 'acknowledged', 'in_progress') AND resolve_by <= %(now)s)"
+        " INSERT INTO work_order_escalations (work_order_id, deadline, due_at, escalated_at)"
+        " SELECT id, deadline, due_at, %(now)s FROM due"
+        " ON CONFLICT DO NOTHING RETURNING work_order_id, deadline, due_at",
+        {"now": now}).fetchall()
+    done = []
+    for r in sorted(rows, key=lambda r: (r["work_order_id"], r["deadline"])):
+        wo = conn.execute("UPDATE work_orders SET overdue = true, updated_at = %s WHERE id = %s"
+                          " RETURNING *", (now, r["work_order_id"])).fetchone()
+        assert wo is not None
+        _history(conn, r["work_order_id"], at=now, action="escalated", actor="system",
+                 note=f"{r['deadline']} deadline {r['due_at'].isoformat()} passed")
+        webhook.enqueue(conn, load_policy(conn, wo["site_id"]), "escalated", dict(wo), now=now,
+                        extra={"deadline": r["deadline"]})
+        done.append((int(r["work_order_id"]), str(r["deadline"])))
+    return done
+
+
+# ---- reads for the API -----------------------------------------------------------------
+
+FILTERS = {"site": "site_id", "device": "device_id", "state": "state", "severity": "severity",
+           "rule": "rule_id", "source": "source", "assignee": "assignee", "overdue": "overdue"}
+
+
+def list_work_orders(conn: psycopg.Connection, *, filters: dict[str, Any], scope: str | None,
+                     since: datetime | None, until: datetime | None, limit: int,
+                     offset: int) -> tuple[list[dict[str, Any]], int]:
+    """One page of tickets, newest first, and how many match."""
+    parts: list[sql.Composable] = []
+    params: list[Any] = []
+    for key, value in filters.items():
+        if value is not None:
+            parts.append(sql.SQL("{} = %s").format(sql.Identifier(FILTERS[key])))
+            params.append(value)
+    if scope is not None:
+        parts.append(sql.SQL("site_id = %s"))
+        params.append(scope)
+    if since is not None:
+        parts.append(sql.SQL("opened_at >= %s"))
+        params.append(since)
+    if until is not None:
+        parts.append(sql.SQL("opened_at < %s"))
+        params.append(until)
+    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts) if parts else sql.SQL("")
+    total = conn.execute(sql.SQL("SELECT count(*) AS n FROM work_orders") + where,
+                         params).fetchone()
+    rows = conn.execute(sql.SQL("SELECT * FROM work_orders") + where
+                        + sql.SQL(" ORDER BY opened_at DESC, id DESC LIMIT %s OFFSET %s"),
+                        [*params, limit, offset]).fetchall()
+    return [dict(r) for r in rows], int(total["n"] if total else 0)
+
+
+def get_work_order(conn: psycopg.Connection, wo_id: int, *,
+                   scope: str | None = None) -> dict[str, Any]:
+    """One ticket with its history, escalations and the faults linked to it."""
+    wo = _row(conn, wo_id, scope=scope)
+    wo["history"] = _all(conn, "SELECT at, action, from_state, to_state, actor, note FROM"
+                               " work_order_history WHERE work_order_id = %s ORDER BY id", wo_id)
+    wo["escalations"] = _all(conn, "SELECT deadline, due_at, escalated_at FROM"
+                                   " work_order_escalations WHERE work_order_id = %s"
+                                   " ORDER BY escalated_at, deadline", wo_id)
+    wo["faults"] = _all(conn, "SELECT source, source_ref, at FROM work_order_refs"
+                              " WHERE work_order_id = %s ORDER BY at, source_ref", wo_id)
+    return wo
+
+
+def _all(conn: psycopg.Connection, query: str, *params: Any) -> Sequence[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(query, params)]  # type: ignore[arg-type]

@@ -1,0 +1,39 @@
+"""The rules sections of the site configuration, loaded from the example site."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from caretaker.site_config import SiteConfigError, example_document, load_site_config
+from rules.config import load_rules
+from rules.policy import load_policy
+from tests.rules.helpers import T0, rows
+
+
+def test_example_site_rules_load_and_reload_unchanged(conn: psycopg.Connection) -> None:
+    doc = example_document()
+    load_site_config(conn, doc, now=T0)
+    loaded = rows(conn, "SELECT id, kind, metric, enabled, updated_at FROM rules ORDER BY id")
+    ids = {r["id"] for r in loaded}
+    assert {"pump-vibration-critical", "elevator-door-fault", "device-offline", "mains-lost",
+            "tank-level-falling", "over-voltage", "power-factor-low"} <= ids
+    metrics = {r["metric"] for r in rows(
+        conn, "SELECT DISTINCT metric FROM rules WHERE enabled AND metric IS NOT NULL")}
+    assert {"vibration", "bearing_temp", "outlet_pressure", "level", "supply_temp",
+            "door_fault", "power_factor", "voltage"} == metrics
+    policy = load_policy(conn, "riverside")
+    assert policy.deadlines["critical"] == (900.0, 14400.0)
+    load_site_config(conn, doc, now=T0.replace(hour=9))
+    again = rows(conn, "SELECT id, kind, metric, enabled, updated_at FROM rules ORDER BY id")
+    assert again == loaded
+
+
+def test_bad_rule_is_reported_with_its_id(conn: psycopg.Connection) -> None:
+    doc = example_document()
+    load_site_config(conn, doc, now=T0)
+    with pytest.raises(SiteConfigError, match="rule x.*threshold"):
+        load_rules(conn, "riverside", [{"id": "x", "metric": "vibration"}], now=T0)
+    with pytest.raises(SiteConfigError, match="unknown device_type"):
+        load_rules(conn, "riverside", [{"id": "y", "metric": "m", "threshold": 1,
+                                        "device_type": "nope"}], now=T0)

@@ -1,0 +1,134 @@
+"""Through the real broker, the real ingest and the rules worker: fault → alarm → work order."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from psycopg.rows import dict_row
+
+from rules.config import load_rules
+from rules.worker import main as rules_main
+from tests.ingest.helpers import (
+    Publisher,
+    forget_session,
+    ingest_settings,
+    running_worker,
+    wait_until,
+)
+from tests.rules.helpers import RULES, T0
+
+pytestmark = pytest.mark.e2e
+
+
+def _rows(database: str, query: str) -> list[dict[str, object]]:
+    with psycopg.connect(database, row_factory=dict_row) as c:
+        return [dict(r) for r in c.execute(query)]
+
+
+def test_published_fault_becomes_one_alarm_and_one_work_order(database: str,
+                                                              mqtt: tuple[str, int]) -> None:
+    site = f"e{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database, row_factory=dict_row) as c:
+        c.execute("INSERT INTO sites (id, name) VALUES (%s, 'E2E')", (site,))
+        c.execute("INSERT INTO device_types (id, name) VALUES ('water_pump', 'pump'),"
+                  " ('power_meter', 'meter')")
+        for dev, typ in (("pump-1", "water_pump"), ("pump-2", "water_pump"),
+                         ("meter-main", "power_meter")):
+            c.execute("INSERT INTO devices (site_id, id, type_id, name) VALUES (%s, %s, %s, %s)",
+                      (site, dev, typ, dev))
+        load_rules(c, site, RULES, now=T0)
+    settings = ingest_settings(database, mqtt)
+    stop = threading.Event()
+    rules = threading.Thread(target=rules_main, args=(settings,), kwargs={"stop": stop},
+                             daemon=True)
+    rules.start()
+    base = f"caretaker/v1/{site}/devices"
+    try:
+        with running_worker(settings):
+            pub = Publisher(mqtt, v5=True)
+            pub.publish(f"{base}/pump-1/telemetry", json.dumps({"vibration": 2.1}))
+            pub.publish(f"{base}/pump-2/telemetry", json.dumps({"vibration": 2.3}))
+            assert wait_until(lambda: len(_rows(database, "SELECT 1 FROM telemetry")) == 2)
+            assert _rows(database, "SELECT * FROM alarms") == []
+            started = time.monotonic()
+            for v in (8.2, 8.4, 8.1):  # one fault, reported three times
+                pub.publish(f"{base}/pump-1/telemetry", json.dumps({"vibration": v}))
+            assert wait_until(lambda: len(_rows(database, "SELECT 1 FROM work_orders")) == 1)
+            elapsed = time.monotonic() - started
+            lwt = Properties(PacketTypes.PUBLISH)
+            lwt.UserProperty = ("source", "lwt")
+            pub.publish(f"{base}/pump-2/status", b"offline", properties=lwt)
+            assert wait_until(lambda: len(_rows(database, "SELECT 1 FROM alarms"
+                                                          " WHERE rule_id = 'offline'")) == 1)
+            assert wait_until(lambda: _rows(database, "SELECT count(*) AS n FROM ingest_events"
+                                                      " WHERE kind <> 'scans'")[0]["n"] == 0)
+            pub.close()
+    finally:
+        stop.set()
+        rules.join(20)
+        forget_session(settings)
+    assert not rules.is_alive()
+    assert elapsed < 5
+    alarms = _rows(database, "SELECT * FROM alarms ORDER BY id")
+    assert [(a["device_id"], a["rule_id"]) for a in alarms] == [("pump-1", "vib-major"),
+                                                                ("pump-2", "offline")]
+    assert alarms[0]["count"] == 1 and alarms[0]["first_value"] == 8.2
+    [wo] = _rows(database, "SELECT * FROM work_orders ORDER BY id LIMIT 1")
+    assert wo["device_id"] == "pump-1" and wo["alarm_id"] == alarms[0]["id"]
+    assert len(_rows(database, "SELECT * FROM work_orders")) == 2  # the offline one too
+
+
+def test_simulated_fault_scenario_yields_the_expected_tickets(database: str,
+                                                             mqtt: tuple[str, int]) -> None:
+    """`caretaker simulate --scenario faults` on the example site, sped up 60 times."""
+    import os
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    from caretaker.site_config import example_document, load_site_config
+
+    with psycopg.connect(database, row_factory=dict_row) as c:
+        load_site_config(c, example_document(), now=datetime.now(UTC))
+    settings = ingest_settings(database, mqtt)
+    env = {**os.environ, "CARETAKER_DATABASE_URL": database,
+           "CARETAKER_MQTT_URL": f"mqtt://{mqtt[0]}:{mqtt[1]}"}
+    stop = threading.Event()
+    rules = threading.Thread(target=rules_main, args=(settings,), kwargs={"stop": stop},
+                             daemon=True)
+    rules.start()
+    try:
+        with running_worker(settings):
+            sim = subprocess.run(
+                [sys.executable, "-m", "caretaker.cli", "simulate", "--scenario", "faults",
+                 "--speed", "60", "--duration", "32m", "--no-guards", "--seed", "7"],
+                env=env, capture_output=True, timeout=240)
+            assert sim.returncode == 0, sim.stderr.decode()[-2000:]
+            assert wait_until(lambda: _rows(database, "SELECT count(*) AS n FROM ingest_events"
+                                                      " WHERE kind <> 'scans'")[0]["n"] == 0)
+            time.sleep(1.5)  # a clock tick or two for hold times
+    finally:
+        stop.set()
+        rules.join(20)
+        forget_session(settings)
+    tickets = sorted((w["device_id"], w["rule_id"]) for w in _rows(
+        database, "SELECT device_id, rule_id FROM work_orders"))
+    assert tickets == [
+        ("chiller-1", "chiller-supply-temp-high"),  # flapping around 9 degC: one ticket
+        ("elev-a1", "elevator-door-fault"),
+        ("meter-pumps", "device-offline"),  # its Last Will
+        ("pump-1", "pump-vibration-critical"),
+        ("pump-1", "pump-vibration-major"),
+        ("pump-2", "pump-bearing-temp"),
+    ]
+    alarms = _rows(database, "SELECT device_id, rule_id, suppressed_by FROM alarms")
+    assert ("pump-1", "pump-vibration-warning") in {(a["device_id"], a["rule_id"])
+                                                    for a in alarms}  # a warning: no ticket
+    assert len(alarms) == 7

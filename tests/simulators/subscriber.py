@@ -1,0 +1,60 @@
+"""A real MQTT subscriber for the simulator tests: records every message it receives."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt_client
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message as the subscriber got it."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    at: float
+    user_properties: tuple[tuple[str, str], ...] = ()
+
+
+class Subscriber:
+    """Subscribes to topic filters at QoS 1 and keeps what arrives, in order."""
+
+    def __init__(self, host: str, port: int, *filters: str) -> None:
+        self.messages: list[Received] = []
+        self._lock = threading.Lock()
+        ready = threading.Event()
+        self.client = mqtt_client.Client(CallbackAPIVersion.VERSION2,
+                                         client_id=f"t-sub-{uuid.uuid4().hex[:8]}",
+                                         protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: ready.set() if len(a) else None
+        self.client.connect(host, port)
+        self.client.loop_start()
+        self.client.subscribe([(f, 1) for f in filters])
+        assert ready.wait(5), "subscription not acknowledged"
+
+    def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
+        with self._lock:
+            props = getattr(msg.properties, "UserProperty", None) or []
+            self.messages.append(Received(msg.topic, msg.payload, bool(msg.retain),
+                                          time.monotonic(), tuple(props)))
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[Received]:
+        """Wait until at least `count` messages arrived, then a short settle; return them all."""
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # anything extra (duplicates) would arrive now
+        with self._lock:
+            return list(self.messages)
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+        self.client.loop_stop()

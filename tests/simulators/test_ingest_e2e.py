@@ -1,0 +1,184 @@
+"""End to end: simulator → real broker → `caretaker ingest` (a subprocess) → telemetry rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from simulators.publisher import Publisher
+from simulators.run import Options, build_plan, simulate
+from simulators.stream import Publish, events
+from tests.simulators.test_publish import site_copy
+
+pytestmark = pytest.mark.e2e
+START = datetime(2026, 11, 22, 5, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def ingest(settings_env: dict[str, str], mqtt: tuple[str, int],
+           tmp_path: Path) -> Iterator[str]:
+    """`caretaker ingest` running on this test's database; yields the database URL."""
+    tag = uuid.uuid4().hex[:10]
+    client_id = f"t-sim-{tag}"
+    env = {**os.environ, **settings_env, "CARETAKER_INGEST_CLIENT_ID": client_id,
+           "CARETAKER_INGEST_SHARE_GROUP": f"g{tag}"}
+    log = tmp_path / "ingest.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "caretaker.cli", "ingest"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    database = settings_env["CARETAKER_DATABASE_URL"]
+    try:
+        _wait_until_ingesting(database, mqtt, proc, log)
+        yield database
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        _forget_session(mqtt, f"{client_id}-0")
+
+
+def _wait_until_ingesting(database: str, mqtt: tuple[str, int],
+                          proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Publish a probe reading until the ingest has stored one (it has subscribed by then)."""
+    probe = f"caretaker/v1/probe-{uuid.uuid4().hex[:8]}/devices/probe/telemetry"
+    publisher = Publisher(*mqtt)
+    deadline = time.monotonic() + 60
+    try:
+        with psycopg.connect(database, autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text(errors="replace")
+                publisher.publish(probe, b'{"probe": 1}')
+                if conn.execute("SELECT 1 FROM telemetry WHERE device_id = 'probe'").fetchone():
+                    return
+                time.sleep(0.5)
+    finally:
+        publisher.close()
+    raise AssertionError("the ingest stored nothing within 60 s:\n" + log.read_text())
+
+
+def _forget_session(mqtt: tuple[str, int], client_id: str) -> None:
+    """End the ingest's persistent session so the shared broker stops queueing for it."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=MQTTProtocolVersion.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    client.connect(*mqtt, clean_start=True, properties=props)
+    client.loop_start()
+    deadline = time.monotonic() + 5
+    while not client.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client.disconnect()
+    client.loop_stop()
+
+
+def _poll(conn: psycopg.Connection, sql: str, params: tuple, want: int,
+          timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        row = conn.execute(sql, params).fetchone()
+        got = int(row[0]) if row else 0
+        if got >= want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)
+
+
+def test_simulated_history_arrives_as_telemetry_rows(ingest: str, mqtt: tuple[str, int],
+                                                     tmp_path: Path) -> None:
+    config, site = site_copy(tmp_path)
+    # 13:00-15:00 in Shanghai: the day patrol and the gate post's hourly rounds walk
+    options = dict(config=config, backfill=7200, interval=60, start=START, seed=11,
+                   scenario="bad-payloads")
+    plan, _ = build_plan(Options(**options), now=datetime.now(UTC))
+    planned = [e for e in events(plan) if isinstance(e, Publish)]
+    expected: dict[tuple[str, str, int], float | str] = {}
+    for e in planned:
+        if e.kind != "telemetry":
+            continue
+        device = e.topic.split("/")[4]
+        body = json.loads(e.payload)
+        for item in body if isinstance(body, list) else [body]:
+            for metric, value in item["values"].items():
+                expected[(device, metric, item["ts"])] = (
+                    value if isinstance(value, str) else float(value))
+    bad = sum(1 for e in planned if e.kind == "bad")
+    assert len(expected) == 63 * 120 and bad == 5 * 12  # 63 metrics, 120 readings each
+    scans: dict[str, tuple[str, str]] = {}
+    for e in planned:
+        if e.kind == "scan":
+            body = json.loads(e.payload)
+            for item in body if isinstance(body, list) else [body]:
+                scans[item["scan_id"]] = (e.topic.split("/")[4], item["tag"])
+    assert len(scans) >= 6
+
+    simulate(Options(progress=False, **options), host=mqtt[0], port=mqtt[1],
+             now=datetime.now(UTC))
+
+    with psycopg.connect(ingest, autocommit=True) as conn:
+        rows = _poll(conn, "SELECT count(*) FROM telemetry WHERE site_id = %s", (site,),
+                     len(expected))
+        dead = _poll(conn, "SELECT count(*) FROM dead_letters", (), bad, timeout=10)
+        stored = {
+            (device, metric, round(ts.timestamp() * 1000)): text if text is not None else value
+            for device, metric, ts, value, text in conn.execute(
+                "SELECT device_id, metric, time, value, text_value FROM telemetry"
+                " WHERE site_id = %s", (site,))
+        }
+        _poll(conn, "SELECT count(*) FROM scans WHERE site_id = %s", (site,), len(scans))
+        stored_scans = {
+            str(scan_id): (guard, tag) for scan_id, guard, tag in conn.execute(
+                "SELECT scan_id, guard_id, tag FROM scans WHERE site_id = %s", (site,))
+        }
+        devices = conn.execute(
+            "SELECT id, status, last_seen FROM devices WHERE site_id = %s ORDER BY id",
+            (site,)).fetchall()
+    assert rows == len(expected)
+    assert stored == expected  # every value, exactly once, at its own timestamp
+    assert dead == bad  # every bad payload dead-lettered, none of the good ones
+    assert stored_scans == scans  # guards' scans, offline batches included, each once
+    assert len(devices) == 18  # unknown to the database: auto-registered, not dropped
+    assert {status for _, status, _ in devices} == {"unassigned"}
+    assert all(last_seen is not None for _, _, last_seen in devices)
+
+
+def test_a_device_silent_with_last_will_goes_offline_in_the_database(
+        ingest: str, mqtt: tuple[str, int], tmp_path: Path) -> None:
+    config, site = site_copy(tmp_path)
+    scenario = tmp_path / "lwt.yaml"
+    scenario.write_text("faults:\n  - {kind: silent, devices: [meter-pumps], lwt: true,"
+                        " start: 20s, duration: 40s}\n")
+    simulate(Options(config=config, scenario=str(scenario), speed=20, duration=100, interval=5,
+                     guards=False, progress=False), host=mqtt[0], port=mqtt[1],
+             now=datetime.now(UTC))
+    with psycopg.connect(ingest, autocommit=True) as conn:
+        _poll(conn, "SELECT count(*) FROM device_status WHERE site_id = %s", (site,), 2 * 18 + 2)
+        history = conn.execute(
+            "SELECT status, source FROM device_status WHERE site_id = %s"
+            " AND device_id = 'meter-pumps' ORDER BY time", (site,)).fetchall()
+        others = conn.execute(
+            "SELECT device_id, array_agg(status ORDER BY time) FROM device_status"
+            " WHERE site_id = %s AND device_id <> 'meter-pumps' GROUP BY device_id",
+            (site,)).fetchall()
+        online = conn.execute("SELECT online FROM devices WHERE site_id = %s"
+                              " AND id = 'meter-pumps'", (site,)).fetchone()
+    assert history == [("online", "status"), ("offline", "lwt"), ("online", "status"),
+                       ("offline", "status")]
+    assert len(others) == 17 and all(states == ["online", "offline"] for _, states in others)
+    assert online == (False,)  # the run ended: every simulated device said goodbye
