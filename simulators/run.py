@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 LIVE_INTERVAL = 10.0
 BACKFILL_INTERVAL = 60.0
-# Below this many ms between a device's readings, timestamps would collide on the
-# (device, metric, ts) key: use more devices for a higher rate.
+# Seconds between a device's readings below which millisecond timestamps would collide on
+# the (device, metric, ts) key: a higher rate needs more devices.
 MIN_INTERVAL = 0.002
 
 
@@ -62,6 +62,7 @@ class Stats:
     """What a run published."""
 
     counts: Counter[str] = field(default_factory=Counter)
+    drops: int = 0
     seconds: float = 0.0
 
     @property
@@ -73,7 +74,9 @@ class Stats:
         """One line for the operator."""
         rate = self.messages / self.seconds if self.seconds > 0 else 0.0
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.counts.items()))
-        return f"published {self.messages} messages ({kinds}) in {self.seconds:.1f} s, {rate:.0f}/s"
+        drops = f", {self.drops} connection(s) dropped for a Last Will" if self.drops else ""
+        return (f"published {self.messages} messages ({kinds}) in {self.seconds:.1f} s, "
+                f"{rate:.0f}/s{drops}")
 
 
 def build_plan(opts: Options, *, now: datetime) -> tuple[Plan, float]:
@@ -137,6 +140,9 @@ def build_plan(opts: Options, *, now: datetime) -> tuple[Plan, float]:
             start = now_s - opts.duration
         else:
             start = now_s
+            if speed > 1:
+                log.warning("--speed %g without --duration: timestamps run ahead of the wall "
+                            "clock (the ingest refuses those more than a day ahead)", speed)
         end = None if opts.duration is None else start + opts.duration
         live = True
         receive_time = speed == 1 and opts.start is None
@@ -168,7 +174,7 @@ def execute(event: Event, sink: Sink, stats: Stats) -> None:
         sink.open(event.client, event.will_topic)
     elif isinstance(event, Drop):
         sink.drop(event.client)
-        stats.counts["dropped"] += 1
+        stats.drops += 1
 
 
 def pace(stream: Iterable[Event], sink: Sink, *, start: float, speed: float,

@@ -193,28 +193,27 @@ def status_events(plan: Plan, own: set[str]) -> list[Event]:
     return events + later
 
 
-def bad_payload_events(plan: Plan) -> list[Publish]:
-    """The bad messages of the scenario's bad_payload faults."""
-    out: list[Publish] = []
-    for d in plan.devices:
-        for i, f in enumerate(plan.scenario.faults_for(d)):
-            if f.kind != "bad_payload":
-                continue
-            k = 0
-            while True:
-                offset = f.start + k * (f.every or 0.0)
-                t = plan.start + offset
-                if (k > 0 and (f.every is None or not f.active(offset))) or (
-                        plan.end is not None and t >= plan.end):
-                    break
-                rng = random.Random(f"{plan.seed}:bad:{d.key}:{i}:{k}")
-                values = reading(d, t, rng)
-                for kind in f.payloads:
-                    topic, payload = sc.bad_payload(kind, d, round(t * 1000), values)
-                    out.append(Publish(t, topic, payload, kind="bad"))
-                k += 1
-    out.sort(key=lambda e: e.time)
-    return out
+def _bad_payloads(plan: Plan, device: Device, index: int, fault: sc.Fault) -> Iterator[Publish]:
+    k = 0
+    while True:
+        offset = fault.start + k * (fault.every or 0.0)
+        t = plan.start + offset
+        if (k > 0 and (fault.every is None or not fault.active(offset))) or (
+                plan.end is not None and t >= plan.end):
+            return
+        rng = random.Random(f"{plan.seed}:bad:{device.key}:{index}:{k}")
+        values = reading(device, t, rng)
+        for kind in fault.payloads:
+            topic, payload = sc.bad_payload(kind, device, round(t * 1000), values)
+            yield Publish(t, topic, payload, kind="bad")
+        k += 1
+
+
+def bad_payload_events(plan: Plan) -> Iterator[Publish]:
+    """The bad messages of the scenario's bad_payload faults, in time order (maybe endless)."""
+    return heapq.merge(*(_bad_payloads(plan, d, i, f) for d in plan.devices
+                         for i, f in enumerate(plan.scenario.faults_for(d))
+                         if f.kind == "bad_payload"), key=lambda e: e.time)
 
 
 def scan_events(plan: Plan) -> Iterator[Publish]:

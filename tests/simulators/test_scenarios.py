@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,3 +176,15 @@ def test_bad_payloads_of_every_kind() -> None:
     assert "yesterday" in stamps
     assert any(isinstance(s, int) and s < 946684800000 for s in stamps)  # before 2000
     assert any(isinstance(s, int) and s > (START + 365 * 86400) * 1000 for s in stamps)
+
+
+def test_an_endless_run_streams_lazily_with_repeating_faults() -> None:
+    fault = sc.parse_fault({"kind": "bad_payload", "devices": ["pump-1"], "every": "1m",
+                            "payloads": ["invalid_json"]})
+    endless = Plan(devices=FLEET, start=START, end=None, interval=10,
+                   scenario=sc.Scenario("x", (fault,)))
+    first = list(itertools.islice(events(endless), 20000))
+    bad = [e for e in first if isinstance(e, Publish) and e.kind == "bad"]
+    span = first[-1].time - START
+    assert len(bad) == pytest.approx(span / 60, abs=1)
+    assert [e.time for e in first] == sorted(e.time for e in first)
