@@ -23,14 +23,14 @@ class AlarmNotFound(AlarmError):
     status = 404
 
 
-def add_history(conn: psycopg.Connection, alarm_id: int, *, at: datetime, action: str,
+def add_history(conn: psycopg.Connection[Any], alarm_id: int, *, at: datetime, action: str,
                 actor: str, note: str | None = None) -> None:
     """Append an entry to an alarm's history."""
     conn.execute("INSERT INTO alarm_history (alarm_id, at, action, actor, note)"
                  " VALUES (%s, %s, %s, %s, %s)", (alarm_id, at, action, actor, note))
 
 
-def raise_alarm(conn: psycopg.Connection, rule: Rule, device: str, decision: Decision, *,
+def raise_alarm(conn: psycopg.Connection[Any], rule: Rule, device: str, decision: Decision, *,
                 now: datetime, suppressed_by: str | None) -> tuple[dict[str, Any], bool]:
     """Insert the active alarm of (device, rule), or count a repeat on it; (row, created)."""
     row = conn.execute(
@@ -58,7 +58,7 @@ def raise_alarm(conn: psycopg.Connection, rule: Rule, device: str, decision: Dec
     return alarm, created
 
 
-def update_alarm(conn: psycopg.Connection, rule: Rule, device: str, decision: Decision, *,
+def update_alarm(conn: psycopg.Connection[Any], rule: Rule, device: str, decision: Decision, *,
                  now: datetime) -> int | None:
     """Record a further triggering reading on the active alarm; its id, if there is one."""
     row = conn.execute(
@@ -74,7 +74,7 @@ def update_alarm(conn: psycopg.Connection, rule: Rule, device: str, decision: De
     return int(row["id"])
 
 
-def clear_active(conn: psycopg.Connection, site: str, device: str, rule_id: str, *,
+def clear_active(conn: psycopg.Connection[Any], site: str, device: str, rule_id: str, *,
                  now: datetime, actor: str = "system", note: str | None = None
                  ) -> dict[str, Any] | None:
     """Clear the active alarm of (device, rule), noting it on its ticket; the row, if any."""
@@ -89,7 +89,7 @@ def clear_active(conn: psycopg.Connection, site: str, device: str, rule_id: str,
     return alarm
 
 
-def _after_clear(conn: psycopg.Connection, alarm: dict[str, Any], *, now: datetime, actor: str,
+def _after_clear(conn: psycopg.Connection[Any], alarm: dict[str, Any], *, now: datetime, actor: str,
                  note: str | None) -> None:
     add_history(conn, alarm["id"], at=now, action="cleared", actor=actor,
              note=note or ("clear condition met" if actor == "system" else None))
@@ -98,7 +98,7 @@ def _after_clear(conn: psycopg.Connection, alarm: dict[str, Any], *, now: dateti
                                        now=now, actor=actor)
 
 
-def acknowledge(conn: psycopg.Connection, alarm_id: int, *, actor: str, now: datetime,
+def acknowledge(conn: psycopg.Connection[Any], alarm_id: int, *, actor: str, now: datetime,
                 note: str | None = None, scope: str | None = None) -> dict[str, Any]:
     """Acknowledge an active alarm."""
     alarm = _get_row(conn, alarm_id, scope=scope, lock=True)
@@ -111,7 +111,7 @@ def acknowledge(conn: psycopg.Connection, alarm_id: int, *, actor: str, now: dat
     return dict(row or {})
 
 
-def clear_by_hand(conn: psycopg.Connection, alarm_id: int, *, actor: str, now: datetime,
+def clear_by_hand(conn: psycopg.Connection[Any], alarm_id: int, *, actor: str, now: datetime,
                   note: str | None = None, scope: str | None = None) -> dict[str, Any]:
     """Clear an alarm by hand; its rule starts afresh for the device (it may raise again)."""
     alarm = _get_row(conn, alarm_id, scope=scope, lock=False)
@@ -127,7 +127,7 @@ def clear_by_hand(conn: psycopg.Connection, alarm_id: int, *, actor: str, now: d
     return cleared
 
 
-def _get_row(conn: psycopg.Connection, alarm_id: int, *, scope: str | None,
+def _get_row(conn: psycopg.Connection[Any], alarm_id: int, *, scope: str | None,
              lock: bool) -> dict[str, Any]:
     query = "SELECT * FROM alarms WHERE id = %s"
     params: list[Any] = [alarm_id]
@@ -140,7 +140,7 @@ def _get_row(conn: psycopg.Connection, alarm_id: int, *, scope: str | None,
     return dict(row)
 
 
-def get_alarm(conn: psycopg.Connection, alarm_id: int, *,
+def get_alarm(conn: psycopg.Connection[Any], alarm_id: int, *,
               scope: str | None = None) -> dict[str, Any]:
     """One alarm with its history."""
     alarm = _get_row(conn, alarm_id, scope=scope, lock=False)
@@ -154,7 +154,7 @@ FILTERS = {"site": "site_id", "device": "device_id", "severity": "severity", "st
            "rule": "rule_id"}
 
 
-def list_alarms(conn: psycopg.Connection, *, filters: dict[str, Any], scope: str | None,
+def list_alarms(conn: psycopg.Connection[Any], *, filters: dict[str, Any], scope: str | None,
                 since: datetime | None, until: datetime | None, limit: int,
                 offset: int) -> tuple[list[dict[str, Any]], int]:
     """One page of alarms, newest first, and how many match."""

@@ -24,7 +24,7 @@ class RuleConflict(RuleError):
     """A rule with that id exists already."""
 
 
-def check_references(conn: psycopg.Connection, rule: Rule) -> None:
+def check_references(conn: psycopg.Connection[Any], rule: Rule) -> None:
     """Refuse a rule naming a site, device type or device that does not exist."""
     if conn.execute("SELECT 1 FROM sites WHERE id = %s", (rule.site_id,)).fetchone() is None:
         raise RuleError(f"rule {rule.id}: unknown site {rule.site_id!r}")
@@ -43,7 +43,7 @@ def _values(rule: Rule) -> list[Any]:
             for c in COLUMNS]
 
 
-def upsert_rule(conn: psycopg.Connection, rule: Rule, *, now: datetime) -> None:
+def upsert_rule(conn: psycopg.Connection[Any], rule: Rule, *, now: datetime) -> None:
     """Insert or replace a rule by (site, id)."""
     check_references(conn, rule)
     cols = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
@@ -60,7 +60,7 @@ def upsert_rule(conn: psycopg.Connection, rule: Rule, *, now: datetime) -> None:
         [rule.site_id, rule.id, *_values(rule), now, now])
 
 
-def create_rule(conn: psycopg.Connection, site_id: str, spec: dict[str, Any], *,
+def create_rule(conn: psycopg.Connection[Any], site_id: str, spec: dict[str, Any], *,
                 now: datetime) -> dict[str, Any]:
     """Add a new rule from its definition; RuleConflict if the id is taken."""
     rule = parse_rule(site_id, spec)
@@ -70,7 +70,7 @@ def create_rule(conn: psycopg.Connection, site_id: str, spec: dict[str, Any], *,
     return get_rule(conn, site_id, rule.id) or {}
 
 
-def update_rule(conn: psycopg.Connection, site_id: str, rule_id: str, changes: dict[str, Any],
+def update_rule(conn: psycopg.Connection[Any], site_id: str, rule_id: str, changes: dict[str, Any],
                 *, now: datetime) -> dict[str, Any]:
     """Change some fields of a rule (re-validated as a whole)."""
     row = get_rule(conn, site_id, rule_id)
@@ -96,7 +96,7 @@ def to_spec(row: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def get_rule(conn: psycopg.Connection, site_id: str, rule_id: str) -> dict[str, Any] | None:
+def get_rule(conn: psycopg.Connection[Any], site_id: str, rule_id: str) -> dict[str, Any] | None:
     """One rule row, or None."""
     row = conn.execute("SELECT * FROM rules WHERE site_id = %s AND id = %s",
                        (site_id, rule_id)).fetchone()
@@ -107,7 +107,7 @@ FILTERS = {"site": "site_id", "kind": "kind", "metric": "metric", "enabled": "en
            "severity": "severity", "device_type": "device_type", "device": "device_id"}
 
 
-def list_rules(conn: psycopg.Connection, *, filters: dict[str, Any], scope: str | None,
+def list_rules(conn: psycopg.Connection[Any], *, filters: dict[str, Any], scope: str | None,
                limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
     """One page of rules and how many match."""
     parts: list[sql.Composable] = []

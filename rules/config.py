@@ -27,7 +27,7 @@ def _as_config_error(section: str) -> Iterator[None]:
         raise SiteConfigError(f"{section}: {exc}") from exc
 
 
-def load_rules(conn: psycopg.Connection, site_id: str, items: Any, *, now: datetime) -> None:
+def load_rules(conn: psycopg.Connection[Any], site_id: str, items: Any, *, now: datetime) -> None:
     """Upsert the site's rules by id."""
     with _as_config_error("rules"):
         if not isinstance(items, list):
@@ -55,7 +55,7 @@ def _when(value: Any, tz: ZoneInfo, what: str) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=tz)
 
 
-def load_maintenance_windows(conn: psycopg.Connection, site_id: str, items: Any, *,
+def load_maintenance_windows(conn: psycopg.Connection[Any], site_id: str, items: Any, *,
                              now: datetime) -> None:
     """Upsert the site's maintenance windows by id ({id, device?, start, end, reason})."""
     with _as_config_error("maintenance_windows"):
@@ -73,7 +73,7 @@ def load_maintenance_windows(conn: psycopg.Connection, site_id: str, items: Any,
             maintenance.upsert_window(conn, site_id, str(item["id"]), values, now=now)
 
 
-def load_work_order_policy(conn: psycopg.Connection, site_id: str, items: Any, *,
+def load_work_order_policy(conn: psycopg.Connection[Any], site_id: str, items: Any, *,
                            now: datetime) -> None:
     """Store the site's work-order policy (deadlines, open_at, repeats, webhook)."""
     with _as_config_error("work_order_policy"):

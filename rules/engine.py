@@ -8,6 +8,7 @@ and opens the tickets they cause, so a crash anywhere in between leaves nothing 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ EVENT_KINDS = ("telemetry", "status")
 class Context:
     """Per-transaction caches: each site's mutes and policy, loaded once."""
 
-    conn: psycopg.Connection
+    conn: psycopg.Connection[Any]
     now: datetime
     _mutes: dict[str, list[Mute]] = field(default_factory=dict)
     _policies: dict[str, Policy] = field(default_factory=dict)
@@ -129,7 +130,7 @@ def parse_readings(payload: list[dict[str, Any]]) -> list[Reading]:
     return out
 
 
-def _device_rows(conn: psycopg.Connection, pairs: set[tuple[str, str]]
+def _device_rows(conn: psycopg.Connection[Any], pairs: set[tuple[str, str]]
                  ) -> dict[tuple[str, str], dict[str, Any]]:
     if not pairs:
         return {}
@@ -141,7 +142,7 @@ def _device_rows(conn: psycopg.Connection, pairs: set[tuple[str, str]]
     return {(r["site_id"], r["id"]): dict(r) for r in rows}
 
 
-def _site_rules(conn: psycopg.Connection, sites: set[str], *, kind: str | None = None
+def _site_rules(conn: psycopg.Connection[Any], sites: set[str], *, kind: str | None = None
                 ) -> list[Rule]:
     query = "SELECT * FROM rules WHERE enabled AND site_id = ANY(%s)"
     params: list[Any] = [sorted(sites)]
@@ -257,13 +258,47 @@ def process_status(ctx: Context, events: list[dict[str, Any]]) -> int:
     return process_offline(ctx, devices, rules)
 
 
-def consume(conn: psycopg.Connection, now: datetime, *, limit: int = 20) -> int:
-    """Take up to `limit` ingest batches, act on them, delete them; how many were taken."""
+# Failures worth retrying the whole batch for (connection lost, deadlock, serialisation);
+# anything else is a property of the batch and would fail again on every retry.
+TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def consume(conn: psycopg.Connection[Any], now: datetime, *, limit: int = 20) -> int:
+    """Take up to `limit` ingest batches, act on them, delete them; how many were taken.
+
+    A batch that cannot be processed (bad payload, a bug) must not block every alarm behind
+    it: it is retried alone, and if it fails alone it goes to dead_letters (source 'rules').
+    """
     rows = conn.execute(
         "SELECT id, kind, payload FROM ingest_events WHERE kind = ANY(%s)"
         " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED", (list(EVENT_KINDS), limit)).fetchall()
     if not rows:
         return 0
+    try:
+        with conn.transaction():
+            _process(conn, now, rows)
+    except TRANSIENT:
+        raise
+    except Exception:
+        log.exception("processing %d ingest batches failed; retrying them one by one", len(rows))
+        for row in rows:
+            try:
+                with conn.transaction():
+                    _process(conn, now, [row])
+            except TRANSIENT:
+                raise
+            except Exception as exc:
+                log.exception("ingest batch %s cannot be processed; dead-lettered", row["id"])
+                conn.execute(
+                    "INSERT INTO dead_letters (source, topic, payload, reason)"
+                    " VALUES ('rules', %s, %s, %s)",
+                    (f"ingest_events/{row['kind']}", json.dumps(row["payload"]).encode(),
+                     f"{type(exc).__name__}: {exc}"[:1000]))
+    conn.execute("DELETE FROM ingest_events WHERE id = ANY(%s)", ([r["id"] for r in rows],))
+    return len(rows)
+
+
+def _process(conn: psycopg.Connection[Any], now: datetime, rows: list[Any]) -> None:
     ctx = Context(conn, now)
     readings: list[Reading] = []
     statuses: list[dict[str, Any]] = []
@@ -275,13 +310,11 @@ def consume(conn: psycopg.Connection, now: datetime, *, limit: int = 20) -> int:
             statuses += payload
     process_readings(ctx, readings)
     process_status(ctx, statuses)
-    conn.execute("DELETE FROM ingest_events WHERE id = ANY(%s)", ([r["id"] for r in rows],))
-    return len(rows)
 
 
 # ---- the clock ---------------------------------------------------------------------------
 
-def tick(conn: psycopg.Connection, now: datetime) -> None:
+def tick(conn: psycopg.Connection[Any], now: datetime) -> None:
     """Everything that happens because time passed: hold times, silence, unmuting, deadlines."""
     ctx = Context(conn, now)
     expire_holds(ctx)
@@ -368,5 +401,5 @@ def rule_jobs(settings: Settings) -> list[Job]:
     return [
         Job("rules-inbox", 0.05, lambda conn, now: consume(conn, now)),
         Job("rules-clock", settings.rules_tick_ms / 1000.0, tick),
-        Job("rules-webhooks", 1.0, lambda conn, now: webhook.deliver_due(conn, now)),
+        Job("rules-webhooks", 1.0, webhook.delivery_job(settings)),
     ]

@@ -18,7 +18,7 @@ class WindowNotFound(RuleError):
     """No such maintenance window (in the caller's scope)."""
 
 
-def check(conn: psycopg.Connection, site_id: str, values: dict[str, Any]) -> None:
+def check(conn: psycopg.Connection[Any], site_id: str, values: dict[str, Any]) -> None:
     """Refuse a window that ends before it starts or names an unknown device."""
     if values["ends_at"] <= values["starts_at"]:
         raise RuleError("a maintenance window must end after it starts")
@@ -28,7 +28,7 @@ def check(conn: psycopg.Connection, site_id: str, values: dict[str, Any]) -> Non
         raise RuleError(f"unknown device {values['device_id']!r} in site {site_id!r}")
 
 
-def upsert_window(conn: psycopg.Connection, site_id: str, window_id: str | None,
+def upsert_window(conn: psycopg.Connection[Any], site_id: str, window_id: str | None,
                   values: dict[str, Any], *, now: datetime) -> dict[str, Any]:
     """Insert or replace a window by (site, id); a new id is made when none is given."""
     check(conn, site_id, values)
@@ -44,14 +44,15 @@ def upsert_window(conn: psycopg.Connection, site_id: str, window_id: str | None,
     return dict(row or {})
 
 
-def get_window(conn: psycopg.Connection, site_id: str, window_id: str) -> dict[str, Any] | None:
+def get_window(conn: psycopg.Connection[Any], site_id: str,
+               window_id: str) -> dict[str, Any] | None:
     """One window, or None."""
     row = conn.execute("SELECT * FROM maintenance_windows WHERE site_id = %s AND id = %s",
                        (site_id, window_id)).fetchone()
     return dict(row) if row else None
 
 
-def update_window(conn: psycopg.Connection, site_id: str, window_id: str,
+def update_window(conn: psycopg.Connection[Any], site_id: str, window_id: str,
                   changes: dict[str, Any], *, now: datetime) -> dict[str, Any]:
     """Change a window's device, times or reason."""
     row = get_window(conn, site_id, window_id)
@@ -62,13 +63,13 @@ def update_window(conn: psycopg.Connection, site_id: str, window_id: str,
     return upsert_window(conn, site_id, window_id, values, now=now)
 
 
-def delete_window(conn: psycopg.Connection, site_id: str, window_id: str) -> bool:
+def delete_window(conn: psycopg.Connection[Any], site_id: str, window_id: str) -> bool:
     """Remove a window; False if there was none."""
     return conn.execute("DELETE FROM maintenance_windows WHERE site_id = %s AND id = %s",
                         (site_id, window_id)).rowcount > 0
 
 
-def list_windows(conn: psycopg.Connection, *, site: str | None, device: str | None,
+def list_windows(conn: psycopg.Connection[Any], *, site: str | None, device: str | None,
                  active_at: datetime | None, scope: str | None, limit: int,
                  offset: int) -> tuple[list[dict[str, Any]], int]:
     """One page of windows (optionally those open at a time) and how many match."""

@@ -74,14 +74,14 @@ def parse_policy(spec: dict[str, Any] | None) -> Policy:
                   repeat_action=action, webhook_url=webhook.get("url"), webhook_events=events)
 
 
-def load_policy(conn: psycopg.Connection, site_id: str) -> Policy:
+def load_policy(conn: psycopg.Connection[Any], site_id: str) -> Policy:
     """The site's policy (defaults when it has none)."""
     row = conn.execute("SELECT policy FROM work_order_policies WHERE site_id = %s",
                        (site_id,)).fetchone()
     return parse_policy(row["policy"] if row else None)
 
 
-def save_policy(conn: psycopg.Connection, site_id: str, spec: dict[str, Any], *,
+def save_policy(conn: psycopg.Connection[Any], site_id: str, spec: dict[str, Any], *,
                 now: datetime) -> None:
     """Validate and store a site's policy (replacing the previous one)."""
     parse_policy(spec)

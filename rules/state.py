@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -20,7 +21,7 @@ def lock_id(key: Key) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def lock_keys(conn: psycopg.Connection, keys: Iterable[Key]) -> None:
+def lock_keys(conn: psycopg.Connection[Any], keys: Iterable[Key]) -> None:
     """Take the transaction's locks on these keys, in one global order (no deadlocks)."""
     ids = sorted({lock_id(k) for k in keys})
     if ids:
@@ -28,7 +29,7 @@ def lock_keys(conn: psycopg.Connection, keys: Iterable[Key]) -> None:
                      (ids,))
 
 
-def load(conn: psycopg.Connection, keys: Iterable[Key]) -> dict[Key, State]:
+def load(conn: psycopg.Connection[Any], keys: Iterable[Key]) -> dict[Key, State]:
     """The stored states of these keys (absent keys are idle)."""
     keys = list(keys)
     if not keys:
@@ -41,7 +42,7 @@ def load(conn: psycopg.Connection, keys: Iterable[Key]) -> dict[Key, State]:
     return {(r["site_id"], r["rule_id"], r["device_id"]): r["state"] for r in rows}
 
 
-def save(conn: psycopg.Connection, changes: dict[Key, tuple[State, datetime | None]], *,
+def save(conn: psycopg.Connection[Any], changes: dict[Key, tuple[State, datetime | None]], *,
          now: datetime) -> None:
     """Store changed states: idle ones are deleted, others upserted with their due time."""
     idle = [k for k, (st, _) in changes.items() if not st]
@@ -64,14 +65,14 @@ def save(conn: psycopg.Connection, changes: dict[Key, tuple[State, datetime | No
                  for k, st, due in busy])
 
 
-def reset(conn: psycopg.Connection, key: Key) -> None:
+def reset(conn: psycopg.Connection[Any], key: Key) -> None:
     """Forget a key's state (after its alarm was cleared by hand)."""
     lock_keys(conn, [key])
     conn.execute("DELETE FROM rule_state WHERE site_id = %s AND rule_id = %s AND device_id = %s",
                  key)
 
 
-def due(conn: psycopg.Connection, now: datetime, *, limit: int = 1000) -> list[Key]:
+def due(conn: psycopg.Connection[Any], now: datetime, *, limit: int = 1000) -> list[Key]:
     """Keys whose hold time (or clear hold) has run out by `now`."""
     rows = conn.execute("SELECT site_id, rule_id, device_id FROM rule_state WHERE due_at <= %s"
                         " ORDER BY due_at LIMIT %s", (now, limit)).fetchall()

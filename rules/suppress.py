@@ -82,7 +82,7 @@ def first_mute(mutes: list[Mute], target: Target, now: datetime) -> Mute | None:
     return None
 
 
-def load_mutes(conn: psycopg.Connection, site: str, now: datetime) -> list[Mute]:
+def load_mutes(conn: psycopg.Connection[Any], site: str, now: datetime) -> list[Mute]:
     """The site's maintenance windows open at `now` and its active inhibiting alarms."""
     mutes: list[Mute] = [
         MaintenanceWindow(r["site_id"], r["id"], r["device_id"], r["starts_at"], r["ends_at"],

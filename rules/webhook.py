@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -11,7 +13,8 @@ import httpx
 import psycopg
 from psycopg.types.json import Jsonb
 
-from caretaker.settings import get_settings
+from caretaker.db import connect
+from caretaker.settings import Settings, get_settings
 from rules.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -39,7 +42,7 @@ def backoff(attempts: int) -> float:
     return float(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(attempts - 1, 0)))
 
 
-def enqueue(conn: psycopg.Connection, policy: Policy, event: str, work_order: dict[str, Any],
+def enqueue(conn: psycopg.Connection[Any], policy: Policy, event: str, work_order: dict[str, Any],
             *, now: datetime, extra: dict[str, Any] | None = None) -> bool:
     """Queue a ticket event for the site's webhook (or the global one); False if none applies."""
     url = policy.webhook_url or get_settings().webhook_url
@@ -53,7 +56,7 @@ def enqueue(conn: psycopg.Connection, policy: Policy, event: str, work_order: di
     return True
 
 
-def deliver_due(conn: psycopg.Connection, now: datetime, *, limit: int = 20,
+def deliver_due(conn: psycopg.Connection[Any], now: datetime, *, limit: int = 20,
                 client: httpx.Client | None = None) -> int:
     """POST the due outbox rows; reschedule failures with back-off. Returns how many were sent."""
     rows = conn.execute(
@@ -100,3 +103,36 @@ def _post(http: httpx.Client, url: str, payload: dict[str, Any]) -> str | None:
     if 200 <= response.status_code < 300:
         return None
     return f"HTTP {response.status_code}"
+
+
+def delivery_job(settings: Settings) -> Callable[[psycopg.Connection[Any], datetime],
+                                                  threading.Thread | None]:
+    """A scheduler job that delivers in a thread of its own with its own connection.
+
+    A slow or hanging receiver then never holds up the worker's other jobs (the inbox that
+    turns faults into tickets runs on the same scheduler loop). Returns the thread started.
+    """
+    running = threading.Lock()
+
+    def work(now: datetime) -> None:
+        try:
+            with connect(settings.db_url()) as conn:
+                deliver_due(conn, now)
+        except Exception:
+            log.exception("webhook delivery failed; retrying on the next run")
+        finally:
+            running.release()
+
+    def job(conn: psycopg.Connection[Any], now: datetime) -> threading.Thread | None:
+        due = conn.execute("SELECT EXISTS (SELECT 1 FROM webhook_outbox WHERE delivered_at IS"
+                           " NULL AND failed_at IS NULL AND next_attempt <= %s) AS due",
+                           (now,)).fetchone()
+        if not due or not due["due"]:
+            return None
+        if not running.acquire(blocking=False):
+            return None  # the previous delivery is still under way
+        thread = threading.Thread(target=work, args=(now,), name="webhooks", daemon=True)
+        thread.start()
+        return thread
+
+    return job

@@ -61,21 +61,21 @@ class FollowUp:
     satisfaction: int
 
 
-def _lock(conn: psycopg.Connection, *parts: object) -> None:
+def _lock(conn: psycopg.Connection[Any], *parts: object) -> None:
     """Serialise work on one fault key across transactions and processes."""
     digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (int.from_bytes(digest, "big",
                                                                       signed=True),))
 
 
-def _history(conn: psycopg.Connection, wo_id: int, *, at: datetime, action: str, actor: str,
+def _history(conn: psycopg.Connection[Any], wo_id: int, *, at: datetime, action: str, actor: str,
              frm: str | None = None, to: str | None = None, note: str | None = None) -> None:
     conn.execute(
         "INSERT INTO work_order_history (work_order_id, at, action, from_state, to_state, actor,"
         " note) VALUES (%s, %s, %s, %s, %s, %s, %s)", (wo_id, at, action, frm, to, actor, note))
 
 
-def _row(conn: psycopg.Connection, wo_id: int, *, lock: bool = False,
+def _row(conn: psycopg.Connection[Any], wo_id: int, *, lock: bool = False,
          scope: str | None = None) -> dict[str, Any]:
     query = "SELECT * FROM work_orders WHERE id = %s"
     params: list[Any] = [wo_id]
@@ -88,7 +88,7 @@ def _row(conn: psycopg.Connection, wo_id: int, *, lock: bool = False,
     return dict(row)
 
 
-def open_work_order(conn: psycopg.Connection, *, site_id: str, device_id: str | None,
+def open_work_order(conn: psycopg.Connection[Any], *, site_id: str, device_id: str | None,
                     severity: str, title: str, description: str, source: str,
                     source_ref: str | None, now: datetime, rule_id: str | None = None,
                     alarm_id: int | None = None, actor: str = "system") -> int:
@@ -147,7 +147,7 @@ def open_work_order(conn: psycopg.Connection, *, site_id: str, device_id: str | 
     return wo_id
 
 
-def _repeat_on(conn: psycopg.Connection, recent: dict[str, Any], policy: Policy, *,
+def _repeat_on(conn: psycopg.Connection[Any], recent: dict[str, Any], policy: Policy, *,
                source: str, source_ref: str | None, description: str, now: datetime,
                actor: str) -> int:
     """Record a repeat fault on a recent ticket, reopening it if it was resolved or closed."""
@@ -174,7 +174,7 @@ def _repeat_on(conn: psycopg.Connection, recent: dict[str, Any], policy: Policy,
     return wo_id
 
 
-def transition(conn: psycopg.Connection, wo_id: int, action: str, *, actor: str,
+def transition(conn: psycopg.Connection[Any], wo_id: int, action: str, *, actor: str,
                now: datetime, note: str | None = None, followup: FollowUp | None = None,
                scope: str | None = None) -> dict[str, Any]:
     """Move a ticket along its lifecycle if the step is allowed; the updated ticket."""
@@ -215,7 +215,7 @@ def transition(conn: psycopg.Connection, wo_id: int, action: str, *, actor: str,
     return updated
 
 
-def assign(conn: psycopg.Connection, wo_id: int, assignee: str, *, actor: str, now: datetime,
+def assign(conn: psycopg.Connection[Any], wo_id: int, assignee: str, *, actor: str, now: datetime,
            note: str | None = None, scope: str | None = None) -> dict[str, Any]:
     """Give a live ticket to a person."""
     wo = _row(conn, wo_id, lock=True, scope=scope)
@@ -228,7 +228,7 @@ def assign(conn: psycopg.Connection, wo_id: int, assignee: str, *, actor: str, n
     return dict(row or {})
 
 
-def note_alarm_cleared(conn: psycopg.Connection, wo_id: int, *, alarm_id: int, now: datetime,
+def note_alarm_cleared(conn: psycopg.Connection[Any], wo_id: int, *, alarm_id: int, now: datetime,
                        actor: str) -> None:
     """Record on the ticket that its alarm cleared; the ticket stays as it is."""
     conn.execute("UPDATE work_orders SET alarm_cleared_at = %s, updated_at = %s WHERE id = %s",
@@ -237,7 +237,7 @@ def note_alarm_cleared(conn: psycopg.Connection, wo_id: int, *, alarm_id: int, n
              note=f"alarm {alarm_id} cleared; the ticket stays open until resolved")
 
 
-def escalate_due(conn: psycopg.Connection, now: datetime) -> list[tuple[int, str]]:
+def escalate_due(conn: psycopg.Connection[Any], now: datetime) -> list[tuple[int, str]]:
     """Escalate every passed deadline not escalated yet (each exactly once); which ones."""
     rows = conn.execute(
         "WITH due AS ("
@@ -269,7 +269,7 @@ FILTERS = {"site": "site_id", "device": "device_id", "state": "state", "severity
            "rule": "rule_id", "source": "source", "assignee": "assignee", "overdue": "overdue"}
 
 
-def list_work_orders(conn: psycopg.Connection, *, filters: dict[str, Any], scope: str | None,
+def list_work_orders(conn: psycopg.Connection[Any], *, filters: dict[str, Any], scope: str | None,
                      since: datetime | None, until: datetime | None, limit: int,
                      offset: int) -> tuple[list[dict[str, Any]], int]:
     """One page of tickets, newest first, and how many match."""
@@ -297,7 +297,7 @@ def list_work_orders(conn: psycopg.Connection, *, filters: dict[str, Any], scope
     return [dict(r) for r in rows], int(total["n"] if total else 0)
 
 
-def get_work_order(conn: psycopg.Connection, wo_id: int, *,
+def get_work_order(conn: psycopg.Connection[Any], wo_id: int, *,
                    scope: str | None = None) -> dict[str, Any]:
     """One ticket with its history, escalations and the faults linked to it."""
     wo = _row(conn, wo_id, scope=scope)
@@ -311,5 +311,5 @@ def get_work_order(conn: psycopg.Connection, wo_id: int, *,
     return wo
 
 
-def _all(conn: psycopg.Connection, query: str, *params: Any) -> Sequence[dict[str, Any]]:
+def _all(conn: psycopg.Connection[Any], query: str, *params: Any) -> Sequence[dict[str, Any]]:
     return [dict(r) for r in conn.execute(query, params)]  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def make_site(conn: psycopg.Connection, *, rules: list[dict[str, Any]] | None = None,
+def make_site(conn: psycopg.Connection[Any], *, rules: list[dict[str, Any]] | None = None,
               policy: dict[str, Any] | None = None) -> None:
     """A site with three pumps, a meter and the given (or the default) rules."""
     conn.execute("INSERT INTO sites (id, name) VALUES (%s, 'Test site')", (SITE,))
@@ -49,7 +49,7 @@ def make_site(conn: psycopg.Connection, *, rules: list[dict[str, Any]] | None = 
     conn.commit()
 
 
-def publish(conn: psycopg.Connection, device: str, when: datetime, commit: bool = True,
+def publish(conn: psycopg.Connection[Any], device: str, when: datetime, commit: bool = True,
             **values: float) -> None:
     """What the ingest does for one message: telemetry rows, last_seen, one outbox row."""
     items = []
@@ -67,7 +67,7 @@ def publish(conn: psycopg.Connection, device: str, when: datetime, commit: bool 
         conn.commit()
 
 
-def publish_status(conn: psycopg.Connection, device: str, when: datetime, status: str,
+def publish_status(conn: psycopg.Connection[Any], device: str, when: datetime, status: str,
                    source: str = "lwt") -> None:
     """What the ingest does for a status message or Last Will."""
     conn.execute("INSERT INTO device_status (time, site_id, device_id, status, source)"
@@ -81,17 +81,17 @@ def publish_status(conn: psycopg.Connection, device: str, when: datetime, status
     conn.commit()
 
 
-def run(conn: psycopg.Connection, now: datetime) -> int:
+def run(conn: psycopg.Connection[Any], now: datetime) -> int:
     """One pass of the worker's inbox job in its own transaction."""
     with conn.transaction():
         return engine.consume(conn, now)
 
 
-def tick(conn: psycopg.Connection, now: datetime) -> None:
+def tick(conn: psycopg.Connection[Any], now: datetime) -> None:
     """One pass of the worker's clock job in its own transaction."""
     with conn.transaction():
         engine.tick(conn, now)
 
 
-def rows(conn: psycopg.Connection, query: str, *params: Any) -> list[dict[str, Any]]:
+def rows(conn: psycopg.Connection[Any], query: str, *params: Any) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(query, params)]  # type: ignore[arg-type]

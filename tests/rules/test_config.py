@@ -37,3 +37,18 @@ def test_bad_rule_is_reported_with_its_id(conn: psycopg.Connection) -> None:
     with pytest.raises(SiteConfigError, match="unknown device_type"):
         load_rules(conn, "riverside", [{"id": "y", "metric": "m", "threshold": 1,
                                         "device_type": "nope"}], now=T0)
+
+
+def test_work_order_policy_is_checked() -> None:
+    from rules.model import RuleError
+    from rules.policy import parse_policy
+
+    policy = parse_policy({"open_at": "major", "deadlines": {"minor": {"resolve": "5d"}},
+                           "repeat_within": "2d", "webhook": "http://127.0.0.1:1/x"})
+    assert policy.deadlines["minor"] == (4 * 3600.0, 5 * 86400.0)
+    assert policy.repeat_within == 2 * 86400.0 and policy.webhook_url == "http://127.0.0.1:1/x"
+    for bad in ({"open_at": "urgent"}, {"deadlines": {"major": {"respond": "soon"}}},
+                {"repeat_action": "merge"}, {"webhook": {"url": "x", "events": ["sent"]}},
+                {"escalate": True}):
+        with pytest.raises(RuleError):
+            parse_policy(bad)

@@ -107,3 +107,19 @@ def test_unreachable_receiver_gives_up_after_max_attempts(conn: psycopg.Connecti
         when = at(10**6) if when == at(1) else when.replace(year=when.year + 1)
     [row] = rows(conn, "SELECT * FROM webhook_outbox")
     assert row["failed_at"] is not None and row["attempts"] == webhook.MAX_ATTEMPTS
+
+
+def test_worker_job_delivers_in_its_own_thread(conn: psycopg.Connection, database: str) -> None:
+    from caretaker.settings import Settings
+
+    with Receiver(fail=0) as receiver:
+        make_site(conn, policy={"webhook": {"url": receiver.url}})
+        publish(conn, "pump-1", at(0), vibration=9)
+        run(conn, at(1))
+        job = webhook.delivery_job(Settings(database_url=database))
+        thread = job(conn, at(2))
+        assert thread is not None
+        thread.join(10)
+        assert [b["event"] for b in receiver.received] == ["work_order.opened"]
+        conn.rollback()
+        assert rows(conn, "SELECT delivered_at FROM webhook_outbox")[0]["delivered_at"] == at(2)
