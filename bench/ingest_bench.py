@@ -53,8 +53,11 @@ def _client(client_id: str, *, clean: bool = True, receive_maximum: int | None =
 
 
 def publisher(port: int, site: str, devices: list[int], count: int, go: mp.Event,
-              done: mp.Queue) -> None:
-    """Publish `count` messages round-robin over `devices`, ts = publish time (ms)."""
+              done: mp.Queue, rate: float = 0.0) -> None:
+    """Publish `count` messages round-robin over `devices`, ts = publish time (ms).
+
+    With `rate` (messages/s of this process) the publisher paces itself.
+    """
     c, props = _client(f"bench-pub-{uuid.uuid4().hex[:8]}")
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
@@ -75,6 +78,10 @@ def publisher(port: int, site: str, devices: list[int], count: int, go: mp.Event
     start = time.time()
     n = len(devices)
     for i in range(count):
+        if rate and i % 50 == 0:
+            ahead = start + i / rate - time.time()
+            if ahead > 0:
+                time.sleep(ahead)
         k = i % n
         ts = max(time.time_ns() // 1_000_000, last[k] + 1)
         last[k] = ts
@@ -129,14 +136,16 @@ def prepare_counter_session(port: int, client_id: str) -> None:
     c.loop_stop()
 
 
-def publish_all(port: int, site: str, messages: int, publishers: int) -> tuple[float, float]:
+def publish_all(port: int, site: str, messages: int, publishers: int,
+                rate: float = 0.0) -> tuple[float, float]:
     """Run the publisher processes; (first publish start, last acked) wall times."""
     go, done = mp.Event(), mp.Queue()
     per = messages // publishers
     procs = []
     for p in range(publishers):
         devs = list(range(p, DEVICES, publishers))
-        proc = mp.Process(target=publisher, args=(port, site, devs, per, go, done))
+        proc = mp.Process(target=publisher,
+                          args=(port, site, devs, per, go, done, rate / publishers))
         proc.start()
         procs.append(proc)
     time.sleep(1.0)  # let them connect
@@ -177,6 +186,16 @@ def _received(url: str, worker: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _tree(pid: int) -> list[int]:
+    """The process and its children (`--workers N` runs N child processes)."""
+    out = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        for child in children.read_text().split():
+            out += _tree(int(child))
+    return out
+
+
 def _peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -185,7 +204,7 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def run_ingest(url: str, port: int, messages: int, publishers: int, *, drain: bool,
-               state: Path) -> dict[str, float]:
+               state: Path, rate: float = 0.0, workers: int = 1) -> dict[str, float]:
     total = messages // publishers * publishers
     client_id = f"bench-ingest-{uuid.uuid4().hex[:6]}"
     group = f"g{uuid.uuid4().hex[:6]}"
@@ -198,30 +217,32 @@ def run_ingest(url: str, port: int, messages: int, publishers: int, *, drain: bo
     from caretaker.settings import Settings
     from ingest.mqtt import Subscriber
 
-    sub = Subscriber("127.0.0.1", port, client_id=f"{client_id}-0",
-                     group=Settings(ingest_share_group=group).ingest_share_group,
-                     receive_maximum=100)
-    sub.start()
-    assert sub.subscribed.wait(10)
-    sub.stop()
-    log = (state / f"ingest-{'drain' if drain else 'live'}.log").open("wb")
-    cmd = [sys.executable, "-m", "caretaker.cli", "ingest"]
+    for w in range(workers):
+        sub = Subscriber("127.0.0.1", port, client_id=f"{client_id}-{w}",
+                         group=Settings(ingest_share_group=group).ingest_share_group,
+                         receive_maximum=100)
+        sub.start()
+        assert sub.subscribed.wait(10)
+        sub.stop()
+    log = (state / f"ingest-{uuid.uuid4().hex[:6]}.log").open("wb")
+    cmd = [sys.executable, "-m", "caretaker.cli", "ingest", "--workers", str(workers)]
     cwd = Path(__file__).resolve().parent.parent
     proc = None
     if not drain:
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         time.sleep(2.0)  # import + connect
-        t0, t1 = publish_all(port, site, total, publishers)
+        t0, t1 = publish_all(port, site, total, publishers, rate)
     else:
         publish_all(port, site, total, publishers)
         t0 = time.time()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 900
-    while _received(url, f"{client_id}-0") < total and time.time() < deadline:
+    names = [f"{client_id}-{w}" for w in range(workers)]
+    while sum(_received(url, n) for n in names) < total and time.time() < deadline:
         time.sleep(0.1)
     t_end = time.time()
     time.sleep(1.5)  # the idle stats flush carries the last histogram observations
-    rss = _peak_rss_mb(proc.pid)
+    rss = sum(_peak_rss_mb(pid) for pid in _tree(proc.pid))
     proc.send_signal(signal.SIGTERM)
     proc.wait(60)
     log.close()
@@ -229,14 +250,17 @@ def run_ingest(url: str, port: int, messages: int, publishers: int, *, drain: bo
         rows, distinct = c.execute(
             "SELECT count(*), count(DISTINCT (device_id, metric, time)) FROM telemetry"
             " WHERE site_id = %s", (site,)).fetchone()
-        lag, *received = c.execute("SELECT lag_buckets, messages, batches FROM ingest_stats"
-                                   " WHERE worker = %s", (f"{client_id}-0",)).fetchone()
+        stats = c.execute("SELECT lag_buckets, messages, batches, batch_seconds_sum"
+                          " FROM ingest_stats WHERE worker = ANY(%s)", (names,)).fetchall()
+    lag = [sum(col) for col in zip(*(r[0] for r in stats), strict=True)]
+    received = [sum(r[1] for r in stats), sum(r[2] for r in stats)]
+    busy = sum(r[3] for r in stats) / workers
     expected_rows = total * 3
     out = {"messages": total, "seconds": t_end - t0, "rate": total / (t_end - t0),
            "points_rate": distinct / (t_end - t0), "lost": expected_rows - distinct,
            "duplicated": rows - distinct, "received": received[0], "batches": received[1],
            "p50": quantile(LAG_BOUNDS, lag, 0.5), "p99": quantile(LAG_BOUNDS, lag, 0.99),
-           "rss_mb": rss}
+           "rss_mb": rss, "writer_busy": busy / (t_end - t0)}
     if not drain:
         out["publish_rate"] = total / (t1 - t0)
     return out
@@ -246,6 +270,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--publishers", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="caretaker ingest --workers N")
+    parser.add_argument("--paced-rate", type=float, default=5000,
+                        help="msg/s of the latency run (below saturation)")
     args = parser.parse_args()
     mp.set_start_method("spawn")
     state = Path(tempfile.mkdtemp(prefix="caretaker-bench-"))
@@ -258,21 +285,24 @@ def main() -> None:
         with psycopg.connect(pg.url) as conn:
             migrate(conn)
         print(f"bench: {args.messages} messages x 3 values, {DEVICES} devices, QoS 1, "
-              f"{args.publishers} publisher processes, {os.cpu_count()} CPUs")
+              f"{args.publishers} publisher processes, {args.workers} ingest worker(s), "
+              f"{os.cpu_count()} CPUs, load average before: {os.getloadavg()[0]:.1f}")
         results = {}
         for drain in (False, True):
             mode = "drain" if drain else "live"
             c = run_ceiling(broker.port, args.messages, args.publishers, drain=drain)
             i = run_ingest(pg.url, broker.port, args.messages, args.publishers, drain=drain,
-                           state=state)
+                           state=state, workers=args.workers)
             results[mode] = (c, i)
             pub = f" (publishers alone reached {c['publish_rate']:,.0f} msg/s)" if not drain else ""
-            print(f"\n[{mode}] {'publishers and consumer at once' if not drain else 'backlog queued at the broker first, then the consumer starts'}{pub}")
+            what = ("backlog queued at the broker first, then the consumer starts" if drain
+                    else "publishers and consumer at once")
+            print(f"\n[{mode}] {what}{pub}")
             print(f"  ceiling (bare paho subscriber): {c['rate']:>9,.0f} msg/s "
                   f"({c['messages']} msgs in {c['seconds']:.1f}s)")
             print(f"  ingest (publish->commit):       {i['rate']:>9,.0f} msg/s, "
                   f"{i['points_rate']:,.0f} points/s ({i['messages']} msgs in {i['seconds']:.1f}s,"
-                  f" {i['batches']} batches)")
+                  f" {i['batches']} batches, database writer busy {i['writer_busy']:.0%})")
             print(f"  rows lost: {i['lost']}, rows duplicated: {i['duplicated']}, "
                   f"messages received by the ingest: {i['received']}")
             if not drain:
@@ -280,6 +310,17 @@ def main() -> None:
                       f"p99 {i['p99'] * 1000:.0f} ms (from the ingest's lag histogram)")
             print(f"  peak RSS of the ingest process: {i['rss_mb']:.0f} MB")
             print(f"  ratio ingest / ceiling: {i['rate'] / c['rate']:.2f}")
+        # latency below saturation: a paced stream, where queueing at the broker does not
+        # dominate the figure as it does when publishers outrun the consumer
+        paced = min(args.messages, int(args.paced_rate * 20))
+        i = run_ingest(pg.url, broker.port, paced, args.publishers, drain=False, state=state,
+                       rate=args.paced_rate, workers=args.workers)
+        print(f"\n[paced] {args.paced_rate:,.0f} msg/s offered for {paced / args.paced_rate:.0f}s")
+        print(f"  ingest: {i['rate']:,.0f} msg/s committed, rows lost: {i['lost']}, "
+              f"duplicated: {i['duplicated']}")
+        print(f"  publish->commit latency: p50 {i['p50'] * 1000:.0f} ms, "
+              f"p99 {i['p99'] * 1000:.0f} ms (from the ingest's lag histogram)")
+        print(f"  peak RSS of the ingest process: {i['rss_mb']:.0f} MB")
     finally:
         broker.stop()
         pg.stop(mode="immediate")

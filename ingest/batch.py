@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ingest.payloads import (
     PayloadError,
     Scan,
     Status,
+    TelemetryRow,
     parse_scans,
     parse_status,
-    parse_telemetry,
     parse_topic,
+    telemetry_rows,
     us_to_datetime,
 )
 
-# (site, device, time µs, metric, value, text)
-TelemetryRow = tuple[str, str, int, str, float | None, str | None]
 
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One message as received from the broker, before parsing."""
+class Message(NamedTuple):
+    """One message as received from the broker, before parsing (a tuple: cheap to make)."""
 
     topic: str
     payload: bytes
@@ -67,6 +65,8 @@ class Batch:
     dead: list[DeadLetter] = field(default_factory=list)
     # epoch ms of each telemetry message's (first) reading: for the commit-lag histogram
     stamps: list[int] = field(default_factory=list)
+    # `telemetry` in COPY text format, when the caller prepared it ahead of the write
+    copy_data: bytes | None = None
 
 
 def assemble(messages: list[Message]) -> Batch:
@@ -77,11 +77,11 @@ def assemble(messages: list[Message]) -> Batch:
         try:
             topic = parse_topic(msg.topic)
             if topic.kind == "telemetry":
-                points = parse_telemetry(msg.payload, now_ms=msg.received_ms)
-                site, device = topic.site, topic.entity
-                telemetry.extend([(site, device, *p) for p in points])
-                stamps.append(points[0][0] // 1000)
-                key = (site, device)
+                rows = telemetry_rows(msg.payload, now_ms=msg.received_ms, site=topic.site,
+                                      device=topic.entity)
+                telemetry += rows
+                stamps.append(rows[0][2] // 1000)
+                key = (topic.site, topic.entity)
                 if seen.get(key, 0) < msg.received_ms:
                     seen[key] = msg.received_ms
             elif topic.kind == "status":

@@ -86,9 +86,11 @@ class WorkerStats:
             " batches = s.batches + excluded.batches,"
             " devices_registered = s.devices_registered + excluded.devices_registered,"
             " db_errors = s.db_errors + excluded.db_errors,"
-            " batch_buckets = " + _add_arrays("batch_buckets") + ","
+            " batch_buckets = (SELECT array_agg(coalesce(a, 0) + coalesce(b, 0) ORDER BY i)"
+            "  FROM unnest(s.batch_buckets, excluded.batch_buckets) WITH ORDINALITY AS t(a, b, i)),"
             " batch_seconds_sum = s.batch_seconds_sum + excluded.batch_seconds_sum,"
-            " lag_buckets = " + _add_arrays("lag_buckets") + ","
+            " lag_buckets = (SELECT array_agg(coalesce(a, 0) + coalesce(b, 0) ORDER BY i)"
+            "  FROM unnest(s.lag_buckets, excluded.lag_buckets) WITH ORDINALITY AS t(a, b, i)),"
             " lag_seconds_sum = s.lag_seconds_sum + excluded.lag_seconds_sum,"
             " lag_count = s.lag_count + excluded.lag_count,"
             " backlog = excluded.backlog, updated_at = now()",
@@ -102,11 +104,6 @@ class WorkerStats:
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.batch_seconds.reset()
         self.lag_seconds.reset()
-
-
-def _add_arrays(column: str) -> str:
-    return (f"(SELECT array_agg(coalesce(a, 0) + coalesce(b, 0) ORDER BY i)"
-            f" FROM unnest(s.{column}, excluded.{column}) WITH ORDINALITY AS t(a, b, i))")
 
 
 def _cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[str, float]]:

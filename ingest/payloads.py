@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from math import isfinite
 from typing import Any, Literal
 
 import orjson
@@ -31,6 +32,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TopicKind = Literal["telemetry", "status", "scans"]
 # (time in µs since the epoch, metric, numeric value, text value)
 Point = tuple[int, str, float | None, str | None]
+# the same with the site and device in front: one telemetry row
+TelemetryRow = tuple[str, str, int, str, float | None, str | None]
 
 
 class PayloadError(ValueError):
@@ -81,7 +84,7 @@ def check_ident(value: object, what: str) -> str:
 
 @lru_cache(maxsize=65536)
 def parse_topic(topic: str) -> Topic:
-    """Parse `caretaker/v1/{site}/devices/{device}/telemetry|status` or `.../guards/{guard}/scans`."""
+    """Parse `caretaker/v1/{site}/devices/{device}/telemetry|status` or `…/guards/{guard}/scans`."""
     parts = topic.split("/")
     if len(parts) != 6 or parts[0] != "caretaker" or parts[1] != "v1":
         raise PayloadError("unknown topic")
@@ -127,67 +130,93 @@ def datetime_to_ms(when: datetime) -> int:
     return (when - EPOCH) // timedelta(milliseconds=1)
 
 
-def _values(values: object, ts_us: int, out: list[Point]) -> None:
-    if not isinstance(values, dict):
+_ENTRY_KEYS = frozenset(("ts", "values"))
+_good_metrics: set[str] = set()  # names already validated: most streams repeat a few
+_MAX_GOOD_METRICS = 100_000
+
+
+def _metric_ok(metric: str) -> None:
+    if metric in _good_metrics:
+        return
+    if not METRIC.fullmatch(metric):
+        raise PayloadError(f"invalid metric name {metric[:80]!r}")
+    if len(_good_metrics) < _MAX_GOOD_METRICS:
+        _good_metrics.add(metric)
+
+
+def _values(values: object, site: str, device: str, ts_us: int, out: list[TelemetryRow]) -> None:
+    if type(values) is not dict:
         raise PayloadError("'values' is not an object")
     if not values:
         raise PayloadError("no values")
+    append = out.append
     for metric, value in values.items():
-        if not METRIC.fullmatch(metric):
-            raise PayloadError(f"invalid metric name {metric[:80]!r}")
-        if value is True or value is False:
-            out.append((ts_us, metric, 1.0 if value else 0.0, None))
-        elif isinstance(value, int | float):
-            number = float(value)
-            if not math.isfinite(number):
+        _metric_ok(metric)
+        kind = type(value)
+        if kind is float:
+            if not isfinite(value):
                 raise PayloadError(f"value of {metric!r} is not finite")
-            out.append((ts_us, metric, number, None))
-        elif isinstance(value, str):
+            append((site, device, ts_us, metric, value, None))
+        elif kind is int:
+            number = float(value)
+            if not isfinite(number):
+                raise PayloadError(f"value of {metric!r} is not finite")
+            append((site, device, ts_us, metric, number, None))
+        elif kind is bool:
+            append((site, device, ts_us, metric, 1.0 if value else 0.0, None))
+        elif kind is str:
             if len(value) > MAX_TEXT:
                 raise PayloadError(f"text value of {metric!r} is longer than {MAX_TEXT}")
             if "\x00" in value:
                 raise PayloadError(f"text value of {metric!r} contains a NUL character")
-            out.append((ts_us, metric, None, value))
+            append((site, device, ts_us, metric, None, value))
         else:
             raise PayloadError(
-                f"value of {metric!r} has wrong type {type(value).__name__}"
+                f"value of {metric!r} has wrong type {kind.__name__}"
                 " (number, boolean or string expected)")
 
 
-def _entry(entry: object, now_ms: int, out: list[Point]) -> None:
-    if not isinstance(entry, dict):
+def _entry(entry: object, site: str, device: str, now_ms: int, out: list[TelemetryRow]) -> None:
+    if type(entry) is not dict:
         raise PayloadError("array entry is not an object")
-    if "values" not in entry or not entry.keys() <= {"ts", "values"}:
+    if "values" not in entry or not entry.keys() <= _ENTRY_KEYS:
         raise PayloadError("array entry must be {\"ts\": ms, \"values\": {...}}")
     if "ts" not in entry:
         raise PayloadError("array entry has no 'ts'")
-    _values(entry["values"], ts_to_us(entry["ts"], now_ms), out)
+    _values(entry["values"], site, device, ts_to_us(entry["ts"], now_ms), out)
 
 
-def parse_telemetry(payload: bytes | str, *, now_ms: int) -> list[Point]:
-    """Parse the three ThingsBoard shapes: `{"m": v}`, `{"ts", "values"}`, or an array of the latter.
+def telemetry_rows(payload: bytes | str, *, now_ms: int, site: str, device: str
+                   ) -> list[TelemetryRow]:
+    """Parse the three ThingsBoard shapes into rows (site, device, time µs, metric, value, text).
 
-    `now_ms` is the receive time: the time of flat readings and the reference for the
-    "more than a day in the future" check.
+    Shapes: `{"m": v}` (at receive time), `{"ts": ms, "values": {...}}`, or an array of the
+    latter. `now_ms` is the receive time, also the reference of the "more than a day in the
+    future" check.
     """
     data = loads(payload)
-    out: list[Point] = []
-    if isinstance(data, dict):
-        if "values" in data and data.keys() <= {"ts", "values"}:
+    out: list[TelemetryRow] = []
+    if type(data) is dict:
+        if "values" in data and data.keys() <= _ENTRY_KEYS:
             ts_us = ts_to_us(data["ts"], now_ms) if "ts" in data else now_ms * 1000
-            _values(data["values"], ts_us, out)
+            _values(data["values"], site, device, ts_us, out)
         elif "ts" in data:
             raise PayloadError("'ts' given without 'values'")
         else:
-            _values(data, now_ms * 1000, out)
-    elif isinstance(data, list):
+            _values(data, site, device, now_ms * 1000, out)
+    elif type(data) is list:
         if not data:
             raise PayloadError("empty array")
         for entry in data:
-            _entry(entry, now_ms, out)
+            _entry(entry, site, device, now_ms, out)
     else:
         raise PayloadError(f"telemetry must be an object or an array, not {type(data).__name__}")
     return out
+
+
+def parse_telemetry(payload: bytes | str, *, now_ms: int) -> list[Point]:
+    """The readings of a telemetry payload as (time µs, metric, value, text)."""
+    return [r[2:] for r in telemetry_rows(payload, now_ms=now_ms, site="", device="")]
 
 
 def parse_status(payload: bytes | str, *, now_ms: int, lwt: bool = False) -> Status:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 BUCKET = re.compile(r"^(\d{1,6})(s|m|h|d)$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -25,7 +26,7 @@ def parse_bucket(text: str) -> timedelta:
 
 
 def _where(site: str, device: str | None, metric: str | None, start: datetime,
-           end: datetime) -> tuple[str, dict[str, Any]]:
+           end: datetime) -> tuple[sql.Composable, dict[str, Any]]:
     clauses = ["site_id = %(site)s", "time >= %(start)s", "time < %(end)s"]
     params: dict[str, Any] = {"site": site, "start": start, "end": end}
     if device is not None:
@@ -34,7 +35,7 @@ def _where(site: str, device: str | None, metric: str | None, start: datetime,
     if metric is not None:
         clauses.append("metric = %(metric)s")
         params["metric"] = metric
-    return " AND ".join(clauses), params
+    return sql.SQL(" AND ".join(clauses)), params  # fixed strings; values are parameters
 
 
 def telemetry_points(conn: psycopg.Connection, *, site: str, device: str | None,
@@ -42,12 +43,12 @@ def telemetry_points(conn: psycopg.Connection, *, site: str, device: str | None,
                      offset: int) -> tuple[list[dict[str, Any]], int]:
     """Raw readings in [start, end), oldest first; (page, total)."""
     where, params = _where(site, device, metric, start, end)
-    total = conn.execute(f"SELECT count(*) AS n FROM telemetry WHERE {where}",  # noqa: S608
+    total = conn.execute(sql.SQL("SELECT count(*) AS n FROM telemetry WHERE {}").format(where),
                          params).fetchone()
     rows = conn.execute(
-        "SELECT time, device_id AS device, metric, value, text_value AS text"
-        f" FROM telemetry WHERE {where}"  # noqa: S608 - clauses are fixed strings
-        " ORDER BY time, device_id, metric LIMIT %(limit)s OFFSET %(offset)s",
+        sql.SQL("SELECT time, device_id AS device, metric, value, text_value AS text"
+                " FROM telemetry WHERE {} ORDER BY time, device_id, metric"
+                " LIMIT %(limit)s OFFSET %(offset)s").format(where),
         {**params, "limit": limit, "offset": offset}).fetchall()
     return [dict(r) for r in rows], int(_n(total))
 
@@ -58,15 +59,16 @@ def telemetry_buckets(conn: psycopg.Connection, *, site: str, device: str | None
     """time_bucket aggregates (min, max, avg, count, last) per device and metric; (page, total)."""
     where, params = _where(site, device, metric, start, end)
     params["bucket"] = bucket
-    grouped = (
+    grouped = sql.SQL(
         "SELECT time_bucket(%(bucket)s, time) AS time, device_id AS device, metric,"
         " min(value) AS min, max(value) AS max, avg(value) AS avg, count(*) AS count,"
         " last(value, time) AS last, last(text_value, time) AS last_text"
-        f" FROM telemetry WHERE {where}"  # noqa: S608 - clauses are fixed strings
-        " GROUP BY 1, 2, 3")
-    total = conn.execute(f"SELECT count(*) AS n FROM ({grouped}) g", params).fetchone()  # noqa: S608
-    rows = conn.execute(grouped + " ORDER BY 1, 2, 3 LIMIT %(limit)s OFFSET %(offset)s",
-                        {**params, "limit": limit, "offset": offset}).fetchall()
+        " FROM telemetry WHERE {} GROUP BY 1, 2, 3").format(where)
+    total = conn.execute(sql.SQL("SELECT count(*) AS n FROM ({}) g").format(grouped),
+                         params).fetchone()
+    rows = conn.execute(
+        sql.SQL("{} ORDER BY 1, 2, 3 LIMIT %(limit)s OFFSET %(offset)s").format(grouped),
+        {**params, "limit": limit, "offset": offset}).fetchall()
     return [dict(r) for r in rows], int(_n(total))
 
 
@@ -90,22 +92,28 @@ def dead_letters(conn: psycopg.Connection, *, site: str | None, limit: int, offs
     The raw payload is shown safely: as text with undecodable bytes replaced (cut at 4 KiB)
     and in full as base64.
     """
-    where = "(%(site)s::text IS NULL OR split_part(topic, '/', 3) = %(site)s)"
     params = {"site": site, "limit": limit, "offset": offset}
-    total = conn.execute(f"SELECT count(*) AS n FROM dead_letters WHERE {where}",  # noqa: S608
-                         params).fetchone()
+    total = conn.execute(
+        "SELECT count(*) AS n FROM dead_letters"
+        " WHERE %(site)s::text IS NULL OR split_part(topic, '/', 3) = %(site)s",
+        params).fetchone()
     rows = conn.execute(
         "SELECT id, received_at, source, topic, payload, reason FROM dead_letters"
-        f" WHERE {where} ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s",  # noqa: S608
-        params).fetchall()
+        " WHERE %(site)s::text IS NULL OR split_part(topic, '/', 3) = %(site)s"
+        " ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s", params).fetchall()
     items = []
-    for r in rows:
+    for row in rows:
+        r = _as_dict(row, ("id", "received_at", "source", "topic", "payload", "reason"))
         raw = bytes(r["payload"])
         items.append({"id": r["id"], "received_at": r["received_at"], "source": r["source"],
                       "topic": r["topic"], "reason": r["reason"], "size": len(raw),
                       "payload_text": raw[:MAX_PAYLOAD_TEXT].decode("utf-8", "replace"),
                       "payload_base64": base64.b64encode(raw).decode("ascii")})
     return items, int(_n(total))
+
+
+def _as_dict(row: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    return row if isinstance(row, dict) else dict(zip(names, row, strict=True))
 
 
 def _n(row: Any) -> Any:

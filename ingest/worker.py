@@ -22,10 +22,10 @@ import psycopg
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from caretaker.settings import Settings, get_settings
-from ingest.batch import DeadLetter, Message, assemble
+from ingest.batch import Batch, DeadLetter, Message, assemble
 from ingest.metrics import WorkerStats
 from ingest.mqtt import Received, Subscriber, wall_ms
-from ingest.store import RuleMetrics, Written, store_dead_letters, write_batch
+from ingest.store import RuleMetrics, Written, copy_text, store_dead_letters, write_batch
 
 log = logging.getLogger(__name__)
 
@@ -55,22 +55,62 @@ class IngestWorker:
         self.rule_metrics = RuleMetrics()
         self._conn: psycopg.Connection[Any] | None = None
         self._totals = {"messages": 0, "rows": 0, "dead": 0}
+        self._parsed: queue.Queue[tuple[list[Received], Batch]] = queue.Queue(maxsize=2)
+        self._parsing_done = threading.Event()
+        self._failure: BaseException | None = None
 
     def run(self) -> None:
-        """Run until `stop` is set; uncommitted messages stay unacknowledged at the broker."""
+        """Run until `stop` is set; uncommitted messages stay unacknowledged at the broker.
+
+        Two stages overlap: this thread collects and parses batch N+1 while the writer
+        thread writes, commits and acknowledges batch N (psycopg releases the GIL while the
+        database works). At most two parsed batches wait for the writer.
+        """
         self.subscriber.start()
         log.info("ingest worker %s started (batch %d msgs / %d ms)", self.client_id,
                  self.settings.ingest_batch_size, self.settings.ingest_batch_ms)
+        writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        writer.start()
+        try:
+            while not self.stop.is_set() and writer.is_alive():
+                items = self._collect()
+                if not items:
+                    continue
+                batch = assemble([it.message for it in items])
+                batch.copy_data = copy_text(batch.telemetry)
+                while not self.stop.is_set() and writer.is_alive():
+                    try:
+                        self._parsed.put((items, batch), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+        finally:
+            self._parsing_done.set()
+            writer.join()
+            self._flush_stats()
+            self.subscriber.stop()
+            if self._conn is not None:
+                self._conn.close()
+            log.info("ingest worker %s stopped", self.client_id)
+        if self._failure is not None:
+            raise RuntimeError("the ingest writer failed") from self._failure
+
+    def _write_loop(self) -> None:
+        """Write parsed batches in order until parsing is done and nothing is left."""
         next_stats = time.monotonic() + STATS_EVERY
         next_log = time.monotonic() + LOG_EVERY
         try:
-            while not self.stop.is_set():
-                items = self._collect()
-                if items:
+            while True:
+                try:
+                    items, batch = self._parsed.get(timeout=0.2)
+                except queue.Empty:
+                    if self._parsing_done.is_set():
+                        return
+                else:
                     try:
-                        self._commit(items)
+                        self._commit(items, batch)
                     except (Stopped, *UNREACHABLE):
-                        break  # asked to stop while the database was unreachable
+                        return  # asked to stop while the database was unreachable
                 now = time.monotonic()
                 if now >= next_stats:
                     self._flush_stats()
@@ -80,36 +120,27 @@ class IngestWorker:
                     log.info("ingested %d messages, %d rows, %d dead letters so far",
                              t["messages"], t["rows"], t["dead"])
                     next_log = now + LOG_EVERY
-        finally:
-            self._flush_stats()
-            self.subscriber.stop()
-            if self._conn is not None:
-                self._conn.close()
-            log.info("ingest worker %s stopped", self.client_id)
+        except Exception as exc:  # a bug, not bad data: stop, so the process is restarted
+            log.exception("ingest writer failed")
+            self._failure = exc
+            self.stop.set()
 
     def _collect(self) -> list[Received]:
         """Wait for a first message, then take more until the batch is full, old or idle."""
-        q = self.subscriber.queue
-        try:
-            items = [q.get(timeout=0.2)]
-        except queue.Empty:
-            return []
+        inbox = self.subscriber.inbox
         size = self.settings.ingest_batch_size
+        items = inbox.take(size, 0.2)
+        if not items:
+            return []
         deadline = time.monotonic() + self.settings.ingest_batch_ms / 1000
-        get_nowait, append = q.get_nowait, items.append
         while len(items) < size:
-            try:
-                append(get_nowait())
-                continue
-            except queue.Empty:
-                pass
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            try:
-                append(q.get(timeout=min(remaining, IDLE_GAP)))
-            except queue.Empty:
+            more = inbox.take(size - len(items), min(remaining, IDLE_GAP))
+            if not more:
                 break
+            items += more
         return items
 
     def _connection(self) -> psycopg.Connection[Any]:
@@ -126,16 +157,15 @@ class IngestWorker:
                 pass
             self._conn = None
 
-    def _commit(self, items: list[Received]) -> None:
+    def _commit(self, items: list[Received], batch: Batch) -> None:
         """Write the batch (retrying while the database is unreachable), then acknowledge it."""
         messages = [it.message for it in items]
-        batch = assemble(messages)
         started = time.monotonic()
         for attempt in Retrying(
             retry=retry_if_exception_type(UNREACHABLE),
             wait=wait_exponential(multiplier=0.2, max=5.0),
             stop=lambda _: self.stop.is_set(),
-            sleep=self.stop.wait,
+            sleep=self._sleep,
             before_sleep=self._unreachable,
             reraise=True,
         ):
@@ -154,7 +184,7 @@ class IngestWorker:
                                         exc)
                             written = self._one_by_one(conn, messages, metrics)
                         self.stats.write(
-                            conn, backlog=self.subscriber.queue.qsize(), messages=len(items),
+                            conn, backlog=len(self.subscriber.inbox), messages=len(items),
                             rows_written=written.rows, dead_letters=written.dead_letters,
                             batches=1, devices_registered=len(written.registered))
                     self.stats.reset()
@@ -194,6 +224,9 @@ class IngestWorker:
             total.registered += w.registered
         return total
 
+    def _sleep(self, seconds: float) -> None:
+        self.stop.wait(seconds)  # a stop request ends the back-off at once
+
     def _unreachable(self, state: RetryCallState) -> None:
         wait = state.next_action.sleep if state.next_action else 0.0
         exc = state.outcome.exception() if state.outcome else None
@@ -204,7 +237,7 @@ class IngestWorker:
         try:
             conn = self._connection()
             with conn.transaction():
-                self.stats.write(conn, backlog=self.subscriber.queue.qsize())
+                self.stats.write(conn, backlog=len(self.subscriber.inbox))
             self.stats.reset()
         except UNREACHABLE:
             self._drop_connection()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +52,16 @@ def database(pg_server: LocalPostgres) -> Iterator[str]:
     base = pg_server.url.rsplit("/", 1)[0]
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(base + "/postgres", autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        # A session still closing on the template (a previous test's straggler) makes
+        # CREATE DATABASE ... TEMPLATE fail with ObjectInUse for a moment: try again.
+        for attempt in range(50):
+            try:
+                conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+                break
+            except psycopg.errors.ObjectInUse:
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
     yield f"{base}/{name}"
     with psycopg.connect(base + "/postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

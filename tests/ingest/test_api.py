@@ -27,8 +27,8 @@ def _readings(database: str) -> None:
     for minute in range(10):  # 07:50 .. 07:59, one reading a minute
         ts = NOW_MS - (10 - minute) * 60_000
         msgs.append(Message("caretaker/v1/s1/devices/p1/telemetry",
-                            f'{{"ts": {ts}, "values": {{"pressure": {minute}, "mode": "m{minute}"}}}}'
-                            .encode(), NOW_MS))
+                            f'{{"ts": {ts}, "values": {{"pressure": {minute},'
+                            f' "mode": "m{minute}"}}}}'.encode(), NOW_MS))
         msgs.append(Message("caretaker/v1/s2/devices/q1/telemetry",
                             f'{{"ts": {ts}, "values": {{"pressure": 100}}}}'.encode(), NOW_MS))
     _ingest(database, msgs)

@@ -144,3 +144,27 @@ def test_bad_payloads_dead_letter_and_good_ones_all_stored(database: str,
     assert "before 2000" in reasons[b'{"ts": 900000000000, "values": {"a": 1}}']
     assert "wrong type" in reasons[b'{"a": [1, 2]}']
     assert {r["source"] for r in dead} == {"mqtt"}
+
+
+def test_a_message_the_database_refuses_is_dead_lettered_alone(database: str,
+                                                               mqtt: tuple[str, int]) -> None:
+    # A rule only the database knows (here a CHECK constraint) refuses one reading: the batch
+    # is written again message by message, and only that message becomes a dead letter.
+    with psycopg.connect(database) as c:
+        c.execute("ALTER TABLE telemetry ADD CONSTRAINT sane CHECK (value IS NULL OR value < 1e9)")
+    settings = ingest_settings(database, mqtt, ingest_batch_ms=500)
+    base = f"caretaker/v1/s{uuid.uuid4().hex[:8]}/devices"
+    now = int(time.time() * 1000)
+    stream = [(f"{base}/d{i}/telemetry", f'{{"ts": {now - i}, "values": {{"v": {i}}}}}'.encode())
+              for i in range(50)]
+    stream.insert(25, (f"{base}/d99/telemetry", b'{"v": 5e9}'))
+    try:
+        with running_worker(settings):
+            publish(mqtt, stream)
+            assert wait_until(lambda: _count(database, "SELECT count(*) FROM dead_letters") == 1
+                              and _count(database, "SELECT count(*) FROM telemetry") == 50)
+    finally:
+        forget_session(settings)
+    with psycopg.connect(database) as c:
+        topic, reason = c.execute("SELECT topic, reason FROM dead_letters").fetchone()  # type: ignore[misc]
+    assert topic == f"{base}/d99/telemetry" and reason.startswith("refused by the database")

@@ -126,7 +126,7 @@ def test_database_stopped_and_restarted_mid_stream_loses_nothing(
             assert wait_until(lambda: _count(own_postgres.url) >= 300, every=0.02)
             own_postgres.stop(mode="fast")
             time.sleep(3)  # the outage: the worker retries with back-off, acknowledging nothing
-            assert worker.subscriber.queue.qsize() <= settings.ingest_max_pending * 2
+            assert len(worker.subscriber.inbox) <= settings.ingest_max_pending
             own_postgres.start()
             publisher.join(60)
             assert wait_until(lambda: _count(own_postgres.url) >= n, timeout=60)
@@ -157,4 +157,6 @@ def test_two_workers_share_the_stream(database: str, mqtt: tuple[str, int],
     with psycopg.connect(database) as c:
         per_worker = dict(c.execute("SELECT worker, messages FROM ingest_stats").fetchall())
     assert set(per_worker) == {f"{settings.ingest_client_id}-0", f"{settings.ingest_client_id}-1"}
-    assert all(m > 0 for m in per_worker.values()) and sum(per_worker.values()) == n
+    # both took a share; QoS 1 is at-least-once, so a redelivered message may be counted twice
+    # here, but the rows above are exactly once
+    assert all(m > 0 for m in per_worker.values()) and sum(per_worker.values()) >= n

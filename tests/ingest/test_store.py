@@ -17,7 +17,8 @@ NOW_MS = int(NOW.timestamp() * 1000)
 
 def _site(conn: psycopg.Connection) -> None:
     conn.execute("INSERT INTO sites (id, name) VALUES ('s', 'Site')")
-    conn.execute("INSERT INTO checkpoints (site_id, id, name, tag) VALUES ('s', 'cp-1', 'Gate', 'T1')")
+    conn.execute("INSERT INTO checkpoints (site_id, id, name, tag)"
+                 " VALUES ('s', 'cp-1', 'Gate', 'T1')")
 
 
 def test_store_scans_resolves_checkpoints_and_is_idempotent(conn: psycopg.Connection) -> None:
@@ -48,7 +49,8 @@ def test_write_batch_redelivered_writes_nothing_twice(conn: psycopg.Connection) 
     ts = NOW_MS - 10_000
     msgs = [
         Message("caretaker/v1/s/devices/p1/telemetry",
-                f'{{"ts": {ts}, "values": {{"pressure": 0.4, "flow": 3, "mode": "auto"}}}}'.encode(),
+                f'{{"ts": {ts}, "values": {{"pressure": 0.4, "flow": 3, "mode": "auto"}}}}'
+                .encode(),
                 NOW_MS),
         Message("caretaker/v1/new-site/devices/x9/telemetry", b'{"on": true}', NOW_MS),
         Message("caretaker/v1/s/devices/p2/status", b"offline", NOW_MS, lwt=True),
@@ -78,3 +80,16 @@ def test_write_batch_redelivered_writes_nothing_twice(conn: psycopg.Connection) 
     assert site["auto_registered"] is True
     dead = conn.execute("SELECT topic, payload, reason FROM dead_letters").fetchall()
     assert len(dead) == 2 and dead[0]["payload"] == b"[]" and dead[0]["reason"] == "empty array"
+
+
+def test_text_values_and_odd_metric_names_survive_copy(conn: psycopg.Connection) -> None:
+    payload = (b'{"values": {"back\\\\slash": "tab\\there\\\\ and\\nnewline\\r",'
+               b' "x": 1e-300, "big": 12345678901234567890,'
+               b' "\xe6\xb8\xa9\xe5\xba\xa6": "\xe6\xad\xa3\xe5\xb8\xb8"}}')
+    written = write_batch(conn, assemble([Message("caretaker/v1/s/devices/d/telemetry", payload,
+                                                  NOW_MS)]))
+    assert written.telemetry == 4 and written.dead_letters == 0
+    rows = {r["metric"]: (r["value"], r["text_value"]) for r in conn.execute(
+        "SELECT metric, value, text_value FROM telemetry").fetchall()}
+    assert rows == {"back\\slash": (None, "tab\there\\ and\nnewline\r"), "x": (1e-300, None),
+                    "big": (12345678901234567890.0, None), "温度": (None, "正常")}
