@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 from fastapi import Depends, Request
@@ -17,13 +17,13 @@ from caretaker.tokens import Principal
 bearer = HTTPBearer(auto_error=False, description="a token from `caretaker token create`")
 
 
-def get_conn(request: Request) -> Iterator[psycopg.Connection]:
+def get_conn(request: Request) -> Iterator[psycopg.Connection[Any]]:
     """A pooled connection; committed when the request succeeds, rolled back if it fails."""
     with request.app.state.pool.connection() as conn:
         yield conn
 
 
-Db = Annotated[psycopg.Connection, Depends(get_conn)]
+Db = Annotated[psycopg.Connection[Any], Depends(get_conn)]
 
 
 def get_clock(request: Request) -> Clock:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
@@ -34,6 +34,10 @@ class Paging(BaseModel):
     limit: int
     offset: int
 
+    def answer(self, items: list[Any], total: int) -> dict[str, Any]:
+        """The list answer: this page's items, how many match in all, and this paging."""
+        return {"items": items, "total": total, "limit": self.limit, "offset": self.offset}
+
 
 def paging(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
            offset: Annotated[int, Query(ge=0)] = 0) -> Paging:
@@ -52,12 +56,17 @@ def check_write_site(principal: Principal, site: str) -> None:
 
 
 @contextmanager
-def write_errors() -> Iterator[None]:
-    """Turn the registry's refusals (duplicate, unknown reference) into API errors."""
+def refusals(*errors: type[Exception]) -> Iterator[None]:
+    """Turn a service's refusals into API errors with the HTTP `status` their class names."""
     try:
         yield
-    except RegistryError as exc:
-        raise ApiError(exc.status, str(exc)) from exc
+    except errors as exc:
+        raise ApiError(getattr(exc, "status", 400), str(exc)) from exc
+
+
+def write_errors() -> AbstractContextManager[None]:
+    """Turn the registry's refusals (duplicate, unknown reference) into API errors."""
+    return refusals(RegistryError)
 
 
 def changes_of(body: BaseModel, *, not_null: tuple[str, ...] = ("name",)) -> dict[str, Any]:

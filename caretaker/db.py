@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
 from caretaker.settings import Settings, get_settings
 
 
-def connect(url: str | None = None, **kwargs: object) -> psycopg.Connection:
+def connect(url: str | None = None, **kwargs: Any) -> psycopg.Connection[DictRow]:
     """Open one connection (rows as dicts) to the configured database."""
     return psycopg.connect(url or get_settings().db_url(), row_factory=dict_row, **kwargs)
 

@@ -1,4 +1,4 @@
-"""Versioned SQL migrations: in caretaker/schema, applied in order, each once, recorded in schema_migrations."""
+"""Versioned SQL migrations: caretaker/schema files applied in order, each once, recorded."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import psycopg
 
@@ -41,7 +42,7 @@ def available() -> list[Migration]:
     return found
 
 
-def migrate(conn: psycopg.Connection) -> list[Migration]:
+def migrate(conn: psycopg.Connection[Any]) -> list[Migration]:
     """Apply the migrations not yet applied; return those applied now."""
     conn.autocommit = True
     conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))

@@ -18,6 +18,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from caretaker.paging import Where, fetch_page
+
 
 class RegistryError(Exception):
     """A write the registry refuses; `status` is the HTTP status that fits it."""
@@ -76,54 +78,38 @@ CHECKPOINTS = Table("checkpoints", ("site_id", "id"),
 TABLES = {t.name: t for t in (SITES, ZONES, DEVICE_TYPES, DEVICES, GUARDS, CHECKPOINTS)}
 
 
-def _where(table: Table, equals: Mapping[str, Any], scope: str | None) -> tuple[sql.Composable,
-                                                                              list[Any]]:
-    """A WHERE clause for column = value pairs (None skipped) plus the token's site scope."""
-    parts: list[sql.Composable] = []
-    params: list[Any] = []
-    for column, value in equals.items():
-        if value is None:
-            continue
-        parts.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-        params.append(value)
-    if scope is not None and table.site_column is not None:
-        parts.append(sql.SQL("{} = %s").format(sql.Identifier(table.site_column)))
-        params.append(scope)
-    if not parts:
-        return sql.SQL(""), params
-    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts), params
+def _where(table: Table, equals: Mapping[str, Any], scope: str | None) -> Where:
+    """Conditions for column = value pairs (None skipped) plus the token's site scope."""
+    where = Where()
+    where.equals_all(equals)
+    if table.site_column is not None:
+        where.equals(table.site_column, scope)
+    return where
 
 
 def _value(table: Table, column: str, value: Any) -> Any:
     return Jsonb(value) if column in table.json_columns and value is not None else value
 
 
-def list_rows(conn: psycopg.Connection, table: Table, *, filters: Mapping[str, Any],
+def list_rows(conn: psycopg.Connection[Any], table: Table, *, filters: Mapping[str, Any],
               scope: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
     """One page of a table's rows matching `filters` (column -> value), and the total count."""
-    where, params = _where(table, filters, scope)
-    name = sql.Identifier(table.name)
-    total_row = conn.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(name) + where,
-                             params).fetchone()
     order = sql.SQL(", ").join(map(sql.Identifier, table.keys))
-    rows = conn.execute(
-        sql.SQL("SELECT * FROM {}").format(name) + where
-        + sql.SQL(" ORDER BY {} LIMIT %s OFFSET %s").format(order),
-        [*params, limit, offset],
-    ).fetchall()
-    return [dict(r) for r in rows], int(_first(total_row))
+    return fetch_page(conn, table.name, _where(table, filters, scope), order=order, limit=limit,
+                      offset=offset)
 
 
-def get_row(conn: psycopg.Connection, table: Table, key: tuple[str, ...], *,
+def get_row(conn: psycopg.Connection[Any], table: Table, key: tuple[str, ...], *,
             scope: str | None = None) -> dict[str, Any] | None:
     """The row with this primary key (within the scope's site), or None."""
-    where, params = _where(table, dict(zip(table.keys, key, strict=True)), scope)
-    row = conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table.name)) + where,
-                       params).fetchone()
+    where = _where(table, dict(zip(table.keys, key, strict=True)), scope)
+    row = conn.execute(
+        sql.SQL("SELECT * FROM {}").format(sql.Identifier(table.name)) + where.clause(),
+        where.params).fetchone()
     return dict(row) if row is not None else None
 
 
-def insert_row(conn: psycopg.Connection, table: Table, values: Mapping[str, Any], *,
+def insert_row(conn: psycopg.Connection[Any], table: Table, values: Mapping[str, Any], *,
                now: datetime) -> dict[str, Any]:
     """Insert a new row; Conflict if its key or a unique value is taken."""
     columns = [c for c in (*table.keys, *table.columns) if c in values]
@@ -141,7 +127,7 @@ def insert_row(conn: psycopg.Connection, table: Table, values: Mapping[str, Any]
     return dict(row)  # type: ignore[arg-type]
 
 
-def update_row(conn: psycopg.Connection, table: Table, key: tuple[str, ...],
+def update_row(conn: psycopg.Connection[Any], table: Table, key: tuple[str, ...],
                changes: Mapping[str, Any], *, scope: str | None = None,
                now: datetime) -> dict[str, Any] | None:
     """Change some columns of one row (within the scope's site); None if there is no such row."""
@@ -154,15 +140,15 @@ def update_row(conn: psycopg.Connection, table: Table, key: tuple[str, ...],
     if table.stamped:
         sets.append(sql.SQL("updated_at = %s"))
         params.append(now)
-    where, where_params = _where(table, dict(zip(table.keys, key, strict=True)), scope)
+    where = _where(table, dict(zip(table.keys, key, strict=True)), scope)
     query = (sql.SQL("UPDATE {} SET ").format(sql.Identifier(table.name))
-             + sql.SQL(", ").join(sets) + where + sql.SQL(" RETURNING *"))
+             + sql.SQL(", ").join(sets) + where.clause() + sql.SQL(" RETURNING *"))
     with _integrity_errors(table, {**dict(zip(table.keys, key, strict=True)), **changes}):
-        row = conn.execute(query, [*params, *where_params]).fetchone()
+        row = conn.execute(query, [*params, *where.params]).fetchone()
     return dict(row) if row is not None else None
 
 
-def upsert_row(conn: psycopg.Connection, table: Table, values: Mapping[str, Any], *,
+def upsert_row(conn: psycopg.Connection[Any], table: Table, values: Mapping[str, Any], *,
                now: datetime) -> str:
     """Insert or update a row by its key; 'inserted', 'updated' or 'unchanged'.
 
@@ -203,12 +189,12 @@ def upsert_row(conn: psycopg.Connection, table: Table, values: Mapping[str, Any]
     return "inserted" if _first(row) else "updated"
 
 
-def existing_ids(conn: psycopg.Connection, table: Table, site_id: str | None) -> set[str]:
+def existing_ids(conn: psycopg.Connection[Any], table: Table, site_id: str | None) -> set[str]:
     """The ids of a table's rows (of one site, for per-site tables)."""
-    where, params = _where(table, {"site_id": site_id} if table.site_column == "site_id"
-                           else {}, None)
-    rows = conn.execute(sql.SQL("SELECT id FROM {}").format(sql.Identifier(table.name)) + where,
-                        params).fetchall()
+    where = _where(table, {"site_id": site_id} if table.site_column == "site_id" else {}, None)
+    rows = conn.execute(
+        sql.SQL("SELECT id FROM {}").format(sql.Identifier(table.name)) + where.clause(),
+        where.params).fetchall()
     return {str(_first(r)) for r in rows}
 
 

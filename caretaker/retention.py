@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
 
 HYPERTABLES = ("telemetry", "device_status", "scans")
 
 
-def apply_retention(conn: psycopg.Connection, *, days: int, now: datetime) -> int:
+def apply_retention(conn: psycopg.Connection[Any], *, days: int, now: datetime) -> int:
     """Drop chunks whose data is all older than `days` before `now`; return how many."""
     cutoff = now - timedelta(days=days)
     dropped = 0

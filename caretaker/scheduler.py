@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -21,7 +22,7 @@ from caretaker.clock import Clock
 
 log = logging.getLogger(__name__)
 
-JobFn = Callable[[psycopg.Connection, datetime], object]
+JobFn = Callable[[psycopg.Connection[Any], datetime], object]
 
 
 @dataclass

@@ -181,7 +181,7 @@ def _check_unique(config: SiteConfig) -> None:
         tags.add(cp.tag)
 
 
-def _check_references(conn: psycopg.Connection, config: SiteConfig) -> None:
+def _check_references(conn: psycopg.Connection[Any], config: SiteConfig) -> None:
     """Every zone, type and device a record names exists in the file or already in the site."""
     site = config.site.id
     known = {
@@ -221,7 +221,7 @@ def _loader(name: str) -> Callable[..., None]:
     return fn  # type: ignore[no-any-return]
 
 
-def load_site_config(conn: psycopg.Connection, doc: Any, *, now: datetime) -> LoadResult:
+def load_site_config(conn: psycopg.Connection[Any], doc: Any, *, now: datetime) -> LoadResult:
     """Apply a parsed site configuration in one transaction: registry first, then the rest."""
     config = parse(doc)
     site = config.site
@@ -276,6 +276,6 @@ def example_document() -> Any:
     return yaml.safe_load(text)
 
 
-def load_file(conn: psycopg.Connection, path: Path, *, now: datetime) -> LoadResult:
+def load_file(conn: psycopg.Connection[Any], path: Path, *, now: datetime) -> LoadResult:
     """Apply the site configuration in a YAML file."""
     return load_site_config(conn, read_file(path), now=now)

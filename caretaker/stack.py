@@ -98,7 +98,7 @@ def health(settings: Settings, timeout: float = 2.0) -> dict[str, Any] | None:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
     try:
         with opener.open(api_url(settings) + "/health", timeout=timeout) as r:
-            return json.loads(r.read()) if r.status == 200 else None  # type: ignore[no-any-return]
+            return json.loads(r.read()) if r.status == 200 else None
     except (OSError, ValueError):
         return None
 
@@ -170,7 +170,7 @@ def _terminate(procs: list[psutil.Process], timeout: float = 10.0) -> list[psuti
         except psutil.Error:
             pass
     _, alive = psutil.wait_procs(alive, timeout=5)
-    return alive
+    return list(alive)
 
 
 # ---------------------------------------------------------------- up

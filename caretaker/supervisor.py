@@ -24,7 +24,7 @@ PR_SET_PDEATHSIG = 1
 
 def backoff(failures: int) -> float:
     """Seconds to wait before restarting a child that has failed `failures` times in a row."""
-    return min(MAX_BACKOFF, 0.5 * 2 ** max(failures - 1, 0))
+    return min(MAX_BACKOFF, 0.5 * 2.0 ** max(failures - 1, 0))
 
 
 def _die_with_parent() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -32,7 +33,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(conn: psycopg.Connection, *, role: str, name: str | None = None,
+def create_token(conn: psycopg.Connection[Any], *, role: str, name: str | None = None,
                  site_id: str | None = None, guard_id: str | None = None) -> str:
     """Store a new token's hash and return the token (shown once, never stored)."""
     if role not in ROLES:
@@ -47,7 +48,7 @@ def create_token(conn: psycopg.Connection, *, role: str, name: str | None = None
     return token
 
 
-def lookup(conn: psycopg.Connection, token: str) -> Principal | None:
+def lookup(conn: psycopg.Connection[Any], token: str) -> Principal | None:
     """The principal a presented token stands for, or None if unknown or revoked."""
     row = conn.execute(
         "SELECT id, name, role, site_id, guard_id FROM api_tokens"

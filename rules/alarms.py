@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
+from caretaker.paging import Where, fetch_page
 from rules import state as rule_state
 from rules import work_orders
 from rules.model import Decision, Rule
@@ -158,24 +158,9 @@ def list_alarms(conn: psycopg.Connection[Any], *, filters: dict[str, Any], scope
                 since: datetime | None, until: datetime | None, limit: int,
                 offset: int) -> tuple[list[dict[str, Any]], int]:
     """One page of alarms, newest first, and how many match."""
-    parts: list[sql.Composable] = []
-    params: list[Any] = []
-    for key, value in filters.items():
-        if value is not None:
-            parts.append(sql.SQL("{} = %s").format(sql.Identifier(FILTERS[key])))
-            params.append(value)
-    if scope is not None:
-        parts.append(sql.SQL("site_id = %s"))
-        params.append(scope)
-    if since is not None:
-        parts.append(sql.SQL("raised_at >= %s"))
-        params.append(since)
-    if until is not None:
-        parts.append(sql.SQL("raised_at < %s"))
-        params.append(until)
-    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts) if parts else sql.SQL("")
-    total = conn.execute(sql.SQL("SELECT count(*) AS n FROM alarms") + where, params).fetchone()
-    rows = conn.execute(sql.SQL("SELECT * FROM alarms") + where
-                        + sql.SQL(" ORDER BY raised_at DESC, id DESC LIMIT %s OFFSET %s"),
-                        [*params, limit, offset]).fetchall()
-    return [dict(r) for r in rows], int(total["n"] if total else 0)
+    where = Where()
+    where.equals_all(filters, FILTERS)
+    where.equals("site_id", scope)
+    where.within("raised_at", since, until)
+    return fetch_page(conn, "alarms", where, order="raised_at DESC, id DESC", limit=limit,
+                      offset=offset)

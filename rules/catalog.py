@@ -10,6 +10,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from caretaker.paging import Where, fetch_page
 from rules.model import Rule, RuleError, parse_rule
 
 COLUMNS = ("name", "kind", "metric", "enabled", "severity", "device_type", "device_id",
@@ -19,9 +20,13 @@ COLUMNS = ("name", "kind", "metric", "enabled", "severity", "device_type", "devi
 class RuleNotFound(RuleError):
     """No such rule (in the caller's scope)."""
 
+    status = 404
+
 
 class RuleConflict(RuleError):
     """A rule with that id exists already."""
+
+    status = 409
 
 
 def check_references(conn: psycopg.Connection[Any], rule: Rule) -> None:
@@ -110,18 +115,7 @@ FILTERS = {"site": "site_id", "kind": "kind", "metric": "metric", "enabled": "en
 def list_rules(conn: psycopg.Connection[Any], *, filters: dict[str, Any], scope: str | None,
                limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
     """One page of rules and how many match."""
-    parts: list[sql.Composable] = []
-    params: list[Any] = []
-    for key, value in filters.items():
-        if value is not None:
-            parts.append(sql.SQL("{} = %s").format(sql.Identifier(FILTERS[key])))
-            params.append(value)
-    if scope is not None:
-        parts.append(sql.SQL("site_id = %s"))
-        params.append(scope)
-    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts) if parts else sql.SQL("")
-    total = conn.execute(sql.SQL("SELECT count(*) AS n FROM rules") + where, params).fetchone()
-    rows = conn.execute(sql.SQL("SELECT * FROM rules") + where
-                        + sql.SQL(" ORDER BY site_id, id LIMIT %s OFFSET %s"),
-                        [*params, limit, offset]).fetchall()
-    return [dict(r) for r in rows], int(total["n"] if total else 0)
+    where = Where()
+    where.equals_all(filters, FILTERS)
+    where.equals("site_id", scope)
+    return fetch_page(conn, "rules", where, order="site_id, id", limit=limit, offset=offset)

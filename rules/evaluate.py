@@ -99,8 +99,7 @@ def _threshold_step(rule: Rule, st: State, t: float, value: float,
             _raise(rule, st, t, value, decisions, device)
         return
     if triggered:
-        decisions.append(Decision("update", _dt(t), value, retrigger=not st.get("in_trigger"),
-                                  message=describe(rule, value, device=device)))
+        _update(rule, st, t, value, decisions, device)
     st["in_trigger"] = triggered
     still = compare(value, op, rule.p("clear", threshold))
     if still:
@@ -123,8 +122,7 @@ def _count_step(rule: Rule, st: State, t: float, value: float,
             _raise(rule, st, t, value, decisions, device)
         return
     if triggered:
-        decisions.append(Decision("update", _dt(t), value, retrigger=not st.get("in_trigger"),
-                                  message=describe(rule, value, device=device)))
+        _update(rule, st, t, value, decisions, device)
         st["in_trigger"] = True
         st["ok_streak"] = 0
         return
@@ -137,7 +135,7 @@ def _count_step(rule: Rule, st: State, t: float, value: float,
 def _rate_step(rule: Rule, st: State, t: float, value: float) -> float | None:
     """Add a sample to the window; the change across the window, or None with one sample."""
     window = rule.p("window")
-    samples = [s for s in st.get("samples", []) if s[0] >= t - window]
+    samples: list[list[float]] = [s for s in st.get("samples", []) if s[0] >= t - window]
     samples.append([t, value])
     if len(samples) > RATE_SAMPLES_MAX:
         samples = samples[:1] + samples[2::2] + samples[-1:] if len(samples) > 2 else samples
@@ -151,6 +149,13 @@ def _raise(rule: Rule, st: State, t: float, value: float | None,
            decisions: list[Decision], device: str) -> None:
     st.update(firing=True, pending=None, clearing=None, in_trigger=True, ok_streak=0)
     decisions.append(Decision("raise", _dt(t), value, message=describe(rule, value, device=device)))
+
+
+def _update(rule: Rule, st: State, t: float, value: float, decisions: list[Decision],
+            device: str) -> None:
+    """A firing rule's condition holds again: a retrigger if it had stopped holding."""
+    decisions.append(Decision("update", _dt(t), value, retrigger=not st.get("in_trigger"),
+                              message=describe(rule, value, device=device)))
 
 
 def _clear(st: State, t: float, value: float | None, decisions: list[Decision]) -> None:

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
+from caretaker.paging import Where, fetch_page
 from rules.model import RuleError
 
 COLUMNS = ("device_id", "starts_at", "ends_at", "reason", "created_by")
@@ -16,6 +16,8 @@ COLUMNS = ("device_id", "starts_at", "ends_at", "reason", "created_by")
 
 class WindowNotFound(RuleError):
     """No such maintenance window (in the caller's scope)."""
+
+    status = 404
 
 
 def check(conn: psycopg.Connection[Any], site_id: str, values: dict[str, Any]) -> None:
@@ -73,19 +75,10 @@ def list_windows(conn: psycopg.Connection[Any], *, site: str | None, device: str
                  active_at: datetime | None, scope: str | None, limit: int,
                  offset: int) -> tuple[list[dict[str, Any]], int]:
     """One page of windows (optionally those open at a time) and how many match."""
-    parts: list[sql.Composable] = []
-    params: list[Any] = []
+    where = Where()
     for column, value in (("site_id", site), ("device_id", device), ("site_id", scope)):
-        if value is not None:
-            parts.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-            params.append(value)
+        where.equals(column, value)
     if active_at is not None:
-        parts.append(sql.SQL("starts_at <= %s AND ends_at > %s"))
-        params += [active_at, active_at]
-    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts) if parts else sql.SQL("")
-    total = conn.execute(sql.SQL("SELECT count(*) AS n FROM maintenance_windows") + where,
-                         params).fetchone()
-    rows = conn.execute(sql.SQL("SELECT * FROM maintenance_windows") + where
-                        + sql.SQL(" ORDER BY starts_at DESC, id LIMIT %s OFFSET %s"),
-                        [*params, limit, offset]).fetchall()
-    return [dict(r) for r in rows], int(total["n"] if total else 0)
+        where.add("starts_at <= %s AND ends_at > %s", active_at, active_at)
+    return fetch_page(conn, "maintenance_windows", where, order="starts_at DESC, id",
+                      limit=limit, offset=offset)

@@ -27,6 +27,8 @@ _DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*
 class RuleError(ValueError):
     """A rule definition that cannot be used; the message says what is wrong."""
 
+    status = 422
+
 
 def parse_duration(value: Any, *, what: str = "duration") -> float:
     """'1h30m', '20m', '90s', '2d' or a number of seconds → seconds."""

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from caretaker.paging import Where, fetch_page
 from rules import webhook
 from rules.policy import PRIORITY, Policy, load_policy
 
@@ -273,28 +274,12 @@ def list_work_orders(conn: psycopg.Connection[Any], *, filters: dict[str, Any], 
                      since: datetime | None, until: datetime | None, limit: int,
                      offset: int) -> tuple[list[dict[str, Any]], int]:
     """One page of tickets, newest first, and how many match."""
-    parts: list[sql.Composable] = []
-    params: list[Any] = []
-    for key, value in filters.items():
-        if value is not None:
-            parts.append(sql.SQL("{} = %s").format(sql.Identifier(FILTERS[key])))
-            params.append(value)
-    if scope is not None:
-        parts.append(sql.SQL("site_id = %s"))
-        params.append(scope)
-    if since is not None:
-        parts.append(sql.SQL("opened_at >= %s"))
-        params.append(since)
-    if until is not None:
-        parts.append(sql.SQL("opened_at < %s"))
-        params.append(until)
-    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts) if parts else sql.SQL("")
-    total = conn.execute(sql.SQL("SELECT count(*) AS n FROM work_orders") + where,
-                         params).fetchone()
-    rows = conn.execute(sql.SQL("SELECT * FROM work_orders") + where
-                        + sql.SQL(" ORDER BY opened_at DESC, id DESC LIMIT %s OFFSET %s"),
-                        [*params, limit, offset]).fetchall()
-    return [dict(r) for r in rows], int(total["n"] if total else 0)
+    where = Where()
+    where.equals_all(filters, FILTERS)
+    where.equals("site_id", scope)
+    where.within("opened_at", since, until)
+    return fetch_page(conn, "work_orders", where, order="opened_at DESC, id DESC", limit=limit,
+                      offset=offset)
 
 
 def get_work_order(conn: psycopg.Connection[Any], wo_id: int, *,
@@ -312,4 +297,4 @@ def get_work_order(conn: psycopg.Connection[Any], wo_id: int, *,
 
 
 def _all(conn: psycopg.Connection[Any], query: str, *params: Any) -> Sequence[dict[str, Any]]:
-    return [dict(r) for r in conn.execute(query, params)]  # type: ignore[arg-type]
+    return [dict(r) for r in conn.execute(query, params)]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -11,8 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import ClockDep, Db, Reader, require, scoped_site
-from api.errors import ApiError
-from api.resource import Page, PagingDep
+from api.resource import Page, PagingDep, refusals
 from caretaker.tokens import Principal
 from rules import alarms
 
@@ -63,14 +60,6 @@ class AlarmAction(BaseModel):
     note: str | None = None
 
 
-@contextmanager
-def _refusals() -> Iterator[None]:
-    try:
-        yield
-    except alarms.AlarmError as exc:
-        raise ApiError(exc.status, str(exc)) from exc
-
-
 @router.get("", response_model=Page[AlarmPublic])
 def list_alarms(conn: Db, principal: Reader, page: PagingDep, site: str | None = None,
                 device: str | None = None, severity: Severity | None = None,
@@ -84,13 +73,13 @@ def list_alarms(conn: Db, principal: Reader, page: PagingDep, site: str | None =
                        "rule": rule},
         scope=scoped_site(principal, site), since=since, until=until, limit=page.limit,
         offset=page.offset)
-    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+    return page.answer(items, total)
 
 
 @router.get("/{alarm_id}", response_model=AlarmDetail)
 def get_alarm(alarm_id: int, conn: Db, principal: Reader) -> dict[str, Any]:
     """One alarm with its history."""
-    with _refusals():
+    with refusals(alarms.AlarmError):
         return alarms.get_alarm(conn, alarm_id, scope=principal.site_id)
 
 
@@ -98,7 +87,7 @@ def get_alarm(alarm_id: int, conn: Db, principal: Reader) -> dict[str, Any]:
 def acknowledge(alarm_id: int, body: AlarmAction, conn: Db, principal: Handler,
                 clock: ClockDep) -> dict[str, Any]:
     """Acknowledge an active alarm."""
-    with _refusals():
+    with refusals(alarms.AlarmError):
         return alarms.acknowledge(conn, alarm_id, actor=principal.actor, now=clock(),
                                   note=body.note, scope=principal.site_id)
 
@@ -107,6 +96,6 @@ def acknowledge(alarm_id: int, body: AlarmAction, conn: Db, principal: Handler,
 def clear(alarm_id: int, body: AlarmAction, conn: Db, principal: Handler,
           clock: ClockDep) -> dict[str, Any]:
     """Clear an alarm by hand (its rule may raise it again if the fault persists)."""
-    with _refusals():
+    with refusals(alarms.AlarmError):
         return alarms.clear_by_hand(conn, alarm_id, actor=principal.actor, now=clock(),
                                     note=body.note, scope=principal.site_id)

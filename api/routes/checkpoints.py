@@ -65,7 +65,7 @@ def list_checkpoints(conn: Db, principal: Reader, page: PagingDep, site: str | N
     items, total = registry.list_rows(conn, registry.CHECKPOINTS, filters=filters,
                                       scope=principal.site_id, limit=page.limit,
                                       offset=page.offset)
-    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+    return page.answer(items, total)
 
 
 @router.get("/{site}/{checkpoint}", response_model=CheckpointPublic)

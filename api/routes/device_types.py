@@ -43,7 +43,7 @@ def list_device_types(conn: Db, principal: Reader, page: PagingDep) -> dict[str,
     """All device types (they are shared by every site)."""
     items, total = registry.list_rows(conn, registry.DEVICE_TYPES, filters={}, scope=None,
                                       limit=page.limit, offset=page.offset)
-    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+    return page.answer(items, total)
 
 
 @router.get("/{type_id}", response_model=DeviceTypePublic)

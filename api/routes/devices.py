@@ -70,7 +70,7 @@ def list_devices(conn: Db, principal: Reader, page: PagingDep, site: str | None 
     items, total = registry.list_rows(conn, registry.DEVICES, filters=filters,
                                       scope=principal.site_id, limit=page.limit,
                                       offset=page.offset)
-    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+    return page.answer(items, total)
 
 
 @router.get("/{site}/{device}", response_model=DevicePublic)

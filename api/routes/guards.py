@@ -52,7 +52,7 @@ def list_guards(conn: Db, principal: Reader, page: PagingDep, site: str | None =
     items, total = registry.list_rows(conn, registry.GUARDS, filters=filters,
                                       scope=principal.site_id, limit=page.limit,
                                       offset=page.offset)
-    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+    return page.answer(items, total)
 
 
 @router.get("/{site}/{guard}", response_model=GuardPublic)

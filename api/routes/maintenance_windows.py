@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -12,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, Reader, check_site, require, scoped_site
 from api.errors import ApiError, not_found
-from api.resource import Ident, Page, PagingDep, check_write_site
+from api.resource import Ident, Page, PagingDep, check_write_site, refusals
 from caretaker.tokens import Principal
 from rules import maintenance
 from rules.model import RuleError
@@ -53,16 +51,6 @@ class WindowPublic(BaseModel):
     created_at: datetime
 
 
-@contextmanager
-def _refusals() -> Iterator[None]:
-    try:
-        yield
-    except maintenance.WindowNotFound as exc:
-        raise ApiError(404, str(exc)) from exc
-    except RuleError as exc:
-        raise ApiError(422, str(exc)) from exc
-
-
 def _aware(when: datetime) -> None:
     if when.tzinfo is None:
         raise ApiError(422, "times need a UTC offset, e.g. 2026-11-24T09:00:00+08:00")
@@ -75,7 +63,7 @@ def list_windows(conn: Db, principal: Reader, page: PagingDep, site: str | None 
     items, total = maintenance.list_windows(conn, site=site, device=device, active_at=active_at,
                                             scope=scoped_site(principal, site),
                                             limit=page.limit, offset=page.offset)
-    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+    return page.answer(items, total)
 
 
 @router.get("/{site}/{window_id}", response_model=WindowPublic)
@@ -97,7 +85,7 @@ def create_window(body: WindowCreate, conn: Db, principal: Editor,
     _aware(body.ends_at)
     if body.id is not None and maintenance.get_window(conn, body.site_id, body.id):
         raise ApiError(409, f"maintenance window {body.id!r} exists already")
-    with _refusals():
+    with refusals(RuleError):
         return maintenance.upsert_window(
             conn, body.site_id, body.id,
             {**body.model_dump(exclude={"site_id", "id"}), "created_by": principal.actor},
@@ -113,7 +101,7 @@ def update_window(site: str, window_id: str, body: WindowUpdate, conn: Db, princ
     for key in ("starts_at", "ends_at"):
         if changes.get(key) is not None:
             _aware(changes[key])
-    with _refusals():
+    with refusals(RuleError):
         return maintenance.update_window(conn, site, window_id, changes, now=clock())
 
 

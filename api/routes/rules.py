@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -11,8 +9,8 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, Reader, check_site, require, scoped_site
-from api.errors import ApiError, not_found
-from api.resource import Ident, Page, PagingDep, check_write_site
+from api.errors import not_found
+from api.resource import Ident, Page, PagingDep, check_write_site, refusals
 from caretaker.tokens import Principal
 from rules import catalog
 from rules.model import RuleError
@@ -73,18 +71,6 @@ class RulePublic(BaseModel):
     updated_at: datetime
 
 
-@contextmanager
-def _refusals() -> Iterator[None]:
-    try:
-        yield
-    except catalog.RuleNotFound as exc:
-        raise ApiError(404, str(exc)) from exc
-    except catalog.RuleConflict as exc:
-        raise ApiError(409, str(exc)) from exc
-    except RuleError as exc:
-        raise ApiError(422, str(exc)) from exc
-
-
 @router.get("", response_model=Page[RulePublic])
 def list_rules(conn: Db, principal: Reader, page: PagingDep, site: str | None = None,
                kind: Kind | None = None, metric: str | None = None,
@@ -95,7 +81,7 @@ def list_rules(conn: Db, principal: Reader, page: PagingDep, site: str | None = 
         conn, filters={"site": site, "kind": kind, "metric": metric, "enabled": enabled,
                        "severity": severity},
         scope=scoped_site(principal, site), limit=page.limit, offset=page.offset)
-    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+    return page.answer(items, total)
 
 
 @router.get("/{site}/{rule_id}", response_model=RulePublic)
@@ -113,7 +99,7 @@ def create_rule(body: RuleCreate, conn: Db, principal: Editor, clock: ClockDep) 
     """Add a rule to a site."""
     check_write_site(principal, body.site_id)
     spec = body.model_dump(exclude={"site_id"}, exclude_none=True)
-    with _refusals():
+    with refusals(RuleError):
         return catalog.create_rule(conn, body.site_id, spec, now=clock())
 
 
@@ -122,7 +108,7 @@ def update_rule(site: str, rule_id: str, body: RuleUpdate, conn: Db, principal: 
                 clock: ClockDep) -> dict[str, Any]:
     """Change a rule (thresholds, hold times, severity, scope, enabled)."""
     check_site(principal, site)
-    with _refusals():
+    with refusals(RuleError):
         return catalog.update_rule(conn, site, rule_id, body.model_dump(exclude_unset=True),
                                    now=clock())
 
@@ -132,7 +118,7 @@ def disable_rule(site: str, rule_id: str, conn: Db, principal: Editor,
                  clock: ClockDep) -> dict[str, Any]:
     """Stop evaluating a rule (its open alarms stay until cleared)."""
     check_site(principal, site)
-    with _refusals():
+    with refusals(RuleError):
         return catalog.update_rule(conn, site, rule_id, {"enabled": False}, now=clock())
 
 
@@ -141,5 +127,5 @@ def enable_rule(site: str, rule_id: str, conn: Db, principal: Editor,
                 clock: ClockDep) -> dict[str, Any]:
     """Evaluate a disabled rule again."""
     check_site(principal, site)
-    with _refusals():
+    with refusals(RuleError):
         return catalog.update_rule(conn, site, rule_id, {"enabled": True}, now=clock())

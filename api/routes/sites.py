@@ -53,7 +53,7 @@ def list_sites(conn: Db, principal: Reader, page: PagingDep) -> dict[str, Any]:
     items, total = registry.list_rows(conn, registry.SITES, filters={},
                                       scope=principal.site_id, limit=page.limit,
                                       offset=page.offset)
-    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+    return page.answer(items, total)
 
 
 @router.get("/{site}", response_model=SitePublic)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -11,8 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, Reader, require, scoped_site
-from api.errors import ApiError
-from api.resource import Page, PagingDep
+from api.resource import Page, PagingDep, refusals
 from caretaker.tokens import Principal
 from rules import work_orders as wo
 
@@ -114,14 +111,6 @@ class Assign(BaseModel):
     note: str | None = None
 
 
-@contextmanager
-def _refusals() -> Iterator[None]:
-    try:
-        yield
-    except wo.WorkOrderError as exc:
-        raise ApiError(exc.status, str(exc)) from exc
-
-
 @router.get("", response_model=Page[WorkOrderPublic])
 def list_work_orders(conn: Db, principal: Reader, page: PagingDep, site: str | None = None,
                      device: str | None = None, state: State | None = None,
@@ -139,19 +128,19 @@ def list_work_orders(conn: Db, principal: Reader, page: PagingDep, site: str | N
                        "overdue": overdue},
         scope=scoped_site(principal, site), since=since, until=until, limit=page.limit,
         offset=page.offset)
-    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+    return page.answer(items, total)
 
 
 @router.get("/{wo_id}", response_model=WorkOrderDetail)
 def get_work_order(wo_id: int, conn: Db, principal: Reader) -> dict[str, Any]:
     """One work order with its history, escalations and linked faults."""
-    with _refusals():
+    with refusals(wo.WorkOrderError):
         return wo.get_work_order(conn, wo_id, scope=principal.site_id)
 
 
 def _step(action: str, conn: Any, wo_id: int, principal: Principal, now: datetime,
           note: str | None, followup: FollowUpVisit | None = None) -> dict[str, Any]:
-    with _refusals():
+    with refusals(wo.WorkOrderError):
         return wo.transition(conn, wo_id, action, actor=principal.actor, now=now, note=note,
                              followup=wo.FollowUp(**followup.model_dump()) if followup else None,
                              scope=principal.site_id)
@@ -201,6 +190,6 @@ def cancel(wo_id: int, body: Step, conn: Db, principal: Supervisor,
 def assign(wo_id: int, body: Assign, conn: Db, principal: Worker,
            clock: ClockDep) -> dict[str, Any]:
     """Give a ticket to a person."""
-    with _refusals():
+    with refusals(wo.WorkOrderError):
         return wo.assign(conn, wo_id, body.assignee, actor=principal.actor, now=clock(),
                          note=body.note, scope=principal.site_id)

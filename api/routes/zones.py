@@ -49,7 +49,7 @@ def list_zones(conn: Db, principal: Reader, page: PagingDep, site: str | None = 
     items, total = registry.list_rows(
         conn, registry.ZONES, filters={"site_id": scoped_site(principal, site), "kind": kind},
         scope=principal.site_id, limit=page.limit, offset=page.offset)
-    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+    return page.answer(items, total)
 
 
 @router.get("/{site}/{zone}", response_model=ZonePublic)

@@ -10,8 +10,9 @@ def test_message_reaches_subscriber(mqtt: tuple[str, int]) -> None:
     got: list[bytes] = []
     subscribed, received = threading.Event(), threading.Event()
 
-    def on_message(client, userdata, msg):  # noqa: ANN001
-        got.append(msg.payload)
+    def on_message(client: mqtt_client.Client, userdata: object,
+                   msg: mqtt_client.MQTTMessage) -> None:
+        got.append(bytes(msg.payload))
         received.set()
 
     sub = mqtt_client.Client(CallbackAPIVersion.VERSION2, client_id="t-sub")
@@ -24,7 +25,8 @@ def test_message_reaches_subscriber(mqtt: tuple[str, int]) -> None:
     pub = mqtt_client.Client(CallbackAPIVersion.VERSION2, client_id="t-pub")
     pub.connect(*mqtt)
     pub.loop_start()
-    pub.publish("caretaker/v1/s1/devices/p1/telemetry", b'{"temp": 21.5}', qos=1).wait_for_publish(5)
+    info = pub.publish("caretaker/v1/s1/devices/p1/telemetry", b'{"temp": 21.5}', qos=1)
+    info.wait_for_publish(5)
     assert received.wait(5)
     assert got == [b'{"temp": 21.5}']
     for c in (pub, sub):

@@ -9,7 +9,8 @@ from caretaker.retention import apply_retention
 
 
 def test_timescaledb_loaded_and_telemetry_is_a_hypertable(conn: psycopg.Connection) -> None:
-    ext = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    ext = conn.execute(
+        "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
     assert ext is not None
     tables = {r["hypertable_name"] for r in conn.execute(
         "SELECT hypertable_name FROM timescaledb_information.hypertables")}

@@ -39,10 +39,11 @@ class Subscriber:
         self.client.subscribe([(f, 1) for f in filters])
         assert ready.wait(5), "subscription not acknowledged"
 
-    def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
+    def _on_message(self, client: mqtt_client.Client, userdata: object,
+                    msg: mqtt_client.MQTTMessage) -> None:
         with self._lock:
             props = getattr(msg.properties, "UserProperty", None) or []
-            self.messages.append(Received(msg.topic, msg.payload, bool(msg.retain),
+            self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain),
                                           time.monotonic(), tuple(props)))
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[Received]:
