@@ -192,12 +192,19 @@ def due_at(rule: Rule, state: State) -> datetime | None:
     return None
 
 
+# The ingest moves devices.last_seen on only when it gains a second or more (fewer dead
+# rows), so the stored value may trail the last message by up to this much: waiting it out
+# means a device is never called silent before its timeout has really passed.
+LAST_SEEN_PRECISION = 1.0
+
+
 def offline_condition(rule: Rule, *, last_seen: datetime | None, online: bool | None,
                       now: datetime) -> str | None:
     """Why a device counts as offline under this rule now (None if it does not)."""
     if online is False and rule.p("lwt", True):
         return "offline (status / Last Will)"
-    if last_seen is not None and (now - last_seen).total_seconds() >= rule.p("timeout", 300.0):
+    silent_for = rule.p("timeout", 300.0) + LAST_SEEN_PRECISION
+    if last_seen is not None and (now - last_seen).total_seconds() >= silent_for:
         return f"no data since {last_seen.isoformat(timespec='seconds')}"
     return None
 

@@ -203,13 +203,13 @@ def test_silent_device_alarms_on_time_without_messages(conn: psycopg.Connection)
     conn.execute("UPDATE devices SET last_seen = %s", (at(0),))
     conn.commit()
     run(conn, at(0.1))
-    tick(conn, at(299.5))
+    tick(conn, at(300.5))  # timeout 300 s, plus last_seen's one-second precision
     assert rows(conn, "SELECT * FROM alarms") == []
-    tick(conn, at(300))
+    tick(conn, at(301))
     raised = rows(conn, "SELECT device_id, rule_id, raised_at FROM alarms ORDER BY device_id")
     assert [(a["device_id"], a["raised_at"]) for a in raised] == [
-        (d, at(300)) for d in ("meter-main", "pump-1", "pump-2", "pump-3")]
-    tick(conn, at(301))
+        (d, at(301)) for d in ("meter-main", "pump-1", "pump-2", "pump-3")]
+    tick(conn, at(301.5))
     assert len(rows(conn, "SELECT * FROM alarms")) == 4
     # pump-1 speaks again: its offline alarm clears on the next tick
     publish(conn, "pump-1", at(302), vibration=3)

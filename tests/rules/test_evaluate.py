@@ -125,13 +125,14 @@ def test_out_of_order_and_text_readings_are_ignored() -> None:
 def test_offline_by_timeout_and_last_will() -> None:
     rule = parse_rule("s", {"id": "off", "kind": "offline", "timeout": "5m"})
     seen = at(0)
-    st, d = evaluate_offline(rule, {}, last_seen=seen, online=True, now=at(299), device="d")
+    # last_seen is stored to the second: silent once timeout + 1 s has passed, never before
+    st, d = evaluate_offline(rule, {}, last_seen=seen, online=True, now=at(300.999), device="d")
     assert d == []
-    st, d = evaluate_offline(rule, st, last_seen=seen, online=True, now=at(300), device="d")
+    st, d = evaluate_offline(rule, st, last_seen=seen, online=True, now=at(301), device="d")
     assert actions(d) == ["raise"] and "no data" in d[0].message
-    st, d = evaluate_offline(rule, st, last_seen=at(301), online=True, now=at(302), device="d")
+    st, d = evaluate_offline(rule, st, last_seen=at(302), online=True, now=at(303), device="d")
     assert actions(d) == ["clear"]
-    st, d = evaluate_offline(rule, st, last_seen=at(301), online=False, now=at(302), device="d")
+    st, d = evaluate_offline(rule, st, last_seen=at(302), online=False, now=at(303), device="d")
     assert actions(d) == ["raise"] and "Last Will" in d[0].message
 
 
