@@ -1,7 +1,7 @@
-"""Fixtures: a throwaway TimescaleDB cluster and Mosquitto broker on free ports, per session.
+"""Fixtures: a throwaway TimescaleDB cluster (per session) and Mosquitto brokers, on free ports.
 
-`database` gives each test its own freshly migrated database (a copy of a template), so
-tests cannot see each other's rows; `mqtt` is the broker's (host, port).
+`database` gives each test its own freshly migrated database (a copy of a template), and
+`mqtt` its own broker, so tests cannot see each other's rows or retained messages.
 """
 
 from __future__ import annotations
@@ -76,19 +76,17 @@ def conn(database: str) -> Iterator[psycopg.Connection]:
         yield c
 
 
-@pytest.fixture(scope="session")
-def mqtt_broker(state_dir: Path) -> Iterator[LocalMosquitto]:
-    """A running Mosquitto broker with Caretaker's generated config."""
-    broker = LocalMosquitto(state_dir, free_port())
-    broker.start()
-    yield broker
-    broker.stop()
-
-
 @pytest.fixture
-def mqtt(mqtt_broker: LocalMosquitto) -> tuple[str, int]:
-    """The broker's (host, port)."""
-    return "127.0.0.1", mqtt_broker.port
+def mqtt(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """(host, port) of a Mosquitto with Caretaker's generated config, for this test alone.
+
+    One broker per test: retained messages and persistent sessions of one test must not
+    reach the next one's subscribers.
+    """
+    broker = LocalMosquitto(tmp_path / "broker", free_port())
+    broker.start()
+    yield "127.0.0.1", broker.port
+    broker.stop()
 
 
 @pytest.fixture
