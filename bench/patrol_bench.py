@@ -113,7 +113,8 @@ def main() -> None:
         if first.hour == 23 and first.minute >= 50:
             sys.exit("run this benchmark outside 23:50–00:00 UTC")
         with psycopg.connect(url, row_factory=dict_row) as c:
-            load_site_config(c, site(args.guards, first, args.catchup_days), now=now)
+            load_site_config(c, site(args.guards, first, args.catchup_days),
+                             now=now)
             c.commit()
         env = {**os.environ, "CARETAKER_DATABASE_URL": url,
                "CARETAKER_STATE_DIR": str(tmp / "state")}

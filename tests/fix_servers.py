@@ -42,6 +42,11 @@ def pg_server(state_dir: Path) -> Iterator[LocalPostgres]:
         conn.execute(f"CREATE DATABASE {TEMPLATE}")
     with psycopg.connect(pg.url.rsplit("/", 1)[0] + f"/{TEMPLATE}") as conn:
         migrate(conn)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        # No session may sit on a template while it is copied: lock it against connections.
+        conn.execute(f"ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false")
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                     " WHERE datname = %s", (TEMPLATE,))
     yield pg
     pg.stop(mode="immediate")
 

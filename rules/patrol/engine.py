@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from psycopg.types.json import Jsonb
 
@@ -126,10 +127,10 @@ def materialize(conn: Conn, now: datetime, *, options: PatrolOptions = DEFAULT
         if site not in equipment:
             equipment[site] = _equipment_checkpoints(conn, site)
         begin = row["materialized_until"] or local_to_utc(
-            sched.effective_from, time(0), _zone(row["timezone"]))
+            sched.effective_from, time(0), ZoneInfo(row["timezone"]))
         begin = max(begin, now - options.catchup)
         end = min(now + options.horizon, begin + options.plan_chunk)
-        new_runs = []
+        new_runs: list[datetime] = []
         for start in occurrences(sched, row["timezone"], begin, end):
             if created + len(new_runs) >= options.plan_batch:
                 end = start   # the rest next tick
@@ -139,20 +140,16 @@ def materialize(conn: Conn, now: datetime, *, options: PatrolOptions = DEFAULT
                               start_tolerance=sched.start_tolerance,
                               equipment=equipment[site], settle=options.settle)
             if run_id is not None:
-                new_runs.append(run_id)
+                new_runs.append(start)
         conn.execute("UPDATE schedules SET materialized_until = %s WHERE site_id = %s"
                      " AND id = %s", (end, site, sched.id))
         if new_runs:
             created += len(new_runs)
-            _rematch_unscheduled(conn, site, begin - route.grace - timedelta(days=1),
-                                 end + route.grace + timedelta(days=1), now, options)
+            windows = route.windows()
+            _rematch_unscheduled(
+                conn, site, new_runs[0] + min(ws for _, ws, _ in windows) - route.grace,
+                new_runs[-1] + max(we for _, _, we in windows) + route.grace, now, options)
     return created
-
-
-def _zone(name: str) -> Any:
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(name)
 
 
 def _rematch_unscheduled(conn: Conn, site_id: str, start: datetime,
@@ -160,7 +157,7 @@ def _rematch_unscheduled(conn: Conn, site_id: str, start: datetime,
     """Scans that found no run before these runs were planned get another chance."""
     rows = conn.execute(
         "SELECT scan_id FROM scan_checks WHERE site_id = %s AND disposition = 'unscheduled'"
-        " AND scan_time >= %s AND scan_time < %s ORDER BY scan_time",
+        " AND scan_time >= %s AND scan_time <= %s ORDER BY scan_time",
         (site_id, start, end)).fetchall()
     if not rows:
         return
@@ -266,15 +263,16 @@ def process_scans(conn: Conn, scan_ids: Iterable[UUID], now: datetime, *,
         suspicious = False
         if cp is None:
             disposition = "unknown_tag"
-        elif _is_repeat(conn, scan, options.repeat_window):
-            disposition, suspicious = "repeat", True
         else:
+            # a repeat that finds a free visit (another run's) is a visit, not an extra one
             hit = _match(conn, scan, cp["id"])
-            if hit is None:
-                disposition = "unscheduled"
-            else:
+            if hit is not None:
                 disposition, (run_id, seq) = "matched", hit
                 touched.add(run_id)
+            elif _is_repeat(conn, scan, options.repeat_window):
+                disposition, suspicious = "repeat", True
+            else:
+                disposition = "unscheduled"
         conn.execute(
             "INSERT INTO scan_checks (scan_id, scan_time, site_id, guard_id, tag, checkpoint_id,"
             "   disposition, suspicious, run_id, seq, checked_at)"

@@ -61,7 +61,7 @@ def list_runs(conn: Conn, *, scope: str | None, guard: str | None, site: str | N
 def get_run(conn: Conn, run_id: int, *, scope: str | None, guard: str | None
             ) -> dict[str, Any]:
     """One run with every visit (classification, scan) and its gaps; NotFound outside scope."""
-    run = conn.execute(
+    run: dict[str, Any] | None = conn.execute(
         "SELECT " + _RUN_COLUMNS + _RUN_FROM + " WHERE r.id = %(id)s"
         " AND (%(scope)s::text IS NULL OR r.site_id = %(scope)s)"
         " AND (%(own)s::text IS NULL OR r.guard_id = %(own)s)",

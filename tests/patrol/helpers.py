@@ -20,10 +20,10 @@ OPTIONS = engine.PatrolOptions()
 
 
 def site_doc(*, schedules: list[dict[str, Any]] | None = None,
-             routes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+             routes: list[dict[str, Any]] | None = None, tz: str = "UTC") -> dict[str, Any]:
     """Site t1 (UTC): patrol points a, b, c; equipment point e1 on pump d1; guards g1, g2."""
     return {
-        "site": {"id": "t1", "name": "Test site", "timezone": "UTC"},
+        "site": {"id": "t1", "name": "Test site", "timezone": tz},
         "zones": [{"id": "z", "name": "Zone"}],
         "device_types": [{"id": "pump", "name": "Pump"}],
         "devices": [{"id": "d1", "type": "pump", "zone": "z", "name": "Pump 1"}],
@@ -94,7 +94,7 @@ def run_row(conn: psycopg.Connection[Any], start: datetime, schedule: str = "s")
     row = conn.execute("SELECT * FROM patrol_runs WHERE schedule_id = %s AND planned_start = %s",
                        (schedule, start)).fetchone()
     assert row is not None, f"no run of {schedule} at {start}"
-    return row
+    return dict(row)
 
 
 def visits(conn: psycopg.Connection[Any], run_id: int) -> list[dict[str, Any]]:

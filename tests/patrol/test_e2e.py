@@ -40,7 +40,7 @@ RATES = Rates(missed=0.12, late=0.12, out_of_order=0.2, repeated=0.1, offline_ba
 
 
 def riverside(conn: psycopg.Connection[Any], now: datetime) -> dict[str, Any]:
-    doc = example_document()
+    doc: dict[str, Any] = example_document()
     for s in doc["schedules"]:
         s["effective_from"] = "2026-11-22"
     load_site_config(conn, doc, now=now)

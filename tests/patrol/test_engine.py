@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -249,3 +249,33 @@ def test_catch_up_checks_backfilled_history_like_live_data(database: str,
     assert outcome(conn, later) == live
     # the day in between had no scans at all: one missed run
     assert [g[0] for g in outcome(conn, T0 - 2 * day)] == ["missed_run"]
+
+
+def test_scans_before_their_schedule_existed_are_matched_when_it_is_planned(
+        conn: psycopg.Connection[Any], load: Callable[..., None]) -> None:
+    load(schedules=[])
+    sid = scan(conn, "TAG-A", T0 + 30 * S)
+    tick(conn, T0 + M)
+    assert value(conn, "SELECT disposition FROM scan_checks") == "unscheduled"
+    load(now=T0 + 2 * M)   # the schedule arrives (daily 14:00 from today)
+    tick(conn, T0 + 2 * M)
+    assert value(conn, "SELECT disposition FROM scan_checks") == "matched"
+    assert visits(conn, run_row(conn, T0)["id"])[0]["scan_id"] == sid
+
+
+def test_runs_on_a_dst_day_are_planned_at_the_right_instants(
+        conn: psycopg.Connection[Any], load: Callable[..., None]) -> None:
+    # New York falls back on 2026-11-01: 01:00-02:00 happens twice
+    day = datetime(2026, 11, 1, tzinfo=UTC)
+    load(now=day, tz="America/New_York",
+         schedules=[{"id": "s", "route": "r", "guard": "g1", "kind": "every", "every": "1h",
+                     "window": {"start": "00:00", "end": "04:00"},
+                     "effective_from": "2026-11-01"}])
+    tick(conn, day)
+    starts = [r["planned_start"].astimezone(UTC).hour for r in conn.execute(
+        "SELECT planned_start FROM patrol_runs WHERE planned_start < %s ORDER BY 1",
+        (day + timedelta(hours=12),)).fetchall()]
+    assert starts == [4, 5, 7, 8]   # 00:00 EDT, 01:00 EDT, 02:00 EST, 03:00 EST
+    # at 06:00 UTC the two runs before it are past their start deadline, the next is not
+    tick(conn, day + timedelta(hours=6))
+    assert {g["planned_start"].astimezone(UTC).hour for g in gaps(conn)} == {4, 5}
