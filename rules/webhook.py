@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import httpx
+import httpx2 as httpx  # httpx2: the maintained httpx line (starlette needs it too)
 import psycopg
 from psycopg.types.json import Jsonb
 
