@@ -30,7 +30,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The Debian package starts a host-wide mosquitto; Caretaker runs its own on its own port.
-if systemctl is-enabled mosquitto >/dev/null 2>&1; then systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled mosquitto >/dev/null 2>&1; then
+  systemctl disable --now mosquitto >/dev/null 2>&1 || true
+elif [ -f /run/mosquitto/mosquitto.pid ] && [ -x /etc/init.d/mosquitto ]; then
+  # no systemd (a container): the package's init script started it on port 1883
+  /etc/init.d/mosquitto stop >/dev/null 2>&1 || true
+  update-rc.d mosquitto disable >/dev/null 2>&1 || true
+fi
 
 PGBIN=/usr/lib/postgresql/$PG/bin
 if [ ! -f "$($PGBIN/pg_config --pkglibdir)/timescaledb.so" ]; then
