@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from caretaker.paging import Where, fetch_page
 from rules.patrol.schedule import next_occurrence
 from rules.patrol.store import Conn, NotFound, load_schedule
 
@@ -23,10 +24,11 @@ _RUN_COLUMNS = (
     " (SELECT count(*) FROM inspection_gaps g WHERE g.run_id = r.id"
     "   AND g.status = 'open') AS open_gaps"
 )
-_RUN_FROM = (
-    " FROM patrol_runs r JOIN sites st ON st.id = r.site_id"
+_RUN_SOURCE = (
+    "patrol_runs r JOIN sites st ON st.id = r.site_id"
     " LEFT JOIN routes rt ON rt.site_id = r.site_id AND rt.id = r.route_id"
 )
+_RUN_FROM = " FROM " + _RUN_SOURCE
 
 
 def list_runs(conn: Conn, *, scope: str | None, guard: str | None, site: str | None,
@@ -35,27 +37,14 @@ def list_runs(conn: Conn, *, scope: str | None, guard: str | None, site: str | N
               until: datetime | None, limit: int, offset: int
               ) -> tuple[list[dict[str, Any]], int]:
     """Runs matching the filters (day: the site's local date), newest first, and the total."""
-    where = (
-        " WHERE (%(scope)s::text IS NULL OR r.site_id = %(scope)s)"
-        " AND (%(own)s::text IS NULL OR r.guard_id = %(own)s)"
-        " AND (%(site)s::text IS NULL OR r.site_id = %(site)s)"
-        " AND (%(route)s::text IS NULL OR r.route_id = %(route)s)"
-        " AND (%(schedule)s::text IS NULL OR r.schedule_id = %(schedule)s)"
-        " AND (%(guard)s::text IS NULL OR r.guard_id = %(guard)s)"
-        " AND (%(status)s::text IS NULL OR r.status = %(status)s)"
-        " AND (%(day)s::date IS NULL OR (r.planned_start AT TIME ZONE st.timezone)::date"
-        "      = %(day)s)"
-        " AND (%(since)s::timestamptz IS NULL OR r.planned_start >= %(since)s)"
-        " AND (%(until)s::timestamptz IS NULL OR r.planned_start < %(until)s)"
-    )
-    params = {"scope": scope, "own": guard, "site": site, "route": route, "schedule": schedule,
-              "guard": guard_id, "status": status, "day": day, "since": since,
-              "until": until, "limit": limit, "offset": offset}
-    rows = conn.execute("SELECT " + _RUN_COLUMNS + _RUN_FROM + where
-                        + " ORDER BY r.planned_start DESC, r.id DESC"
-                        " LIMIT %(limit)s OFFSET %(offset)s", params).fetchall()
-    total = conn.execute("SELECT count(*) AS n" + _RUN_FROM + where, params).fetchone()
-    return rows, int(total["n"]) if total else 0
+    where = _scoped(scope, guard, "r")
+    where.equals_all({"r.site_id": site, "r.route_id": route, "r.schedule_id": schedule,
+                      "r.guard_id": guard_id, "r.status": status})
+    if day is not None:
+        where.add("(r.planned_start AT TIME ZONE st.timezone)::date = %s", day)
+    where.within("r.planned_start", since, until)
+    return fetch_page(conn, "patrol_runs", where, select=_RUN_COLUMNS, source=_RUN_SOURCE,
+                      order="r.planned_start DESC, r.id DESC", limit=limit, offset=offset)
 
 
 def get_run(conn: Conn, run_id: int, *, scope: str | None, guard: str | None
@@ -85,29 +74,17 @@ def list_gaps(conn: Conn, *, scope: str | None, guard: str | None, site: str | N
               since: datetime | None, until: datetime | None, limit: int, offset: int
               ) -> tuple[list[dict[str, Any]], int]:
     """Gaps matching the filters (since/until: detected_at), newest first, and the total."""
-    where = (
-        " FROM inspection_gaps g"
-        " LEFT JOIN checkpoints c ON c.site_id = g.site_id AND c.id = g.checkpoint_id"
-        " WHERE (%(scope)s::text IS NULL OR g.site_id = %(scope)s)"
-        " AND (%(own)s::text IS NULL OR g.guard_id = %(own)s)"
-        " AND (%(site)s::text IS NULL OR g.site_id = %(site)s)"
-        " AND (%(route)s::text IS NULL OR g.route_id = %(route)s)"
-        " AND (%(guard)s::text IS NULL OR g.guard_id = %(guard)s)"
-        " AND (%(kind)s::text IS NULL OR g.kind = %(kind)s)"
-        " AND (%(status)s::text IS NULL OR g.status = %(status)s)"
-        " AND (%(ack)s::boolean IS NULL OR (g.acknowledged_at IS NOT NULL) = %(ack)s)"
-        " AND (%(run)s::bigint IS NULL OR g.run_id = %(run)s)"
-        " AND (%(since)s::timestamptz IS NULL OR g.detected_at >= %(since)s)"
-        " AND (%(until)s::timestamptz IS NULL OR g.detected_at < %(until)s)"
-    )
-    params = {"scope": scope, "own": guard, "site": site, "route": route, "guard": guard_id,
-              "kind": kind, "status": status, "ack": acknowledged, "run": run,
-              "since": since, "until": until, "limit": limit, "offset": offset}
-    rows = conn.execute("SELECT g.*, c.name AS checkpoint_name" + where
-                        + " ORDER BY g.detected_at DESC, g.id DESC"
-                        " LIMIT %(limit)s OFFSET %(offset)s", params).fetchall()
-    total = conn.execute("SELECT count(*) AS n" + where, params).fetchone()
-    return rows, int(total["n"]) if total else 0
+    where = _scoped(scope, guard, "g")
+    where.equals_all({"g.site_id": site, "g.route_id": route, "g.guard_id": guard_id,
+                      "g.kind": kind, "g.status": status, "g.run_id": run})
+    if acknowledged is not None:
+        where.add("(g.acknowledged_at IS NOT NULL) = %s", acknowledged)
+    where.within("g.detected_at", since, until)
+    return fetch_page(
+        conn, "inspection_gaps", where, select="g.*, c.name AS checkpoint_name",
+        source="inspection_gaps g LEFT JOIN checkpoints c"
+               " ON c.site_id = g.site_id AND c.id = g.checkpoint_id",
+        order="g.detected_at DESC, g.id DESC", limit=limit, offset=offset)
 
 
 def acknowledge_gap(conn: Conn, gap_id: int, *, scope: str | None, actor: str,
@@ -131,27 +108,24 @@ def list_scans(conn: Conn, *, scope: str | None, guard: str | None, site: str | 
                since: datetime | None, until: datetime | None, limit: int, offset: int
                ) -> tuple[list[dict[str, Any]], int]:
     """Stored scans with what the patrol engine made of them (null: not yet checked)."""
-    where = (
-        " FROM scans s LEFT JOIN scan_checks k ON k.scan_id = s.scan_id"
-        " WHERE (%(scope)s::text IS NULL OR s.site_id = %(scope)s)"
-        " AND (%(own)s::text IS NULL OR s.guard_id = %(own)s)"
-        " AND (%(site)s::text IS NULL OR s.site_id = %(site)s)"
-        " AND (%(guard)s::text IS NULL OR s.guard_id = %(guard)s)"
-        " AND (%(disp)s::text IS NULL OR k.disposition = %(disp)s)"
-        " AND (%(tag)s::text IS NULL OR s.tag = %(tag)s)"
-        " AND (%(since)s::timestamptz IS NULL OR s.time >= %(since)s)"
-        " AND (%(until)s::timestamptz IS NULL OR s.time < %(until)s)"
-    )
-    params = {"scope": scope, "own": guard, "site": site, "guard": guard_id,
-              "disp": disposition, "tag": tag, "since": since, "until": until,
-              "limit": limit, "offset": offset}
-    rows = conn.execute(
-        "SELECT s.scan_id, s.time, s.site_id, s.guard_id, s.tag, s.checkpoint_id, s.result,"
-        " s.readings, s.note, s.received_at, k.disposition, k.suspicious, k.run_id, k.seq"
-        + where + " ORDER BY s.time DESC, s.scan_id LIMIT %(limit)s OFFSET %(offset)s",
-        params).fetchall()
-    total = conn.execute("SELECT count(*) AS n" + where, params).fetchone()
-    return rows, int(total["n"]) if total else 0
+    where = _scoped(scope, guard, "s")
+    where.equals_all({"s.site_id": site, "s.guard_id": guard_id, "k.disposition": disposition,
+                      "s.tag": tag})
+    where.within("s.time", since, until)
+    return fetch_page(
+        conn, "scans", where,
+        select="s.scan_id, s.time, s.site_id, s.guard_id, s.tag, s.checkpoint_id, s.result,"
+               " s.readings, s.note, s.received_at, k.disposition, k.suspicious, k.run_id, k.seq",
+        source="scans s LEFT JOIN scan_checks k ON k.scan_id = s.scan_id",
+        order="s.time DESC, s.scan_id", limit=limit, offset=offset)
+
+
+def _scoped(scope: str | None, guard: str | None, alias: str) -> Where:
+    """Conditions every patrol list starts with: the token's site, a guard token's guard."""
+    where = Where()
+    where.equals(f"{alias}.site_id", scope)
+    where.equals(f"{alias}.guard_id", guard)
+    return where
 
 
 def patrol_status(conn: Conn, site_id: str, *, guard: str | None, now: datetime

@@ -117,6 +117,10 @@ def test_post_scans_is_idempotent_and_feeds_the_engine(client: TestClient,
     assert (run["status"], run["visits_done"]) == ("complete", 3)
     detail = client.get(f"/api/v1/runs/{run['id']}", headers=g1).json()
     assert [v["status"] for v in detail["visits"]] == ["on_time"] * 3
+    scans = client.get("/api/v1/scans?site=t1&disposition=matched", headers=g1).json()
+    assert (scans["total"], {s["tag"] for s in scans["items"]}) == (3, {"TAG-A", "TAG-B", "TAG-C"})
+    assert all(s["run_id"] == run["id"] for s in scans["items"])
+    assert client.get("/api/v1/scans?disposition=repeat", headers=g1).json()["total"] == 0
     # who may post
     assert client.post("/api/v1/scans?site=t1&guard=g2", json=batch,
                        headers=g1).status_code == 403
