@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from caretaker.paging import Where, fetch_page
 from rules.patrol.model import (
     PatrolConfigError,
     Route,
@@ -151,13 +152,9 @@ def _stored(row: dict[str, Any]) -> Stored:
 def list_routes(conn: Conn, *, site: str | None, limit: int, offset: int
                 ) -> tuple[list[Stored], int]:
     """Routes (of one site, or all), by site and id, with the total count."""
-    where = " FROM routes WHERE (%(site)s::text IS NULL OR site_id = %(site)s)"
-    params = {"site": site, "limit": limit, "offset": offset}
-    rows = conn.execute("SELECT site_id, definition, created_at, updated_at" + where
-                        + " ORDER BY site_id, id LIMIT %(limit)s OFFSET %(offset)s",
-                        params).fetchall()
-    total = conn.execute("SELECT count(*) AS n" + where, params).fetchone()
-    return [_stored(r) for r in rows], int(total["n"]) if total else 0
+    where = Where()
+    where.equals("site_id", site)
+    return _stored_page(conn, "routes", where, limit=limit, offset=offset)
 
 
 def get_route(conn: Conn, site_id: str, route_id: str) -> Stored:
@@ -183,15 +180,17 @@ def delete_route(conn: Conn, site_id: str, route_id: str) -> None:
 def list_schedules(conn: Conn, *, site: str | None, route: str | None,
                    guard: str | None, limit: int, offset: int) -> tuple[list[Stored], int]:
     """Schedules matching the filters, by site and id, with the total count."""
-    where = (" FROM schedules WHERE (%(site)s::text IS NULL OR site_id = %(site)s)"
-             " AND (%(route)s::text IS NULL OR route_id = %(route)s)"
-             " AND (%(guard)s::text IS NULL OR guard_id = %(guard)s)")
-    params = {"site": site, "route": route, "guard": guard, "limit": limit, "offset": offset}
-    rows = conn.execute("SELECT site_id, definition, created_at, updated_at" + where
-                        + " ORDER BY site_id, id LIMIT %(limit)s OFFSET %(offset)s",
-                        params).fetchall()
-    total = conn.execute("SELECT count(*) AS n" + where, params).fetchone()
-    return [_stored(r) for r in rows], int(total["n"]) if total else 0
+    where = Where()
+    where.equals_all({"site_id": site, "route_id": route, "guard_id": guard})
+    return _stored_page(conn, "schedules", where, limit=limit, offset=offset)
+
+
+def _stored_page(conn: Conn, table: str, where: Where, *, limit: int, offset: int
+                 ) -> tuple[list[Stored], int]:
+    """One page of stored routes or schedules, by site and id, and how many match."""
+    rows, total = fetch_page(conn, table, where, select="site_id, definition, created_at,"
+                             " updated_at", order="site_id, id", limit=limit, offset=offset)
+    return [_stored(r) for r in rows], total
 
 
 def get_schedule(conn: Conn, site_id: str, schedule_id: str) -> Stored:
