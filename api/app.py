@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from api import errors
-from api.routes import (
-    alarms,
-    checkpoints,
-    dead_letters,
-    device_types,
-    devices,
-    gaps,
-    guards,
-    health,
-    maintenance_windows,
-    metrics,
-    patrol_routes,
-    patrol_status,
-    rules,
-    runs,
-    scans,
-    schedules,
-    sites,
-    telemetry,
-    work_orders,
-    zones,
-)
+from api.routes import metrics
 from caretaker.clock import Clock, system_clock
 from caretaker.db import make_pool
 from caretaker.settings import Settings, get_settings
@@ -37,8 +16,9 @@ from caretaker.settings import Settings, get_settings
 API_PREFIX = "/api/v1"
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
-    """The Caretaker API; the pool opens at start-up and closes at shutdown."""
+def create_app(settings: Settings | None = None, *, routers: Sequence[APIRouter],
+               clock: Clock = system_clock) -> FastAPI:
+    """The Caretaker API with `routers` under /api/v1; the pool opens at start-up."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -54,12 +34,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.clock = clock
     app.state.settings = settings
     errors.install(app)
-    for router in (health.router, sites.router, zones.router, device_types.router,
-                   devices.router, guards.router, checkpoints.router,
-                   patrol_routes.router, schedules.router, scans.router, runs.router,
-                   gaps.router, patrol_status.router, telemetry.router, dead_letters.router,
-                   alarms.router, work_orders.router, maintenance_windows.router,
-                   rules.router):
+    for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(metrics.router)  # /metrics, where Prometheus looks
     return app

@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from caretaker.errors import CaretakerError, Conflict, Forbidden, Invalid, NotFound
+
 log = logging.getLogger(__name__)
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -24,6 +26,21 @@ class ApiError(HTTPException):
         super().__init__(status_code=status, detail=message)
         self.code = code or CODES.get(status, "error")
         self.details = details
+
+
+# The one mapping from the domain's error kinds to HTTP.
+# A class that is two kinds at once (a work order's "not found" is also one of its refusals)
+# takes the first kind in its method resolution order.
+STATUS_OF: dict[type[BaseException], int] = {NotFound: 404, Forbidden: 403, Conflict: 409,
+                                             Invalid: 422}
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status for a domain error (by its kind); 400 for anything else refused."""
+    for kind in type(exc).__mro__:
+        if kind in STATUS_OF:
+            return STATUS_OF[kind]
+    return 400
 
 
 def not_found(what: str) -> ApiError:
@@ -44,6 +61,11 @@ def install(app: FastAPI) -> None:
             _body(exc.status_code, code, str(exc.detail), getattr(exc, "details", None)),
             status_code=exc.status_code, headers=getattr(exc, "headers", None),
         )
+
+    @app.exception_handler(CaretakerError)
+    async def refused(_: Request, exc: CaretakerError) -> JSONResponse:
+        status = status_of(exc)
+        return JSONResponse(_body(status, exc.code, exc.message, exc.details), status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Depends, Query
 from pydantic import BaseModel, StringConstraints
 
-from api.errors import ApiError
+from api.errors import ApiError, status_of
 from caretaker.registry import RegistryError
 from caretaker.tokens import Principal
 
@@ -61,7 +61,7 @@ def refusals(*errors: type[Exception]) -> Iterator[None]:
     try:
         yield
     except errors as exc:
-        raise ApiError(getattr(exc, "status", 400), str(exc)) from exc
+        raise ApiError(status_of(exc), str(exc)) from exc
 
 
 def write_errors() -> AbstractContextManager[None]:

@@ -225,7 +225,7 @@ def run_ingest(url: str, port: int, messages: int, publishers: int, *, drain: bo
         assert sub.subscribed.wait(10)
         sub.stop()
     log = (state / f"ingest-{uuid.uuid4().hex[:6]}.log").open("wb")
-    cmd = [sys.executable, "-m", "caretaker.cli", "ingest", "--workers", str(workers)]
+    cmd = [sys.executable, "-m", "stack.cli", "ingest", "--workers", str(workers)]
     cwd = Path(__file__).resolve().parent.parent
     proc = None
     if not drain:

@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from caretaker.migrations import migrate  # noqa: E402
 from caretaker.servers import LocalPostgres, free_port  # noqa: E402
-from caretaker.site_config import load_site_config  # noqa: E402
 from ingest.payloads import Scan  # noqa: E402
 from ingest.store import store_scans  # noqa: E402
+from stack.app import load_site  # noqa: E402
 
 EVERY = timedelta(minutes=2)
 OFFSETS = (timedelta(0), timedelta(seconds=30), timedelta(seconds=60))
@@ -113,13 +113,13 @@ def main() -> None:
         if first.hour == 23 and first.minute >= 50:
             sys.exit("run this benchmark outside 23:50–00:00 UTC")
         with psycopg.connect(url, row_factory=dict_row) as c:
-            load_site_config(c, site(args.guards, first, args.catchup_days),
+            load_site(c, site(args.guards, first, args.catchup_days),
                              now=now)
             c.commit()
         env = {**os.environ, "CARETAKER_DATABASE_URL": url,
                "CARETAKER_STATE_DIR": str(tmp / "state")}
         t0 = time.monotonic()
-        worker = subprocess.Popen([sys.executable, "-m", "caretaker.cli", "rules"], env=env,
+        worker = subprocess.Popen([sys.executable, "-m", "stack.cli", "rules"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=open(tmp / "rules.log", "w"))
         with psycopg.connect(url, row_factory=dict_row, autocommit=True) as c:
             if args.catchup_days:

@@ -159,7 +159,7 @@ def main() -> None:
                "CARETAKER_STATE_DIR": str(state)}
         for name in ("ingest", "rules"):
             log = (state / f"{name}.log").open("wb")
-            procs.append(subprocess.Popen([sys.executable, "-m", "caretaker.cli", name],
+            procs.append(subprocess.Popen([sys.executable, "-m", "stack.cli", name],
                                           env=env, cwd=ROOT, stdout=log,
                                           stderr=subprocess.STDOUT))
         time.sleep(3.0)  # import, connect, subscribe

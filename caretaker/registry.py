@@ -18,25 +18,20 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from caretaker import errors
 from caretaker.paging import Where, fetch_page
 
 
-class RegistryError(Exception):
-    """A write the registry refuses; `status` is the HTTP status that fits it."""
-
-    status = 400
+class RegistryError(errors.Invalid):
+    """A write the registry refuses."""
 
 
-class Conflict(RegistryError):
+class Conflict(errors.Conflict, RegistryError):
     """The record exists already, or a unique value (a checkpoint tag) is taken."""
-
-    status = 409
 
 
 class BadReference(RegistryError):
     """The record names a site, zone, device type or device that does not exist."""
-
-    status = 422
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,13 @@
 
 A file describes one site: the registry sections (site, zones, device_types, devices,
 guards, checkpoints) loaded here, and further sections (rules, routes, ...) loaded by the
-functions named in SECTION_LOADERS. Loading a file twice changes nothing the second time.
+loaders the composition root passes in (`stack/app.py`, SECTIONS). Loading a file twice
+changes nothing the second time.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -27,16 +27,11 @@ from pydantic import (
 )
 
 from caretaker import registry
+from caretaker.errors import Invalid
 
-# Further sections, in the order they are applied (after the registry): name -> "module:function",
-# imported only when a file has that section; called as fn(conn, site_id, items, *, now=now).
-SECTION_LOADERS: dict[str, str] = {
-    "rules": "rules.config:load_rules",
-    "maintenance_windows": "rules.config:load_maintenance_windows",
-    "work_order_policy": "rules.config:load_work_order_policy",
-    "routes": "rules.patrol.config:load_routes",
-    "schedules": "rules.patrol.config:load_schedules",
-}
+# A further section's loader: fn(conn, site_id, items, *, now=now); errors it raises as
+# `Invalid` are reported with the section's name.
+SectionLoader = Callable[..., None]
 REGISTRY_SECTIONS = ("site", "zones", "device_types", "devices", "guards", "checkpoints")
 EXAMPLE = "riverside.yaml"
 
@@ -44,7 +39,7 @@ Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 Name = Annotated[str, StringConstraints(min_length=1)]
 
 
-class SiteConfigError(ValueError):
+class SiteConfigError(Invalid):
     """A site configuration that cannot be applied; the message names the bad field."""
 
 
@@ -149,8 +144,11 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return out or "(file)"
 
 
-def parse(doc: Any) -> SiteConfig:
-    """Validate a parsed YAML document; SiteConfigError lists every bad field by its path."""
+def parse(doc: Any, sections: Collection[str] = ()) -> SiteConfig:
+    """Validate a parsed YAML document; SiteConfigError lists every bad field by its path.
+
+    `sections` names the further sections a file may have (the others are refused).
+    """
     if not isinstance(doc, Mapping):
         raise SiteConfigError("a site configuration must be a mapping with at least `site:`")
     try:
@@ -158,9 +156,9 @@ def parse(doc: Any) -> SiteConfig:
     except ValidationError as exc:
         problems = [f"  {_where(e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise SiteConfigError("invalid site configuration:\n" + "\n".join(problems)) from None
-    unknown = [k for k in config.extra_sections if k not in SECTION_LOADERS]
+    unknown = [k for k in config.extra_sections if k not in sections]
     if unknown:
-        known = ", ".join([*REGISTRY_SECTIONS, *SECTION_LOADERS])
+        known = ", ".join([*REGISTRY_SECTIONS, *sections])
         raise SiteConfigError(f"unknown section(s) {', '.join(map(repr, unknown))}; "
                               f"known sections: {known}")
     _check_unique(config)
@@ -207,23 +205,13 @@ def _check_references(conn: psycopg.Connection[Any], config: SiteConfig) -> None
         raise SiteConfigError("invalid site configuration:\n" + "\n".join(problems))
 
 
-def _loader(name: str) -> Callable[..., None]:
-    module_name, _, function = SECTION_LOADERS[name].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SiteConfigError(f"section {name!r} cannot be loaded: module {module_name} is not "
-                              f"available ({exc})") from exc
-    fn = getattr(module, function, None)
-    if fn is None:
-        raise SiteConfigError(f"section {name!r} cannot be loaded: {SECTION_LOADERS[name]} "
-                              "does not exist")
-    return fn  # type: ignore[no-any-return]
+def load_site_config(conn: psycopg.Connection[Any], doc: Any, *, now: datetime,
+                     sections: Mapping[str, SectionLoader]) -> LoadResult:
+    """Apply a parsed site configuration in one transaction: registry first, then `sections`.
 
-
-def load_site_config(conn: psycopg.Connection[Any], doc: Any, *, now: datetime) -> LoadResult:
-    """Apply a parsed site configuration in one transaction: registry first, then the rest."""
-    config = parse(doc)
+    `sections` are applied in their order; a file section with no loader is refused.
+    """
+    config = parse(doc, sections)
     site = config.site
     result = LoadResult(site.id)
     with conn.transaction():
@@ -253,9 +241,14 @@ def load_site_config(conn: psycopg.Connection[Any], doc: Any, *, now: datetime) 
                 raise SiteConfigError(f"{section}: {exc}") from exc
             result.count(section, outcome)
         extra = config.extra_sections
-        for name in SECTION_LOADERS:
+        for name, loader in sections.items():
             if name in extra and extra[name] is not None:
-                _loader(name)(conn, site.id, extra[name], now=now)
+                try:
+                    loader(conn, site.id, extra[name], now=now)
+                except Invalid as exc:
+                    if isinstance(exc, SiteConfigError):
+                        raise
+                    raise SiteConfigError(f"{name}: {exc}") from exc
                 result.sections.append(name)
     return result
 
@@ -276,6 +269,3 @@ def example_document() -> Any:
     return yaml.safe_load(text)
 
 
-def load_file(conn: psycopg.Connection[Any], path: Path, *, now: datetime) -> LoadResult:
-    """Apply the site configuration in a YAML file."""
-    return load_site_config(conn, read_file(path), now=now)

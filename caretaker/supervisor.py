@@ -65,7 +65,7 @@ class Child:
         if self._log is None:
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "caretaker.cli", *self.args],
+            [sys.executable, "-m", "stack.cli", *self.args],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             env=dict(env), start_new_session=True,  # own group: Ctrl-C reaches only us
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run at this point

@@ -261,7 +261,7 @@ def supervise(workers: int) -> None:
         signal.signal(sig, lambda *_: stop.set())
 
     def spawn(i: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "caretaker.cli", "ingest",
+        return subprocess.Popen([sys.executable, "-m", "stack.cli", "ingest",
                                  "--index", str(i)], env=os.environ.copy())
 
     procs = {i: spawn(i) for i in range(workers)}

@@ -7,20 +7,19 @@ from typing import Any
 
 import psycopg
 
+from caretaker.errors import Conflict, NotFound
 from caretaker.paging import Where, fetch_page
 from rules import state as rule_state
-from rules import work_orders
 from rules.model import Decision, Rule
+from tickets import work_orders
 
 
-class AlarmError(Exception):
-    """A request the alarm lifecycle refuses; `status` is the HTTP status that fits it."""
-
-    status = 409
+class AlarmError(Conflict):
+    """A request the alarm lifecycle refuses in the alarm's current state."""
 
 
-class AlarmNotFound(AlarmError):
-    status = 404
+class AlarmNotFound(NotFound, AlarmError):
+    """No such alarm (in the caller's scope)."""
 
 
 def add_history(conn: psycopg.Connection[Any], alarm_id: int, *, at: datetime, action: str,

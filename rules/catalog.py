@@ -10,6 +10,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from caretaker.errors import Conflict, NotFound
 from caretaker.paging import Where, fetch_page
 from rules.model import Rule, RuleError, parse_rule
 
@@ -17,16 +18,12 @@ COLUMNS = ("name", "kind", "metric", "enabled", "severity", "device_type", "devi
            "params", "inhibits", "description")
 
 
-class RuleNotFound(RuleError):
+class RuleNotFound(NotFound):
     """No such rule (in the caller's scope)."""
 
-    status = 404
 
-
-class RuleConflict(RuleError):
+class RuleConflict(Conflict):
     """A rule with that id exists already."""
-
-    status = 409
 
 
 def check_references(conn: psycopg.Connection[Any], rule: Rule) -> None:

@@ -11,9 +11,10 @@ from zoneinfo import ZoneInfo
 import psycopg
 from dateutil import parser as dateparser
 
+from caretaker.errors import Invalid
 from rules import catalog, maintenance
 from rules.model import RuleError, parse_rule
-from rules.policy import save_policy
+from tickets.policy import save_policy
 
 
 @contextmanager
@@ -21,7 +22,7 @@ def _as_config_error(section: str) -> Iterator[None]:
     """Report a bad entry the way `caretaker load` reports configuration errors."""
     try:
         yield
-    except RuleError as exc:
+    except Invalid as exc:
         from caretaker.site_config import SiteConfigError
 
         raise SiteConfigError(f"{section}: {exc}") from exc

@@ -19,7 +19,8 @@ import psycopg
 
 from caretaker.scheduler import Job
 from caretaker.settings import Settings
-from rules import alarms, webhook, work_orders
+from caretaker.severity import SEVERITY_RANK
+from rules import alarms
 from rules import state as rule_state
 from rules.evaluate import (
     State,
@@ -28,9 +29,10 @@ from rules.evaluate import (
     evaluate_readings,
     evaluate_time,
 )
-from rules.model import SEVERITY_RANK, Decision, Reading, Rule
-from rules.policy import Policy, load_policy
+from rules.model import Decision, Reading, Rule
 from rules.suppress import Mute, Target, first_mute, load_mutes
+from tickets import webhook, work_orders
+from tickets.policy import Policy, load_policy
 
 log = logging.getLogger(__name__)
 

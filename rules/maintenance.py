@@ -8,16 +8,15 @@ from typing import Any
 
 import psycopg
 
+from caretaker.errors import NotFound
 from caretaker.paging import Where, fetch_page
 from rules.model import RuleError
 
 COLUMNS = ("device_id", "starts_at", "ends_at", "reason", "created_by")
 
 
-class WindowNotFound(RuleError):
+class WindowNotFound(NotFound, RuleError):
     """No such maintenance window (in the caller's scope)."""
-
-    status = 404
 
 
 def check(conn: psycopg.Connection[Any], site_id: str, values: dict[str, Any]) -> None:

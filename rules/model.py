@@ -7,9 +7,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from caretaker.errors import Invalid
+from caretaker.severity import SEVERITIES
+
 KINDS = ("threshold", "count", "offline", "rate")
-SEVERITIES = ("critical", "major", "minor", "warning")
-SEVERITY_RANK = {s: i for i, s in enumerate(reversed(SEVERITIES))}  # warning 0 .. critical 3
 OPS = (">", ">=", "<", "<=", "==", "!=")
 PARAM_KEYS = {
     "threshold": {"op", "threshold", "clear", "for", "clear_for"},
@@ -24,10 +25,8 @@ DURATIONS = {"for", "clear_for", "window", "timeout"}
 _DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
 
 
-class RuleError(ValueError):
+class RuleError(Invalid):
     """A rule definition that cannot be used; the message says what is wrong."""
-
-    status = 422
 
 
 def parse_duration(value: Any, *, what: str = "duration") -> float:

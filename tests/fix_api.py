@@ -8,10 +8,10 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from caretaker.clock import FakeClock
 from caretaker.settings import Settings
 from caretaker.tokens import create_token
+from stack.app import api as create_app
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import ClockDep, Db, Reader, require, scoped_site
 from api.resource import Page, PagingDep, refusals
 from caretaker.tokens import Principal
-from rules import work_orders as wo
+from tickets import work_orders as wo
 
 router = APIRouter(prefix="/work-orders", tags=["work orders"])
 

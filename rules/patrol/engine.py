@@ -14,7 +14,6 @@ workers never duplicate them; run rows are locked before their visits are touche
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from rules.patrol.checklist import findings as checklist_findings
 from rules.patrol.model import PatrolConfigError, Route
 from rules.patrol.schedule import local_to_utc, occurrences
 from rules.patrol.store import Conn, load_route, load_schedule
+from tickets.work_orders import open_work_order
 
 log = logging.getLogger(__name__)
 
@@ -305,23 +305,9 @@ def _file_finding(conn: Conn, scan: dict[str, Any], cp: dict[str, Any],
         open_finding_work_orders(conn, now, ids=[int(row["id"])])
 
 
-def _work_order_opener() -> Any:
-    try:
-        module = importlib.import_module("rules.work_orders")
-    except ImportError:
-        return None
-    return getattr(module, "open_work_order", None)
-
-
 def open_finding_work_orders(conn: Conn, now: datetime, *,
                              ids: list[int] | None = None, limit: int = 50) -> int:
-    """Open a fault work order for findings that have none yet; return how many opened.
-
-    Findings wait (work_order_id null) while the work-order module is unavailable.
-    """
-    opener = _work_order_opener()
-    if opener is None:
-        return 0
+    """Open a fault work order for findings that have none yet; return how many opened."""
     rows = conn.execute(
         "SELECT f.*, c.name AS checkpoint_name FROM inspection_findings f"
         " JOIN checkpoints c ON c.site_id = f.site_id AND c.id = f.checkpoint_id"
@@ -334,7 +320,7 @@ def open_finding_work_orders(conn: Conn, now: datetime, *,
         reasons = "; ".join(f"{p.get('item')}: {p.get('reason')}" for p in f["problems"])
         try:
             with conn.transaction():
-                wo = opener(conn, site_id=f["site_id"], device_id=f["device_id"],
+                wo = open_work_order(conn, site_id=f["site_id"], device_id=f["device_id"],
                             severity="major",
                             title=f"Inspection finding at {f['checkpoint_name']}",
                             description=f"{reasons} (guard {f['guard_id']}, scan "

@@ -8,12 +8,14 @@ from datetime import date, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from caretaker.errors import Invalid
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 KINDS = ("daily", "every", "weekly", "monthly")
 _DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
 
 
-class PatrolConfigError(ValueError):
+class PatrolConfigError(Invalid):
     """A route or schedule definition that cannot be used; the message says what is wrong."""
 
 

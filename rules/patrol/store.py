@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from caretaker import errors
 from caretaker.paging import Where, fetch_page
 from rules.patrol.model import (
     PatrolConfigError,
@@ -29,11 +30,11 @@ from rules.patrol.model import (
 Conn = psycopg.Connection[Any]
 
 
-class NotFound(LookupError):
+class NotFound(errors.NotFound):
     """The route, schedule or site asked for does not exist (in the caller's scope)."""
 
 
-class InUse(RuntimeError):
+class InUse(errors.Conflict):
     """The thing cannot be deleted: something still refers to it."""
 
 

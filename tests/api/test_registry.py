@@ -9,7 +9,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from caretaker.site_config import example_document, load_site_config
+from caretaker.site_config import example_document
+from stack.app import load_site
 
 Headers = dict[str, str]
 MakeToken = Callable[..., Headers]
@@ -19,10 +20,10 @@ MakeToken = Callable[..., Headers]
 def riverside(database: str, api_clock: Any) -> None:
     """The example site plus a second, small site `hilltop`."""
     with psycopg.connect(database) as conn:
-        load_site_config(conn, {k: v for k, v in example_document().items()
+        load_site(conn, {k: v for k, v in example_document().items()
                                 if k in ("site", "zones", "device_types", "devices", "guards",
                                          "checkpoints")}, now=api_clock())
-        load_site_config(conn, {
+        load_site(conn, {
             "site": {"id": "hilltop", "name": "Hilltop Towers", "timezone": "Asia/Shanghai"},
             "zones": [{"id": "lobby", "name": "Lobby"}],
             "devices": [{"id": "pump-1", "name": "Hilltop pump", "type": "water_pump",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
-import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ import pytest
 from psycopg import sql
 
 from caretaker import site_config
-from caretaker.site_config import SiteConfigError, example_document, load_site_config, parse
+from caretaker.site_config import SiteConfigError, example_document, parse
+from stack.app import SECTIONS, load_site
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 REGISTRY = ("sites", "zones", "device_types", "devices", "guards", "checkpoints")
@@ -47,7 +47,7 @@ def registry_only(doc: dict[str, Any]) -> dict[str, Any]:
 
 def test_example_site_loads_twice_without_duplicates(conn: psycopg.Connection) -> None:
     doc = example_document()  # with every section it has, through every loader
-    first = load_site_config(conn, doc, now=NOW)
+    first = load_site(conn, doc, now=NOW)
     conn.commit()
     after_first = snapshot(conn)
     assert counts(conn) == {"sites": 1, "zones": 10, "device_types": 6, "devices": 18,
@@ -55,7 +55,7 @@ def test_example_site_loads_twice_without_duplicates(conn: psycopg.Connection) -
     assert first.counts["devices"]["inserted"] == 18
 
     every_table = all_counts(conn)
-    second = load_site_config(conn, doc, now=datetime(2026, 11, 24, tzinfo=UTC))
+    second = load_site(conn, doc, now=datetime(2026, 11, 24, tzinfo=UTC))
     conn.commit()
     assert all_counts(conn) == every_table  # rules, routes, ... of other loaders too
     assert second.changed == 0
@@ -64,19 +64,19 @@ def test_example_site_loads_twice_without_duplicates(conn: psycopg.Connection) -
 
 
 def test_example_document_with_all_its_sections_is_valid() -> None:
-    config = parse(example_document())
+    config = parse(example_document(), SECTIONS)
     assert config.site.timezone == "Asia/Shanghai"
-    assert set(config.extra_sections) <= set(site_config.SECTION_LOADERS)
+    assert set(config.extra_sections) <= set(SECTIONS)
 
 
 def test_changed_file_updates_only_what_changed(conn: psycopg.Connection) -> None:
     doc = registry_only(example_document())
-    load_site_config(conn, doc, now=NOW)
+    load_site(conn, doc, now=NOW)
     changed = copy.deepcopy(doc)
     changed["devices"][0]["name"] = "Booster pump 1 (rebuilt)"
     changed["guards"].append({"id": "g-zhao", "name": "Zhao Lei"})
     later = datetime(2026, 11, 25, tzinfo=UTC)
-    result = load_site_config(conn, changed, now=later)
+    result = load_site(conn, changed, now=later)
     assert result.counts["devices"] == {"inserted": 0, "updated": 1, "unchanged": 17}
     assert result.counts["guards"] == {"inserted": 1, "updated": 0, "unchanged": 4}
     row = conn.execute("SELECT name, updated_at, created_at FROM devices"
@@ -90,7 +90,7 @@ def test_auto_registered_device_and_site_are_adopted(conn: psycopg.Connection) -
                  " true)")
     conn.execute("INSERT INTO devices (site_id, id, name, status) VALUES ('riverside', 'pump-1',"
                  " 'pump-1', 'unassigned')")
-    load_site_config(conn, registry_only(example_document()), now=NOW)
+    load_site(conn, registry_only(example_document()), now=NOW)
     site = conn.execute("SELECT auto_registered FROM sites").fetchone()
     device = conn.execute("SELECT status, type_id FROM devices WHERE id = 'pump-1'").fetchone()
     assert site["auto_registered"] is False
@@ -117,7 +117,7 @@ def test_auto_registered_device_and_site_are_adopted(conn: psycopg.Connection) -
 ])
 def test_invalid_documents_name_the_bad_field(doc: Any, expected: str) -> None:
     with pytest.raises(SiteConfigError) as err:
-        parse(doc)
+        parse(doc, SECTIONS)
     assert expected in str(err.value)
 
 
@@ -127,7 +127,7 @@ def test_unknown_references_are_named_and_nothing_is_written(conn: psycopg.Conne
            "devices": [{"id": "d1", "name": "d", "zone": "z1", "type": "no_such_type"}],
            "checkpoints": [{"id": "c1", "name": "c", "tag": "T1", "device": "d9"}]}
     with pytest.raises(SiteConfigError) as err:
-        load_site_config(conn, doc, now=NOW)
+        load_site(conn, doc, now=NOW)
     message = str(err.value)
     assert "devices[0].type: unknown type 'no_such_type'" in message
     assert "checkpoints[0].device: unknown device 'd9'" in message
@@ -136,50 +136,42 @@ def test_unknown_references_are_named_and_nothing_is_written(conn: psycopg.Conne
 
 
 def test_references_to_records_already_in_the_site_are_accepted(conn: psycopg.Connection) -> None:
-    load_site_config(conn, {"site": {"id": "s1", "name": "x"}, "zones": [{"id": "z1", "name": "z"}],
+    load_site(conn, {"site": {"id": "s1", "name": "x"}, "zones": [{"id": "z1", "name": "z"}],
                             "device_types": [{"id": "pump", "name": "Pump"}]}, now=NOW)
-    load_site_config(conn, {"site": {"id": "s1", "name": "x"},
+    load_site(conn, {"site": {"id": "s1", "name": "x"},
                             "devices": [{"id": "d1", "name": "d", "zone": "z1", "type": "pump"}]},
                      now=NOW)
     assert counts(conn)["devices"] == 1
 
 
-def test_further_sections_go_to_their_loaders_in_order(conn: psycopg.Connection,
-                                                       monkeypatch: pytest.MonkeyPatch,
-                                                       tmp_path: Path) -> None:
-    module = tmp_path / "fake_section_loaders.py"
-    module.write_text(textwrap.dedent("""
-        CALLS = []
-        def load(conn, site_id, items, *, now):
-            CALLS.append((site_id, items, now))
-            # the registry is applied first: the site exists when further sections load
-            assert conn.execute("SELECT count(*) FROM sites").fetchone()
-    """))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(site_config, "SECTION_LOADERS", {
-        "rules": "fake_section_loaders:load", "routes": "fake_section_loaders:load"})
+def test_further_sections_go_to_their_loaders_after_the_registry(conn: psycopg.Connection
+                                                                 ) -> None:
+    calls: list[tuple[str, Any, datetime]] = []
+
+    def load(conn: psycopg.Connection, site_id: str, items: Any, *, now: datetime) -> None:
+        calls.append((site_id, items, now))
+        # the registry is applied first: the site exists when further sections load
+        assert conn.execute("SELECT count(*) FROM sites").fetchone()
+
     doc = {"routes": [{"id": "r1"}], "site": {"id": "s1", "name": "x"}, "rules": [{"id": "x"}]}
-    result = load_site_config(conn, doc, now=NOW)
-    import fake_section_loaders  # type: ignore[import-not-found]
-
-    assert [c[1] for c in fake_section_loaders.CALLS] == [[{"id": "x"}], [{"id": "r1"}]]
-    assert fake_section_loaders.CALLS[0][0] == "s1" and fake_section_loaders.CALLS[0][2] == NOW
+    result = site_config.load_site_config(conn, doc, now=NOW,
+                                          sections={"rules": load, "routes": load})
+    assert [c[1] for c in calls] == [[{"id": "x"}], [{"id": "r1"}]]
+    assert calls[0][0] == "s1" and calls[0][2] == NOW
     assert result.sections == ["rules", "routes"]
-    sys.modules.pop("fake_section_loaders")
 
 
-def test_missing_section_loader_is_a_clear_error(conn: psycopg.Connection,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(site_config, "SECTION_LOADERS", {"rules": "no_such_module_xyz:load"})
-    with pytest.raises(SiteConfigError, match="section 'rules' cannot be loaded"):
-        load_site_config(conn, {"site": {"id": "s1", "name": "x"}, "rules": []}, now=NOW)
+def test_a_section_without_a_loader_is_refused(conn: psycopg.Connection) -> None:
+    with pytest.raises(SiteConfigError, match="unknown section"):
+        site_config.load_site_config(conn, {"site": {"id": "s1", "name": "x"}, "rules": []},
+                                     now=NOW, sections={})
 
 
 def test_cli_load_file_and_error(settings_env: dict[str, str], tmp_path: Path) -> None:
     good = tmp_path / "site.yaml"
     good.write_text("site: {id: s1, name: Site One, timezone: Europe/Paris}\n"
                     "zones: [{id: lobby, name: Lobby}]\n")
-    cmd = [sys.executable, "-m", "caretaker.cli", "load", str(good)]
+    cmd = [sys.executable, "-m", "stack.cli", "load", str(good)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "zones         1 new" in out.stdout
@@ -188,7 +180,7 @@ def test_cli_load_file_and_error(settings_env: dict[str, str], tmp_path: Path) -
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("site: {id: s1, name: Site One}\ndevices: [{id: d1}]\n")
-    out = subprocess.run([sys.executable, "-m", "caretaker.cli", "load", str(bad)],
+    out = subprocess.run([sys.executable, "-m", "stack.cli", "load", str(bad)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "devices[0].name: Field required" in out.stderr

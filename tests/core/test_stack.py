@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from caretaker.servers import free_port
-from caretaker.stack import redact
 from caretaker.supervisor import MAX_BACKOFF, backoff
+from stack.up import redact
 
-CLI = [sys.executable, "-m", "caretaker.cli"]
+CLI = [sys.executable, "-m", "stack.cli"]
 
 
 @pytest.fixture

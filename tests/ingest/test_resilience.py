@@ -49,7 +49,7 @@ def _stream(site: str, n: int, devices: int = 50) -> list[tuple[str, bytes]]:
 
 def _ingest(settings_env_: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "caretaker.cli", "ingest", *args],
+        return subprocess.Popen([sys.executable, "-m", "stack.cli", "ingest", *args],
                                 env={**os.environ, **settings_env_}, cwd=CHECKOUT,
                                 stdout=out, stderr=subprocess.STDOUT)
 

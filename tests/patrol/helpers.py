@@ -10,10 +10,10 @@ from typing import Any, Literal
 import psycopg
 import pytest
 
-from caretaker.site_config import load_site_config
 from ingest.payloads import Scan
 from ingest.store import store_scans
 from rules.patrol import engine
+from stack.app import load_site
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # the test schedules' 14:00 run
 OPTIONS = engine.PatrolOptions()
@@ -58,7 +58,7 @@ def load(conn: psycopg.Connection[Any]) -> Callable[..., None]:
     """load(now=..., schedules=..., routes=...) applies the test site and commits."""
 
     def run(*, now: datetime = T0 - timedelta(hours=1), **kw: Any) -> None:
-        load_site_config(conn, site_doc(**kw), now=now)
+        load_site(conn, site_doc(**kw), now=now)
         conn.commit()
 
     return run

@@ -17,10 +17,11 @@ from caretaker.clock import FakeClock
 from caretaker.db import make_pool
 from caretaker.scheduler import run_job_once
 from caretaker.settings import Settings
-from caretaker.site_config import example_document, load_site_config
+from caretaker.site_config import example_document
 from rules.patrol.engine import patrol_jobs
 from simulators.guards import Plan, Rates, plan_scans
 from simulators.stream import scans_as_events
+from stack.app import load_site
 from tests.ingest.helpers import (
     Publisher,
     forget_session,
@@ -43,7 +44,7 @@ def riverside(conn: psycopg.Connection[Any], now: datetime) -> dict[str, Any]:
     doc: dict[str, Any] = example_document()
     for s in doc["schedules"]:
         s["effective_from"] = "2026-11-22"
-    load_site_config(conn, doc, now=now)
+    load_site(conn, doc, now=now)
     conn.commit()
     return doc
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from caretaker.site_config import SiteConfigError, example_document, load_site_config
+from caretaker.site_config import SiteConfigError, example_document
 from rules.config import load_rules
-from rules.policy import load_policy
+from stack.app import load_site
 from tests.rules.helpers import T0, rows
+from tickets.policy import load_policy
 
 
 def test_example_site_rules_load_and_reload_unchanged(conn: psycopg.Connection) -> None:
     doc = example_document()
-    load_site_config(conn, doc, now=T0)
+    load_site(conn, doc, now=T0)
     loaded = rows(conn, "SELECT id, kind, metric, enabled, updated_at FROM rules ORDER BY id")
     ids = {r["id"] for r in loaded}
     assert {"pump-vibration-critical", "elevator-door-fault", "device-offline", "mains-lost",
@@ -24,14 +25,14 @@ def test_example_site_rules_load_and_reload_unchanged(conn: psycopg.Connection) 
             "door_fault", "power_factor", "voltage"} == metrics
     policy = load_policy(conn, "riverside")
     assert policy.deadlines["critical"] == (900.0, 14400.0)
-    load_site_config(conn, doc, now=T0.replace(hour=9))
+    load_site(conn, doc, now=T0.replace(hour=9))
     again = rows(conn, "SELECT id, kind, metric, enabled, updated_at FROM rules ORDER BY id")
     assert again == loaded
 
 
 def test_bad_rule_is_reported_with_its_id(conn: psycopg.Connection) -> None:
     doc = example_document()
-    load_site_config(conn, doc, now=T0)
+    load_site(conn, doc, now=T0)
     with pytest.raises(SiteConfigError, match="rule x.*threshold"):
         load_rules(conn, "riverside", [{"id": "x", "metric": "vibration"}], now=T0)
     with pytest.raises(SiteConfigError, match="unknown device_type"):
@@ -41,7 +42,7 @@ def test_bad_rule_is_reported_with_its_id(conn: psycopg.Connection) -> None:
 
 def test_work_order_policy_is_checked() -> None:
     from rules.model import RuleError
-    from rules.policy import parse_policy
+    from tickets.policy import parse_policy
 
     policy = parse_policy({"open_at": "major", "deadlines": {"minor": {"resolve": "5d"}},
                            "repeat_within": "2d", "webhook": "http://127.0.0.1:1/x"})

@@ -16,7 +16,7 @@ from paho.mqtt.properties import Properties
 from psycopg.rows import dict_row
 
 from rules.config import load_rules
-from rules.worker import main as rules_main
+from stack.workers import run_rules as rules_main
 from tests.ingest.helpers import (
     Publisher,
     forget_session,
@@ -96,10 +96,11 @@ def test_simulated_fault_scenario_yields_the_expected_tickets(
     import sys
     from datetime import UTC, datetime
 
-    from caretaker.site_config import example_document, load_site_config
+    from caretaker.site_config import example_document
+    from stack.app import load_site
 
     with psycopg.connect(database, row_factory=dict_row) as c:
-        load_site_config(c, example_document(), now=datetime.now(UTC))
+        load_site(c, example_document(), now=datetime.now(UTC))
     settings = ingest_settings(database, mqtt)
     env = {**os.environ, "CARETAKER_DATABASE_URL": database,
            "CARETAKER_MQTT_URL": f"mqtt://{mqtt[0]}:{mqtt[1]}"}
@@ -110,7 +111,7 @@ def test_simulated_fault_scenario_yields_the_expected_tickets(
     try:
         with running_worker(settings):
             sim = subprocess.run(
-                [sys.executable, "-m", "caretaker.cli", "simulate", "--scenario", "faults",
+                [sys.executable, "-m", "stack.cli", "simulate", "--scenario", "faults",
                  "--speed", "60", "--duration", "32m", "--no-guards", "--seed", "7"],
                 env=env, capture_output=True, timeout=240)
             assert sim.returncode == 0, sim.stderr.decode()[-2000:]

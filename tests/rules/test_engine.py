@@ -10,8 +10,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from rules import engine, work_orders
+from rules import engine
 from tests.rules.helpers import SITE, at, make_site, publish, publish_status, rows, run, tick
+from tickets import work_orders
 
 
 def test_fault_reading_raises_one_alarm_and_one_work_order(conn: psycopg.Connection) -> None:
@@ -147,7 +148,8 @@ import os, sys
 from datetime import UTC, datetime
 import psycopg
 from psycopg.rows import dict_row
-from rules import alarms, engine, work_orders
+from rules import alarms, engine
+from tickets import work_orders
 real = alarms.raise_alarm
 def raise_then_die(*a, **k):
     result = real(*a, **k)

@@ -11,9 +11,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from rules import webhook
-from rules.work_orders import FollowUp, escalate_due, transition
 from tests.rules.helpers import at, make_site, publish, rows, run
+from tickets import webhook
+from tickets.work_orders import FollowUp, escalate_due, transition
 
 
 class Receiver:

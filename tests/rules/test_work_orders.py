@@ -7,7 +7,8 @@ import pytest
 
 from caretaker.clock import FakeClock
 from rules import engine
-from rules.work_orders import (
+from tests.rules.helpers import SITE, T0, at, make_site, publish, rows, run
+from tickets.work_orders import (
     TRANSITIONS,
     FollowUp,
     Invalid,
@@ -16,7 +17,6 @@ from rules.work_orders import (
     open_work_order,
     transition,
 )
-from tests.rules.helpers import SITE, T0, at, make_site, publish, rows, run
 
 FOLLOWUP = FollowUp(contact="Mr Zhou, 3-1201", result="water pressure normal", satisfaction=5)
 STATES = ("open", "acknowledged", "in_progress", "resolved", "closed", "cancelled")

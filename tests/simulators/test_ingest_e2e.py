@@ -39,7 +39,7 @@ def ingest(settings_env: dict[str, str], mqtt: tuple[str, int],
            "CARETAKER_INGEST_SHARE_GROUP": f"g{tag}"}
     log = tmp_path / "ingest.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "caretaker.cli", "ingest"], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "stack.cli", "ingest"], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     database = settings_env["CARETAKER_DATABASE_URL"]
     try:

@@ -173,7 +173,7 @@ def test_cli_simulates_a_generated_fleet(mqtt: tuple[str, int]) -> None:
     sub = Subscriber(*mqtt, "caretaker/v1/+/devices/+/+")
     env = {**os.environ, "CARETAKER_MQTT_URL": f"mqtt://{mqtt[0]}:{mqtt[1]}"}
     done = subprocess.run(
-        [sys.executable, "-m", "caretaker.cli", "simulate", "--devices", "250",
+        [sys.executable, "-m", "stack.cli", "simulate", "--devices", "250",
          "--duration", "3s", "--interval", "1s", "--seed", "4"],
         env=env, capture_output=True, text=True, timeout=60)
     got = [m for m in sub.wait_for(250 * 3 + 500)

@@ -73,18 +73,18 @@ def api(
     """Serve the REST API."""
     import uvicorn
 
-    from api.app import create_app
+    from stack.app import api as create_api
 
     settings = get_settings()
     _logging()
-    uvicorn.run(create_app(settings), host=host or settings.api_host,
+    uvicorn.run(create_api(settings), host=host or settings.api_host,
                 port=port or settings.api_port, log_level="info", access_log=False)
 
 
 @app.command()
 def rules() -> None:
     """Run the rules worker: rule evaluation, patrol checks, escalations, retention."""
-    from rules.worker import main as run
+    from stack.workers import run_rules as run
 
     _logging()
     run()
@@ -169,14 +169,15 @@ def load(
     """Apply a site configuration file; loading the same file again changes nothing."""
     from caretaker.clock import system_clock
     from caretaker.db import connect
-    from caretaker.site_config import SiteConfigError, example_document, load_site_config, read_file
+    from caretaker.site_config import SiteConfigError, example_document, read_file
+    from stack.app import load_site
 
     if (file is None) == (not example):
         fail("give a FILE or --example (one of them)")
     try:
         doc = example_document() if example else read_file(file)  # type: ignore[arg-type]
         with connect() as conn:
-            result = load_site_config(conn, doc, now=system_clock())
+            result = load_site(conn, doc, now=system_clock())
     except SiteConfigError as exc:
         fail(str(exc))
     typer.echo(result.summary())
@@ -191,7 +192,7 @@ def up(
     supervised: Annotated[bool, typer.Option("--supervised", hidden=True)] = False,
 ) -> None:
     """Start the stack: database, broker, ingest, rules and the API, supervised."""
-    from caretaker.stack import up as run
+    from stack.up import up as run
 
     raise typer.Exit(run(get_settings(), external=external, detach=detach,
                          background=supervised))
@@ -204,7 +205,7 @@ def demo(
     supervised: Annotated[bool, typer.Option("--supervised", hidden=True)] = False,
 ) -> None:
     """`up`, plus the example site, plus the simulator publishing live data."""
-    from caretaker.stack import up as run
+    from stack.up import up as run
 
     raise typer.Exit(run(get_settings(), external=external, detach=detach,
                          background=supervised, demo=True))
@@ -213,7 +214,7 @@ def demo(
 @app.command()
 def down() -> None:
     """Stop a stack started by `caretaker up` (or `demo`); leave no process behind."""
-    from caretaker.stack import down as run
+    from stack.up import down as run
 
     typer.echo(run(get_settings()))
 
@@ -221,7 +222,7 @@ def down() -> None:
 @app.command()
 def status() -> None:
     """What runs where (processes, ports, URLs, health), and rows arriving in the database."""
-    from caretaker.status import status as run
+    from stack.status import status as run
 
     typer.echo(run(get_settings()))
 

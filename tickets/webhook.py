@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 
 from caretaker.db import connect
 from caretaker.settings import Settings, get_settings
-from rules.policy import Policy
+from tickets.policy import Policy
 
 log = logging.getLogger(__name__)
 

@@ -11,26 +11,25 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from caretaker import errors
 from caretaker.paging import Where, fetch_page
-from rules import webhook
-from rules.policy import PRIORITY, Policy, load_policy
+from tickets import webhook
+from tickets.policy import PRIORITY, Policy, load_policy
 
 LIVE = ("open", "acknowledged", "in_progress")
 STATES = ("open", "acknowledged", "in_progress", "resolved", "closed", "cancelled")
 
 
-class WorkOrderError(Exception):
-    """A request the work-order lifecycle refuses; `status` is the HTTP status that fits it."""
-
-    status = 409
+class WorkOrderError(errors.Conflict):
+    """A request the work-order lifecycle refuses in the ticket's current state."""
 
 
-class NotFound(WorkOrderError):
-    status = 404
+class NotFound(errors.NotFound, WorkOrderError):
+    """No such work order (in the caller's scope)."""
 
 
-class Invalid(WorkOrderError):
-    status = 422
+class Invalid(errors.Invalid, WorkOrderError):
+    """A transition's fields that cannot be used."""
 
 
 @dataclass(frozen=True)

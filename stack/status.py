@@ -8,7 +8,7 @@ from typing import Any
 import psutil
 
 from caretaker.settings import Settings
-from caretaker.stack import api_url, files, health, read_state, supervisor_pid
+from stack.up import api_url, files, health, read_state, supervisor_pid
 
 
 def status(settings: Settings) -> str:
@@ -33,8 +33,6 @@ def status(settings: Settings) -> str:
         for name, info in state.get("children", {}).items():
             restarts = f", {info['restarts']} restart(s)" if info.get("restarts") else ""
             lines.append(f"  {name:<10} {_alive(info.get('pid'))}{restarts}  log {info['log']}")
-        for name in state.get("missing", []):
-            lines.append(f"  {name:<10} not available in this build")
     answer = health(settings)
     api = api_url(settings)
     if answer is None:

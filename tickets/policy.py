@@ -9,7 +9,9 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from rules.model import SEVERITIES, RuleError, parse_duration
+from caretaker.durations import seconds as parse_duration
+from caretaker.errors import Invalid as RuleError
+from caretaker.severity import SEVERITIES
 
 DEFAULT_DEADLINES: dict[str, tuple[float, float]] = {  # severity -> (respond, resolve) seconds
     "critical": (15 * 60, 4 * 3600),

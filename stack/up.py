@@ -34,13 +34,12 @@ import psutil
 from caretaker.servers import LocalMosquitto, LocalPostgres, port_in_use
 from caretaker.settings import Settings
 from caretaker.supervisor import Child, Supervisor
+from stack.app import DEMO_PROCESSES, PROCESSES
 
-log = logging.getLogger("caretaker.stack")
+log = logging.getLogger("stack.up")
 
 # Set in the environment of every process the supervisor starts, so `down` can find them all.
 MARKER = "CARETAKER_STACK"
-CHILDREN = (["ingest"], ["rules"], ["api"])
-DEMO_CHILDREN = (["simulate"],)
 READY_TIMEOUT = 180.0
 
 
@@ -198,7 +197,7 @@ def _detach(settings: Settings, *, demo: bool, external: bool) -> int:
     args = ["demo" if demo else "up", "--supervised"] + (["--external"] if external else [])
     offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "caretaker.cli", *args],
+        proc = subprocess.Popen([sys.executable, "-m", "stack.cli", *args],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True,
                                 env={**os.environ, "CARETAKER_STATE_DIR": str(paths.root)})
@@ -258,7 +257,6 @@ class _Stack:
         self.broker = LocalMosquitto(paths.root, settings.mqtt_port) if not settings.mqtt_url \
             else None
         self.supervisor: Supervisor | None = None
-        self.missing: list[str] = []
         self.token: str | None = None
         self.ready = False
         self.started_at = datetime.now(UTC)
@@ -339,14 +337,11 @@ class _Stack:
             self.token = token
             if self.demo:
                 from caretaker.clock import system_clock
-                from caretaker.site_config import (
-                    SiteConfigError,
-                    example_document,
-                    load_site_config,
-                )
+                from caretaker.site_config import SiteConfigError, example_document
+                from stack.app import load_site
 
                 try:
-                    result = load_site_config(conn, example_document(), now=system_clock())
+                    result = load_site(conn, example_document(), now=system_clock())
                 except SiteConfigError as exc:
                     raise StackError(f"the example site could not be loaded: {exc}") from exc
                 conn.commit()
@@ -354,17 +349,8 @@ class _Stack:
                          result.changed)
 
     def _children(self) -> list[Child]:
-        available = _commands()
-        wanted = list(CHILDREN) + (list(DEMO_CHILDREN) if self.demo else [])
-        children = []
-        for args in wanted:
-            if args[0] in available:
-                children.append(Child(args[0], list(args), self.paths.logs / f"{args[0]}.log"))
-            else:
-                self.missing.append(args[0])
-                log.warning("`caretaker %s` is not available in this build; not started",
-                            args[0])
-        return children
+        wanted = PROCESSES + (DEMO_PROCESSES if self.demo else ())
+        return [Child(args[0], list(args), self.paths.logs / f"{args[0]}.log") for args in wanted]
 
     def _child_env(self) -> dict[str, str]:
         return {**os.environ, MARKER: str(self.paths.root),
@@ -372,7 +358,7 @@ class _Stack:
 
     def _wait_ready(self, timeout: float = 120.0) -> None:
         """Wait for the API to answer /health; say so in the state file."""
-        if self.supervisor is None or "api" in self.missing:
+        if self.supervisor is None:
             self.ready = True
             self._write_state()
             return
@@ -474,7 +460,6 @@ class _Stack:
             f"postgresql://caretaker@127.0.0.1:{s.db_port}/caretaker",
             "servers": servers,
             "children": children,
-            "missing": self.missing,
             "logs": str(self.paths.logs),
         }
 
@@ -496,19 +481,6 @@ def _check_reachable_by_postgres(root: Path) -> None:
             raise StackError(f"the postgres user cannot enter {folder} (mode {mode & 0o777:o}), "
                              f"so it cannot reach {root}: set CARETAKER_STATE_DIR to a directory "
                              f"it can reach (e.g. /var/lib/caretaker), or `chmod o+x {folder}`")
-
-
-def _commands() -> set[str]:
-    """The subcommands the `caretaker` CLI has in this build."""
-    from caretaker.cli import app
-
-    names = set()
-    for cmd in app.registered_commands:
-        if cmd.name:
-            names.add(cmd.name)
-        elif cmd.callback is not None:
-            names.add(cmd.callback.__name__.replace("_", "-"))
-    return names
 
 
 def _postmaster_pid(pg: LocalPostgres) -> int | None:
@@ -550,9 +522,6 @@ def banner(settings: Settings, state: dict[str, Any], *, token: str | None) -> s
              f"  MQTT       {state['mqtt_url']}",
              f"  database   {state['database']}",
              f"  logs       {state['logs']}"]
-    for name in state.get("missing", []):
-        what = "the simulator" if name == "simulate" else f"`caretaker {name}`"
-        lines.append(f"  note       {what} is not available in this build; not started")
     if token:
         lines += [f"Admin token (kept in {paths.token}):", token]
     lines.append("Stop with Ctrl-C or `caretaker down`; see `caretaker status`.")

@@ -1,0 +1,89 @@
+"""The composition root: what runs, which jobs, which routes, which site-file sections.
+
+Every other package is assembled here and nowhere else (as alertmanager's app.go does):
+`caretaker/` is the core at the bottom and imports nothing above it; `ingest/`, `tickets/`,
+`rules/`, `api/`, `simulators/` and `dashboards/` know only what is below them. The layers are
+an import-linter contract in pyproject.toml, checked by the test suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from fastapi import APIRouter, FastAPI
+
+from api.app import create_app
+from api.routes import (
+    alarms,
+    checkpoints,
+    dead_letters,
+    device_types,
+    devices,
+    gaps,
+    guards,
+    health,
+    maintenance_windows,
+    patrol_routes,
+    patrol_status,
+    runs,
+    scans,
+    schedules,
+    sites,
+    telemetry,
+    work_orders,
+    zones,
+)
+from api.routes import rules as rule_routes
+from caretaker.clock import Clock, system_clock
+from caretaker.retention import apply_retention
+from caretaker.scheduler import Job
+from caretaker.settings import Settings, get_settings
+from caretaker.site_config import LoadResult, SectionLoader, load_site_config
+from rules import config as rule_config
+from rules.engine import rule_jobs
+from rules.patrol import config as patrol_config
+from rules.patrol.engine import patrol_jobs
+
+# The processes `caretaker up` supervises (each a `caretaker <args>` command), in start order.
+PROCESSES: tuple[tuple[str, ...], ...] = (("ingest",), ("rules",), ("api",))
+DEMO_PROCESSES: tuple[tuple[str, ...], ...] = (("simulate",),)
+
+# Site-file sections beyond the registry, in the order they are applied.
+SECTIONS: Mapping[str, SectionLoader] = {
+    "rules": rule_config.load_rules,
+    "maintenance_windows": rule_config.load_maintenance_windows,
+    "work_order_policy": rule_config.load_work_order_policy,
+    "routes": patrol_config.load_routes,
+    "schedules": patrol_config.load_schedules,
+}
+
+# The API's routers, mounted under /api/v1 in this order.
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router, sites.router, zones.router, device_types.router, devices.router,
+    guards.router, checkpoints.router, patrol_routes.router, schedules.router, scans.router,
+    runs.router, gaps.router, patrol_status.router, telemetry.router, dead_letters.router,
+    alarms.router, work_orders.router, maintenance_windows.router, rule_routes.router,
+)
+
+
+def load_site(conn: psycopg.Connection[Any], doc: Any, *, now: datetime) -> LoadResult:
+    """Apply a whole site configuration document (registry and every section)."""
+    return load_site_config(conn, doc, now=now, sections=SECTIONS)
+
+
+def worker_jobs(settings: Settings) -> list[Job]:
+    """The periodic jobs of `caretaker rules`: retention, patrol, rules and tickets."""
+    return [
+        Job("retention", 3600, lambda conn, now: apply_retention(
+            conn, days=settings.retention_days, now=now)),
+        *patrol_jobs(settings),
+        *rule_jobs(settings),
+    ]
+
+
+def api(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
+    """The API application with every router."""
+    return create_app(settings or get_settings(), routers=ROUTERS, clock=clock)

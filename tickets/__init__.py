@@ -1,0 +1,1 @@
+"""Tickets: work orders whatever opened them, their policy and notifications."""
