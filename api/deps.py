@@ -35,16 +35,21 @@ def get_clock(request: Request) -> Clock:
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
-def get_principal(request: Request,
+def get_principal(conn: Db,
                   creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
                   ) -> Principal:
-    """The principal behind the bearer token; 401 when missing, unknown or revoked."""
+    """The principal behind the bearer token; 401 when missing, unknown, revoked or expired.
+
+    The token is checked on the request's own connection (FastAPI gives a request one `Db`),
+    so a request holds one pooled connection, never two.
+    """
     if creds is None:
-        raise ApiError(401, "missing bearer token", code="unauthorized")
-    with request.app.state.pool.connection() as conn:
-        principal = tokens.lookup(conn, creds.credentials)
+        raise ApiError(401, "missing bearer token", code="unauthorized",
+                       headers={"WWW-Authenticate": "Bearer"})
+    principal = tokens.lookup(conn, creds.credentials)
     if principal is None:
-        raise ApiError(401, "invalid or revoked token", code="unauthorized")
+        raise ApiError(401, "invalid, expired or revoked token", code="unauthorized",
+                       headers={"WWW-Authenticate": "Bearer"})
     return principal
 
 
@@ -60,9 +65,18 @@ def require(*roles: str) -> Callable[..., Principal]:
     return check
 
 
+def require_global_admin(principal: Annotated[Principal, Depends(require())]) -> Principal:
+    """An admin token for every site: objects shared by all sites need one (403 otherwise)."""
+    if principal.site_id is not None:
+        raise ApiError(403, f"this admin token is limited to site {principal.site_id!r}; "
+                       "shared objects need an admin token for every site", code="forbidden")
+    return principal
+
+
 ALL_ROLES = ("supervisor", "engineer", "guard", "viewer")
 Reader = Annotated[Principal, Depends(require(*ALL_ROLES))]
 Admin = Annotated[Principal, Depends(require())]
+GlobalAdmin = Annotated[Principal, Depends(require_global_admin)]
 
 
 def scoped_site(principal: Principal, site: str | None) -> str | None:

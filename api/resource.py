@@ -1,16 +1,15 @@
-"""Pieces every list-and-edit router shares: the page shape, paging parameters, write errors."""
+"""Pieces every list-and-edit router shares: the page shape, paging parameters, site checks."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel, StringConstraints
 
 from api.errors import ApiError, status_of
-from caretaker.registry import RegistryError
 from caretaker.tokens import Principal
 
 T = TypeVar("T")
@@ -39,8 +38,13 @@ class Paging(BaseModel):
         return {"items": items, "total": total, "limit": self.limit, "offset": self.offset}
 
 
-def paging(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-           offset: Annotated[int, Query(ge=0)] = 0) -> Paging:
+MAX_LIMIT = 1000
+# Deeper than any list will be; an unbounded offset reached PostgreSQL's bigint (a 500).
+MAX_OFFSET = 1_000_000_000
+
+
+def paging(limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+           offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> Paging:
     """The paging parameters of a list request (default 100 items, at most 1000)."""
     return Paging(limit=limit, offset=offset)
 
@@ -57,16 +61,14 @@ def check_write_site(principal: Principal, site: str) -> None:
 
 @contextmanager
 def refusals(*errors: type[Exception]) -> Iterator[None]:
-    """Turn a service's refusals into API errors with the HTTP `status` their class names."""
+    """Turn a service's refusals into API errors with the HTTP status their kind names.
+
+    Not needed for `caretaker.errors` kinds, which the app-wide handler maps already.
+    """
     try:
         yield
     except errors as exc:
         raise ApiError(status_of(exc), str(exc)) from exc
-
-
-def write_errors() -> AbstractContextManager[None]:
-    """Turn the registry's refusals (duplicate, unknown reference) into API errors."""
-    return refusals(RegistryError)
 
 
 def changes_of(body: BaseModel, *, not_null: tuple[str, ...] = ("name",)) -> dict[str, Any]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from caretaker.durations import Duration
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -48,6 +51,16 @@ class Settings(BaseSettings):
     patrol_horizon_hours: int = Field(default=24, ge=1)
     patrol_catchup_days: int = Field(default=31, ge=1)
     webhook_url: str | None = None
+
+    # API: seconds a request waits for a pooled database connection (then 503), and how
+    # long a pooled connection lives before it is replaced (a restarted database's
+    # connections are found dead by the check made when each one is taken from the pool).
+    db_pool_timeout: float = Field(default=10.0, gt=0)
+    db_pool_max_lifetime: float = Field(default=1800.0, ge=60)
+    # Largest request body the API reads (bytes); larger ones get 413.
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Lifetime of a new API token when `caretaker token create` gives no --expires.
+    token_default_expiry: Duration = timedelta(days=365)
 
     @property
     def embedded(self) -> bool:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -47,22 +47,73 @@ def token_create(
     site: Annotated[str | None, typer.Option(help="limit the token to this site")] = None,
     guard: Annotated[str | None, typer.Option(help="the guard a guard token belongs to")] = None,
     name: Annotated[str | None, typer.Option(help="a label for the token")] = None,
+    expires: Annotated[str | None, typer.Option(help="lifetime, e.g. 90d, 12h or 'never' "
+                       "(default: CARETAKER_TOKEN_DEFAULT_EXPIRY, 365d)")] = None,
 ) -> None:
     """Create an API token; the token is printed alone on the last line."""
     from psycopg.errors import ForeignKeyViolation
 
     from caretaker.db import connect
+    from caretaker.durations import parse_duration
     from caretaker.tokens import create_token
 
     try:
+        lifetime: timedelta | Literal["never"] | None = (
+            None if expires is None else "never" if expires == "never"
+            else parse_duration(expires, what="--expires"))
         with connect() as conn:
-            token = create_token(conn, role=role, site_id=site, guard_id=guard, name=name)
+            token = create_token(conn, role=role, site_id=site, guard_id=guard, name=name,
+                                 expires=lifetime)
     except ValueError as exc:
         fail(str(exc))
     except ForeignKeyViolation:
         fail(f"there is no site {site!r}: load it first (`caretaker load FILE`)")
     typer.echo(f"created a {role} token" + (f" for site {site}" if site else ""), err=True)
     typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(
+    all_: Annotated[bool, typer.Option("--all", help="also revoked and expired tokens")] = False,
+) -> None:
+    """List tokens: prefix, role, site, created, expires, last used (never the secret)."""
+    from caretaker.db import connect
+    from caretaker.tokens import list_tokens
+
+    def when(at: datetime | None) -> str:
+        return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if at else "-"
+
+    with connect() as conn:
+        rows = list_tokens(conn, include_inactive=all_)
+    table = [("PREFIX", "ROLE", "SITE", "GUARD", "NAME", "CREATED", "EXPIRES", "LAST USED",
+              "STATE")]
+    for t in rows:
+        state = "revoked" if t.revoked_at else "expired" if t.expired else "active"
+        table.append((t.prefix or f"#{t.id}", t.role, t.site_id or "*", t.guard_id or "-",
+                      t.name, when(t.created_at), when(t.expires_at) if t.expires_at
+                      else "never", when(t.last_used_at), state))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+@token_app.command("revoke")
+def token_revoke(
+    prefix: Annotated[str, typer.Argument(help="the token's prefix from `caretaker token "
+                                          "list` (or #ID for a token listed without one)")],
+) -> None:
+    """Revoke a token: it is refused (401) from the next request on."""
+    from caretaker.db import connect
+    from caretaker.errors import CaretakerError
+    from caretaker.tokens import revoke
+
+    try:
+        with connect() as conn:
+            info = revoke(conn, prefix)
+    except CaretakerError as exc:
+        fail(exc.message)
+    typer.echo(f"revoked the {info.role} token {info.prefix or '#' + str(info.id)}"
+               f" ({info.name})")
 
 
 @app.command()

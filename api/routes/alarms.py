@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import ClockDep, Db, Reader, require, scoped_site
-from api.resource import Page, PagingDep, refusals
+from api.resource import Page, PagingDep
 from caretaker.tokens import Principal
 from rules import alarms
 
@@ -79,23 +79,20 @@ def list_alarms(conn: Db, principal: Reader, page: PagingDep, site: str | None =
 @router.get("/{alarm_id}", response_model=AlarmDetail)
 def get_alarm(alarm_id: int, conn: Db, principal: Reader) -> dict[str, Any]:
     """One alarm with its history."""
-    with refusals(alarms.AlarmError):
-        return alarms.get_alarm(conn, alarm_id, scope=principal.site_id)
+    return alarms.get_alarm(conn, alarm_id, scope=principal.site_id)
 
 
 @router.post("/{alarm_id}/acknowledge", response_model=AlarmPublic)
-def acknowledge(alarm_id: int, body: AlarmAction, conn: Db, principal: Handler,
+def acknowledge_alarm(alarm_id: int, body: AlarmAction, conn: Db, principal: Handler,
                 clock: ClockDep) -> dict[str, Any]:
     """Acknowledge an active alarm."""
-    with refusals(alarms.AlarmError):
-        return alarms.acknowledge(conn, alarm_id, actor=principal.actor, now=clock(),
-                                  note=body.note, scope=principal.site_id)
+    return alarms.acknowledge(conn, alarm_id, actor=principal.actor, now=clock(),
+                              note=body.note, scope=principal.site_id)
 
 
 @router.post("/{alarm_id}/clear", response_model=AlarmPublic)
-def clear(alarm_id: int, body: AlarmAction, conn: Db, principal: Handler,
+def clear_alarm(alarm_id: int, body: AlarmAction, conn: Db, principal: Handler,
           clock: ClockDep) -> dict[str, Any]:
     """Clear an alarm by hand (its rule may raise it again if the fault persists)."""
-    with refusals(alarms.AlarmError):
-        return alarms.clear_by_hand(conn, alarm_id, actor=principal.actor, now=clock(),
-                                    note=body.note, scope=principal.site_id)
+    return alarms.clear_by_hand(conn, alarm_id, actor=principal.actor, now=clock(),
+                                note=body.note, scope=principal.site_id)

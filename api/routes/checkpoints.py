@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, Reader, check_site, require, scoped_site
 from api.errors import not_found
-from api.resource import Ident, Page, PagingDep, changes_of, check_write_site, write_errors
+from api.resource import Ident, Page, PagingDep, changes_of, check_write_site
 from caretaker import registry
 from caretaker.tokens import Principal
 
@@ -84,8 +84,7 @@ def create_checkpoint(body: CheckpointCreate, conn: Db, principal: Editor,
                       clock: ClockDep) -> dict[str, Any]:
     """Add a checkpoint to a site; its tag must be unique within the site."""
     check_write_site(principal, body.site_id)
-    with write_errors():
-        return registry.insert_row(conn, registry.CHECKPOINTS, body.model_dump(), now=clock())
+    return registry.insert_row(conn, registry.CHECKPOINTS, body.model_dump(), now=clock())
 
 
 @router.patch("/{site}/{checkpoint}", response_model=CheckpointPublic)
@@ -94,9 +93,8 @@ def update_checkpoint(site: str, checkpoint: str, body: CheckpointUpdate, conn: 
     """Change a checkpoint: name, tag, kind, zone, linked device, checklist."""
     check_site(principal, site)
     changes = changes_of(body, not_null=("name", "tag", "kind", "checklist"))
-    with write_errors():
-        row = registry.update_row(conn, registry.CHECKPOINTS, (site, checkpoint), changes,
-                                  scope=principal.site_id, now=clock())
+    row = registry.update_row(conn, registry.CHECKPOINTS, (site, checkpoint), changes,
+                              scope=principal.site_id, now=clock())
     if row is None:
         raise not_found(f"checkpoint {site}/{checkpoint}")
     return row

@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Admin, ClockDep, Db, Reader
+from api.deps import ClockDep, Db, GlobalAdmin, Reader
 from api.errors import not_found
-from api.resource import Ident, Page, PagingDep, changes_of, write_errors
+from api.resource import Ident, Page, PagingDep, changes_of
 from caretaker import registry
 
 router = APIRouter(prefix="/device-types", tags=["registry"])
@@ -56,20 +56,18 @@ def get_device_type(type_id: str, conn: Db, principal: Reader) -> dict[str, Any]
 
 
 @router.post("", response_model=DeviceTypePublic, status_code=201)
-def create_device_type(body: DeviceTypeCreate, conn: Db, principal: Admin,
+def create_device_type(body: DeviceTypeCreate, conn: Db, principal: GlobalAdmin,
                        clock: ClockDep) -> dict[str, Any]:
-    """Add a device type (admin only: types are shared by every site)."""
-    with write_errors():
-        return registry.insert_row(conn, registry.DEVICE_TYPES, body.model_dump(), now=clock())
+    """Add a device type (an unscoped admin only: types are shared by every site)."""
+    return registry.insert_row(conn, registry.DEVICE_TYPES, body.model_dump(), now=clock())
 
 
 @router.patch("/{type_id}", response_model=DeviceTypePublic)
-def update_device_type(type_id: str, body: DeviceTypeUpdate, conn: Db, principal: Admin,
+def update_device_type(type_id: str, body: DeviceTypeUpdate, conn: Db, principal: GlobalAdmin,
                        clock: ClockDep) -> dict[str, Any]:
-    """Change a device type's name or metrics (admin only)."""
-    with write_errors():
-        row = registry.update_row(conn, registry.DEVICE_TYPES, (type_id,),
-                                  changes_of(body, not_null=("name", "metrics")), now=clock())
+    """Change a device type's name or metrics (an unscoped admin only)."""
+    row = registry.update_row(conn, registry.DEVICE_TYPES, (type_id,),
+                              changes_of(body, not_null=("name", "metrics")), now=clock())
     if row is None:
         raise not_found(f"device type {type_id!r}")
     return row

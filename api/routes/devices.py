@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, Reader, check_site, require, scoped_site
 from api.errors import not_found
-from api.resource import Ident, Page, PagingDep, changes_of, check_write_site, write_errors
+from api.resource import Ident, Page, PagingDep, changes_of, check_write_site
 from caretaker import registry
 from caretaker.tokens import Principal
 
@@ -88,8 +88,7 @@ def create_device(body: DeviceCreate, conn: Db, principal: Creator,
                   clock: ClockDep) -> dict[str, Any]:
     """Add a device to a site."""
     check_write_site(principal, body.site_id)
-    with write_errors():
-        return registry.insert_row(conn, registry.DEVICES, body.model_dump(), now=clock())
+    return registry.insert_row(conn, registry.DEVICES, body.model_dump(), now=clock())
 
 
 @router.patch("/{site}/{device}", response_model=DevicePublic)
@@ -98,9 +97,8 @@ def update_device(site: str, device: str, body: DeviceUpdate, conn: Db, principa
     """Change a device: name, type, zone, status, attributes, threshold overrides."""
     check_site(principal, site)
     changes = changes_of(body, not_null=("name", "status", "attributes", "overrides"))
-    with write_errors():
-        row = registry.update_row(conn, registry.DEVICES, (site, device), changes,
-                                  scope=principal.site_id, now=clock())
+    row = registry.update_row(conn, registry.DEVICES, (site, device), changes,
+                              scope=principal.site_id, now=clock())
     if row is None:
         raise not_found(f"device {site}/{device}")
     return row

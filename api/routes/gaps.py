@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, Reader, require, scoped_site
 from api.errors import ApiError
-from api.patrol import own_guard, patrol_errors
+from api.patrol import own_guard
 from api.resource import Page, PagingDep
 from api.routes.runs import GapPublic
 from caretaker.tokens import Principal
@@ -48,9 +48,8 @@ def list_gaps(conn: Db, principal: Reader, page: PagingDep, site: str | None = N
 def acknowledge_gap(gap_id: int, body: GapAcknowledge, conn: Db, principal: Supervisor,
                     clock: ClockDep) -> dict[str, Any]:
     """Acknowledge a gap with a note (once; 409 if already acknowledged)."""
-    with patrol_errors():
-        row = queries.acknowledge_gap(conn, gap_id, scope=principal.site_id,
-                                      actor=principal.actor, note=body.note, now=clock())
+    row = queries.acknowledge_gap(conn, gap_id, scope=principal.site_id,
+                                  actor=principal.actor, note=body.note, now=clock())
     if row is None:
         raise ApiError(409, f"gap {gap_id} is already acknowledged")
     return row

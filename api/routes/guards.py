@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, Reader, check_site, require, scoped_site
 from api.errors import not_found
-from api.resource import Ident, Page, PagingDep, changes_of, check_write_site, write_errors
+from api.resource import Ident, Page, PagingDep, changes_of, check_write_site
 from caretaker import registry
 from caretaker.tokens import Principal
 
@@ -70,8 +70,7 @@ def create_guard(body: GuardCreate, conn: Db, principal: Editor,
                  clock: ClockDep) -> dict[str, Any]:
     """Add a guard to a site."""
     check_write_site(principal, body.site_id)
-    with write_errors():
-        return registry.insert_row(conn, registry.GUARDS, body.model_dump(), now=clock())
+    return registry.insert_row(conn, registry.GUARDS, body.model_dump(), now=clock())
 
 
 @router.patch("/{site}/{guard}", response_model=GuardPublic)
@@ -79,10 +78,9 @@ def update_guard(site: str, guard: str, body: GuardUpdate, conn: Db, principal: 
                  clock: ClockDep) -> dict[str, Any]:
     """Change a guard's name or post, or mark the guard inactive."""
     check_site(principal, site)
-    with write_errors():
-        row = registry.update_row(conn, registry.GUARDS, (site, guard),
-                                  changes_of(body, not_null=("name", "active")),
-                                  scope=principal.site_id, now=clock())
+    row = registry.update_row(conn, registry.GUARDS, (site, guard),
+                              changes_of(body, not_null=("name", "active")),
+                              scope=principal.site_id, now=clock())
     if row is None:
         raise not_found(f"guard {site}/{guard}")
     return row

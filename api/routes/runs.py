@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from api.deps import Db, Reader, scoped_site
-from api.patrol import own_guard, patrol_errors
+from api.patrol import own_guard
 from api.resource import Page, PagingDep
 from rules.patrol import queries
 
@@ -101,6 +101,5 @@ def list_runs(conn: Db, principal: Reader, page: PagingDep, site: str | None = N
 @router.get("/{run_id}", response_model=RunDetail)
 def get_run(run_id: int, conn: Db, principal: Reader) -> dict[str, Any]:
     """One run with every visit and its classification, and its gaps."""
-    with patrol_errors():
-        return queries.get_run(conn, run_id, scope=principal.site_id,
-                               guard=own_guard(principal))
+    return queries.get_run(conn, run_id, scope=principal.site_id,
+                           guard=own_guard(principal))

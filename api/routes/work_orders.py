@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, Reader, require, scoped_site
-from api.resource import Page, PagingDep, refusals
+from api.resource import Page, PagingDep
 from caretaker.tokens import Principal
 from tickets import work_orders as wo
 
@@ -82,7 +82,11 @@ class WorkOrderDetail(WorkOrderPublic):
 
 
 class Step(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A transition's body: an optional note for the ticket's history."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"note": "on my way, ETA 20 minutes"}, {"note": "seal replaced, pressure back to 0.45"},
+        {}]})
 
     note: str | None = None
 
@@ -98,14 +102,22 @@ class FollowUpVisit(BaseModel):
 
 
 class Close(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Closing: with the follow-up visit after resolution, otherwise with a reason."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"followup": {"contact": "Ms Chen, unit 12-03", "result": "water pressure fine",
+                      "satisfaction": 5}},
+        {"note": "duplicate of work order 41"}]})
 
     note: str | None = Field(default=None, description="required when not resolved first")
     followup: FollowUpVisit | None = None
 
 
 class Assign(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Who takes the ticket."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"assignee": "eng-zhao", "note": "pump room key at the front desk"}]})
 
     assignee: str = Field(min_length=1)
     note: str | None = None
@@ -134,62 +146,61 @@ def list_work_orders(conn: Db, principal: Reader, page: PagingDep, site: str | N
 @router.get("/{wo_id}", response_model=WorkOrderDetail)
 def get_work_order(wo_id: int, conn: Db, principal: Reader) -> dict[str, Any]:
     """One work order with its history, escalations and linked faults."""
-    with refusals(wo.WorkOrderError):
-        return wo.get_work_order(conn, wo_id, scope=principal.site_id)
+    return wo.get_work_order(conn, wo_id, scope=principal.site_id)
 
 
 def _step(action: str, conn: Any, wo_id: int, principal: Principal, now: datetime,
           note: str | None, followup: FollowUpVisit | None = None) -> dict[str, Any]:
-    with refusals(wo.WorkOrderError):
-        return wo.transition(conn, wo_id, action, actor=principal.actor, now=now, note=note,
-                             followup=wo.FollowUp(**followup.model_dump()) if followup else None,
-                             scope=principal.site_id)
+    return wo.transition(conn, wo_id, action, actor=principal.actor, now=now, note=note,
+                         followup=wo.FollowUp(**followup.model_dump()) if followup else None,
+                         scope=principal.site_id)
 
 
 @router.post("/{wo_id}/acknowledge", response_model=WorkOrderPublic)
-def acknowledge(wo_id: int, body: Step, conn: Db, principal: Worker,
+def acknowledge_work_order(wo_id: int, body: Step, conn: Db, principal: Worker,
                 clock: ClockDep) -> dict[str, Any]:
     """Acknowledge an open ticket (this meets its response deadline)."""
     return _step("acknowledge", conn, wo_id, principal, clock(), body.note)
 
 
 @router.post("/{wo_id}/start", response_model=WorkOrderPublic)
-def start(wo_id: int, body: Step, conn: Db, principal: Worker, clock: ClockDep) -> dict[str, Any]:
+def start_work_order(wo_id: int, body: Step, conn: Db, principal: Worker,
+                     clock: ClockDep) -> dict[str, Any]:
     """Start work on an acknowledged ticket."""
     return _step("start", conn, wo_id, principal, clock(), body.note)
 
 
 @router.post("/{wo_id}/resolve", response_model=WorkOrderPublic)
-def resolve(wo_id: int, body: Step, conn: Db, principal: Worker,
+def resolve_work_order(wo_id: int, body: Step, conn: Db, principal: Worker,
             clock: ClockDep) -> dict[str, Any]:
     """Mark the repair done."""
     return _step("resolve", conn, wo_id, principal, clock(), body.note)
 
 
 @router.post("/{wo_id}/reopen", response_model=WorkOrderPublic)
-def reopen(wo_id: int, body: Step, conn: Db, principal: Worker, clock: ClockDep) -> dict[str, Any]:
+def reopen_work_order(wo_id: int, body: Step, conn: Db, principal: Worker,
+                      clock: ClockDep) -> dict[str, Any]:
     """Send a resolved ticket back to work (a note says why)."""
     return _step("reopen", conn, wo_id, principal, clock(), body.note)
 
 
 @router.post("/{wo_id}/close", response_model=WorkOrderPublic)
-def close(wo_id: int, body: Close, conn: Db, principal: Supervisor,
+def close_work_order(wo_id: int, body: Close, conn: Db, principal: Supervisor,
           clock: ClockDep) -> dict[str, Any]:
     """Close a ticket: after resolution with the follow-up visit, otherwise with a reason."""
     return _step("close", conn, wo_id, principal, clock(), body.note, body.followup)
 
 
 @router.post("/{wo_id}/cancel", response_model=WorkOrderPublic)
-def cancel(wo_id: int, body: Step, conn: Db, principal: Supervisor,
+def cancel_work_order(wo_id: int, body: Step, conn: Db, principal: Supervisor,
            clock: ClockDep) -> dict[str, Any]:
     """Cancel a ticket that needs no repair (a note says why)."""
     return _step("cancel", conn, wo_id, principal, clock(), body.note)
 
 
 @router.post("/{wo_id}/assign", response_model=WorkOrderPublic)
-def assign(wo_id: int, body: Assign, conn: Db, principal: Worker,
+def assign_work_order(wo_id: int, body: Assign, conn: Db, principal: Worker,
            clock: ClockDep) -> dict[str, Any]:
     """Give a ticket to a person."""
-    with refusals(wo.WorkOrderError):
-        return wo.assign(conn, wo_id, body.assignee, actor=principal.actor, now=clock(),
-                         note=body.note, scope=principal.site_id)
+    return wo.assign(conn, wo_id, body.assignee, actor=principal.actor, now=clock(),
+                     note=body.note, scope=principal.site_id)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, Reader, check_site, require, scoped_site
 from api.errors import not_found
-from api.resource import Ident, Page, PagingDep, changes_of, check_write_site, write_errors
+from api.resource import Ident, Page, PagingDep, changes_of, check_write_site
 from caretaker import registry
 from caretaker.tokens import Principal
 
@@ -66,8 +66,7 @@ def get_zone(site: str, zone: str, conn: Db, principal: Reader) -> dict[str, Any
 def create_zone(body: ZoneCreate, conn: Db, principal: Editor, clock: ClockDep) -> dict[str, Any]:
     """Add a zone to a site."""
     check_write_site(principal, body.site_id)
-    with write_errors():
-        return registry.insert_row(conn, registry.ZONES, body.model_dump(), now=clock())
+    return registry.insert_row(conn, registry.ZONES, body.model_dump(), now=clock())
 
 
 @router.patch("/{site}/{zone}", response_model=ZonePublic)
@@ -75,9 +74,8 @@ def update_zone(site: str, zone: str, body: ZoneUpdate, conn: Db, principal: Edi
                 clock: ClockDep) -> dict[str, Any]:
     """Change a zone's name or kind."""
     check_site(principal, site)
-    with write_errors():
-        row = registry.update_row(conn, registry.ZONES, (site, zone), changes_of(body),
-                                  scope=principal.site_id, now=clock())
+    row = registry.update_row(conn, registry.ZONES, (site, zone), changes_of(body),
+                              scope=principal.site_id, now=clock())
     if row is None:
         raise not_found(f"zone {site}/{zone}")
     return row
