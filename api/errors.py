@@ -18,6 +18,7 @@ from psycopg import errors as pg
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from caretaker.errors import CaretakerError, Conflict, Forbidden, Invalid, NotFound
 
@@ -58,6 +59,7 @@ class ErrorBody(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in (
+        (400, "The body cannot be read (not UTF-8, not the declared encoding)"),
         (401, "No token, or an unknown, expired or revoked token"),
         (403, "The token's role or site does not allow this"),
         (404, "No such record (or not within the token's site)"),
@@ -103,14 +105,26 @@ def _db_message(exc: psycopg.Error) -> str:
     return diag or str(exc).splitlines()[0]
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    return [method for method in METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                   for route in request.app.router.routes)]
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that give every error the same shape."""
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed(request))}
         return error_response(exc.status_code, str(exc.detail), code=getattr(exc, "code", None),
-                              details=getattr(exc, "details", None),
-                              headers=getattr(exc, "headers", None))
+                              details=getattr(exc, "details", None), headers=headers)
 
     @app.exception_handler(CaretakerError)
     async def refused(_: Request, exc: CaretakerError) -> JSONResponse:
@@ -140,6 +154,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(psycopg.DataError)
     async def bad_value(_: Request, exc: psycopg.DataError) -> JSONResponse:
         return error_response(422, f"a value is not acceptable: {_db_message(exc)}")
+
+    # A number too large for a time or duration (timedelta, datetime) is a refused value too.
+    @app.exception_handler(OverflowError)
+    async def too_large(_: Request, exc: OverflowError) -> JSONResponse:
+        log.info("value out of range: %s", exc)
+        return error_response(422, f"a value is out of range: {exc}")
 
     @app.exception_handler(PoolTimeout)
     async def busy(_: Request, exc: PoolTimeout) -> JSONResponse:

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel, BeforeValidator, StringConstraints
 
 from api.errors import ApiError, status_of
 from caretaker.tokens import Principal
 
 T = TypeVar("T")
+
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _not_a_number(value: Any) -> Any:
+    # pydantic reads a bare number as seconds since 1970; a caller who sends one has made a
+    # mistake the schema (string, date-time) already calls invalid.
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("give a date and time such as 2026-11-23T08:00:00Z")
+    return value
+
+
+When = Annotated[datetime, BeforeValidator(_not_a_number)]
+"""A date-time query parameter (ISO 8601 only; no seconds-since-1970 numbers)."""
+Day = Annotated[date, BeforeValidator(_not_a_number)]
+"""A date query parameter (ISO 8601 only)."""
 
 IDENT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 Ident = Annotated[str, StringConstraints(pattern=IDENT_PATTERN)]

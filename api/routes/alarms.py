@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import ClockDep, Db, Reader, require, scoped_site
-from api.resource import Page, PagingDep
+from api.resource import Page, PagingDep, When
 from caretaker.tokens import Principal
 from rules import alarms
 
@@ -64,8 +64,8 @@ class AlarmAction(BaseModel):
 def list_alarms(conn: Db, principal: Reader, page: PagingDep, site: str | None = None,
                 device: str | None = None, severity: Severity | None = None,
                 state: State | None = None, rule: str | None = None,
-                since: Annotated[datetime | None, Query(description="raised at or after")] = None,
-                until: Annotated[datetime | None, Query(description="raised before")] = None,
+                since: Annotated[When | None, Query(description="raised at or after")] = None,
+                until: Annotated[When | None, Query(description="raised before")] = None,
                 ) -> dict[str, Any]:
     """Alarms, newest first, filtered by site, device, severity, state, rule and time."""
     items, total = alarms.list_alarms(

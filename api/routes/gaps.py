@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
@@ -11,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import ClockDep, Db, Reader, require, scoped_site
 from api.errors import ApiError
 from api.patrol import own_guard
-from api.resource import Page, PagingDep
+from api.resource import Page, PagingDep, When
 from api.routes.runs import GapPublic
 from caretaker.tokens import Principal
 from rules.patrol import queries
@@ -34,7 +33,7 @@ def list_gaps(conn: Db, principal: Reader, page: PagingDep, site: str | None = N
               kind: GapKind | None = None,
               status: Literal["open", "resolved"] | None = None,
               acknowledged: bool | None = None, run: int | None = None,
-              since: datetime | None = None, until: datetime | None = None
+              since: When | None = None, until: When | None = None
               ) -> dict[str, Any]:
     """Gaps, newest first; since/until filter the detection time."""
     items, total = queries.list_gaps(

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from api.deps import Db, Reader, scoped_site
 from api.patrol import own_guard
-from api.resource import Page, PagingDep
+from api.resource import Day, Page, PagingDep, When
 from rules.patrol import queries
 
 router = APIRouter(prefix="/runs", tags=["patrol"])
@@ -87,9 +87,9 @@ class RunDetail(RunPublic):
 @router.get("", response_model=Page[RunPublic])
 def list_runs(conn: Db, principal: Reader, page: PagingDep, site: str | None = None,
               route: str | None = None, schedule: str | None = None,
-              guard: str | None = None, day: date | None = None,
-              status: RunStatus | None = None, since: datetime | None = None,
-              until: datetime | None = None) -> dict[str, Any]:
+              guard: str | None = None, day: Day | None = None,
+              status: RunStatus | None = None, since: When | None = None,
+              until: When | None = None) -> dict[str, Any]:
     """Runs by site, route, schedule, guard, local day (?day=2026-11-23) or status."""
     items, total = queries.list_runs(
         conn, scope=scoped_site(principal, site), guard=own_guard(principal), site=site,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, Reader, require, scoped_site
-from api.resource import Page, PagingDep
+from api.resource import Page, PagingDep, When
 from caretaker.tokens import Principal
 from tickets import work_orders as wo
 
@@ -129,9 +129,9 @@ def list_work_orders(conn: Db, principal: Reader, page: PagingDep, site: str | N
                      severity: Severity | None = None, rule: str | None = None,
                      source: str | None = None, assignee: str | None = None,
                      overdue: bool | None = None,
-                     since: Annotated[datetime | None,
+                     since: Annotated[When | None,
                                       Query(description="opened at or after")] = None,
-                     until: Annotated[datetime | None, Query(description="opened before")] = None,
+                     until: Annotated[When | None, Query(description="opened before")] = None,
                      ) -> dict[str, Any]:
     """Work orders, newest first, with filters."""
     items, total = wo.list_work_orders(

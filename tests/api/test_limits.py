@@ -117,3 +117,21 @@ def test_huge_ids_in_paths_are_not_found(client: TestClient,
     for path in ("work-orders", "alarms", "runs"):
         r = client.get(f"{API}/{path}/{2**70}", headers=admin)
         assert r.status_code in (404, 422), (path, r.text)
+
+
+def test_numbers_for_times_are_refused(client: TestClient, admin: dict[str, str]) -> None:
+    for path in ("alarms", "work-orders", "runs", "gaps"):
+        _is_error(client.get(f"{API}/{path}", params={"since": "0.5"}, headers=admin), 422)
+        _is_error(client.get(f"{API}/{path}", params={"until": "1700000000"}, headers=admin),
+                  422)
+        assert client.get(f"{API}/{path}", params={"since": "2026-11-23T08:00:00Z"},
+                          headers=admin).status_code == 200
+
+
+def test_a_405_names_every_method_of_the_path(client: TestClient,
+                                              admin: dict[str, str]) -> None:
+    r = client.request("OPTIONS", f"{API}/sites/s1", headers=admin)
+    _is_error(r, 405, "method_not_allowed")
+    assert set(r.headers["Allow"].split(", ")) == {"GET", "PATCH"}
+    r = client.delete(f"{API}/checkpoints", headers=admin)
+    assert set(r.headers["Allow"].split(", ")) == {"GET", "POST"}

@@ -1,0 +1,91 @@
+"""Schemathesis over the whole OpenAPI, every check, with an admin and a site-scoped token.
+
+A real uvicorn serves the app on the test's database; the schemathesis command generates
+requests from /api/v1/openapi.json (valid and invalid ones) for a bounded time and checks
+that no answer is a server error or undocumented (status code, content type, schema).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+import uvicorn
+
+from caretaker.servers import free_port
+from caretaker.settings import Settings
+from stack.app import api as create_app
+
+ROOT = Path(__file__).resolve().parents[2]
+# Seconds of generated requests per token (the whole test stays under ~90 s).
+BUDGET = float(os.environ.get("CARETAKER_SCHEMATHESIS_SECONDS", "30"))
+
+
+@pytest.fixture
+def served(settings_env: dict[str, str]) -> Iterator[str]:
+    """The API on a real uvicorn, on a free port: its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(Settings()), host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def _seed(base: str, admin: dict[str, str]) -> None:
+    """A little of everything, so reads of single records find some."""
+    with httpx.Client(base_url=f"{base}/api/v1", headers=admin) as c:
+        for path, body in (
+            ("/sites", {"id": "s1", "name": "Site One", "timezone": "Asia/Shanghai"}),
+            ("/zones", {"site_id": "s1", "id": "z1", "name": "Pump room"}),
+            ("/device-types", {"id": "pump", "name": "Pump",
+                               "metrics": {"pressure": {"unit": "MPa"}}}),
+            ("/devices", {"site_id": "s1", "id": "d1", "name": "Pump 1", "type_id": "pump",
+                          "zone_id": "z1"}),
+            ("/guards", {"site_id": "s1", "id": "g1", "name": "Guard One"}),
+            ("/checkpoints", {"site_id": "s1", "id": "c1", "name": "Gate", "tag": "T1"}),
+        ):
+            r = c.post(path, json=body)
+            assert r.status_code == 201, (path, r.text)
+
+
+def _run(base: str, token: dict[str, str], report: Path) -> tuple[int, str]:
+    cli = Path(sys.executable).parent / "schemathesis"
+    out = subprocess.run(
+        [str(cli), "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
+         "run", f"{base}/api/v1/openapi.json", "--checks", "all",
+         "-H", f"Authorization: {token['Authorization']}",
+         "--max-time", str(int(BUDGET)), "--max-examples", "25", "--seed", "1",
+         "--workers", "1", "--request-timeout", "20", "--no-color",
+         "--report", "junit", "--report-junit-path", str(report),
+         "--warnings", "off"],
+        capture_output=True, text=True, timeout=BUDGET + 120,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.api.schemathesis_hooks",
+             "PYTHONPATH": str(ROOT)})
+    return out.returncode, out.stdout + out.stderr
+
+
+def test_schemathesis_finds_no_server_error_and_nothing_undocumented(
+        served: str, make_token: Callable[..., dict[str, str]], tmp_path: Path) -> None:
+    admin = make_token("admin")
+    _seed(served, admin)
+    failures = []
+    for label, token in (("admin", admin), ("site-scoped", make_token("supervisor", site="s1"))):
+        code, output = _run(served, token, tmp_path / f"{label}.xml")
+        (tmp_path / f"{label}.txt").write_text(output)
+        if code != 0:
+            failures.append(f"--- with the {label} token ---\n{output[-20000:]}")
+    assert not failures, "\n".join(failures)
