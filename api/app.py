@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -31,6 +32,8 @@ def create_app(settings: Settings | None = None, *, routers: Sequence[APIRouter]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = make_pool(settings, name="api")
+        # As many requests at a time as the pool has connections (see api.deps.admitted).
+        app.state.gate = asyncio.Semaphore(app.state.pool.max_size)
         try:
             yield
         finally:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated, Any
 
 import psycopg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg_pool import PoolTimeout
 
 from api.errors import ApiError
 from caretaker import tokens
@@ -17,7 +19,28 @@ from caretaker.tokens import Principal
 bearer = HTTPBearer(auto_error=False, description="a token from `caretaker token create`")
 
 
-def get_conn(request: Request) -> Iterator[psycopg.Connection[Any]]:
+async def admitted(request: Request) -> AsyncIterator[None]:
+    """Wait, without holding a worker thread, until one of the pool's connections is free.
+
+    Routes and their dependencies run in a pool of worker threads; were a request to wait
+    for a database connection inside one, a burst of clients larger than the database pool
+    would occupy every thread waiting, and the requests holding connections could not get
+    a thread to finish on. Requests queue here instead: at most the pool's size of them
+    are past this point, each certain to get a connection at once.
+    """
+    gate: asyncio.Semaphore = request.app.state.gate
+    try:
+        await asyncio.wait_for(gate.acquire(), timeout=request.app.state.settings.db_pool_timeout)
+    except TimeoutError:
+        raise PoolTimeout("no database connection free in time") from None
+    try:
+        yield
+    finally:
+        gate.release()
+
+
+def get_conn(request: Request, _: Annotated[None, Depends(admitted)]
+             ) -> Iterator[psycopg.Connection[Any]]:
     """A pooled connection; committed when the request succeeds, rolled back if it fails."""
     with request.app.state.pool.connection() as conn:
         yield conn

@@ -27,6 +27,13 @@ def _not_a_number(value: Any) -> Any:
     return value
 
 
+def _whole_number(value: Any) -> Any:
+    # "+0.0" or "1e3" is not how a count is written; the schema says integer.
+    if isinstance(value, str) and not value.isdigit():
+        raise ValueError("give a whole number such as 100")
+    return value
+
+
 When = Annotated[datetime, BeforeValidator(_not_a_number)]
 """A date-time query parameter (ISO 8601 only; no seconds-since-1970 numbers)."""
 Day = Annotated[date, BeforeValidator(_not_a_number)]
@@ -61,8 +68,10 @@ MAX_LIMIT = 1000
 MAX_OFFSET = 1_000_000_000
 
 
-def paging(limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-           offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> Paging:
+def paging(limit: Annotated[int, BeforeValidator(_whole_number),
+                            Query(ge=1, le=MAX_LIMIT)] = 100,
+           offset: Annotated[int, BeforeValidator(_whole_number),
+                             Query(ge=0, le=MAX_OFFSET)] = 0) -> Paging:
     """The paging parameters of a list request (default 100 items, at most 1000)."""
     return Paging(limit=limit, offset=offset)
 

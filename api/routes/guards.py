@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from api.deps import ClockDep, Db, Reader, check_site, require, scoped_site
 from api.errors import not_found
@@ -23,7 +23,7 @@ class GuardBase(BaseModel):
 
     name: str = Field(min_length=1)
     post: str | None = None
-    active: bool = True
+    active: StrictBool = True
 
 
 class GuardCreate(GuardBase):
@@ -36,7 +36,7 @@ class GuardUpdate(BaseModel):
 
     name: str | None = Field(default=None, min_length=1)
     post: str | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 class GuardPublic(GuardBase):

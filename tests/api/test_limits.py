@@ -135,3 +135,14 @@ def test_a_405_names_every_method_of_the_path(client: TestClient,
     assert set(r.headers["Allow"].split(", ")) == {"GET", "PATCH"}
     r = client.delete(f"{API}/checkpoints", headers=admin)
     assert set(r.headers["Allow"].split(", ")) == {"GET", "POST"}
+
+
+def test_loosely_written_values_are_refused(client: TestClient, admin: dict[str, str]) -> None:
+    assert client.post(f"{API}/sites", json={"id": "s1", "name": "S"},
+                       headers=admin).status_code == 201
+    _is_error(client.post(f"{API}/guards", json={"site_id": "s1", "id": "g", "name": "G",
+                                                 "active": 0}, headers=admin), 422)
+    for value in ("+0.0", "1e2", "0x10", " 5"):
+        _is_error(client.get(f"{API}/guards", params={"offset": value}, headers=admin), 422)
+    assert client.get(f"{API}/guards", params={"offset": "0", "limit": "5"},
+                      headers=admin).status_code == 200
