@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 import psycopg
@@ -49,7 +49,7 @@ def get_conn(request: Request, _: Annotated[None, Depends(admitted)]
 Db = Annotated[psycopg.Connection[Any], Depends(get_conn)]
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     """The app's clock (the system clock, or a test's)."""
     clock: Clock = request.app.state.clock
     return clock
@@ -76,11 +76,12 @@ def get_principal(conn: Db,
     return principal
 
 
-def require(*roles: str) -> Callable[..., Principal]:
+def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits only the given roles (admin is always admitted)."""
     allowed = {"admin", *roles}
 
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    # async: a check this small runs on the event loop, not as a hop to a worker thread
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in allowed:
             raise ApiError(403, f"role {principal.role!r} may not do this", code="forbidden")
         return principal
@@ -88,7 +89,7 @@ def require(*roles: str) -> Callable[..., Principal]:
     return check
 
 
-def require_global_admin(principal: Annotated[Principal, Depends(require())]) -> Principal:
+async def require_global_admin(principal: Annotated[Principal, Depends(require())]) -> Principal:
     """An admin token for every site: objects shared by all sites need one (403 otherwise)."""
     if principal.site_id is not None:
         raise ApiError(403, f"this admin token is limited to site {principal.site_id!r}; "

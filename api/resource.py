@@ -68,7 +68,7 @@ MAX_LIMIT = 1000
 MAX_OFFSET = 1_000_000_000
 
 
-def paging(limit: Annotated[int, BeforeValidator(_whole_number),
+async def paging(limit: Annotated[int, BeforeValidator(_whole_number),
                             Query(ge=1, le=MAX_LIMIT)] = 100,
            offset: Annotated[int, BeforeValidator(_whole_number),
                              Query(ge=0, le=MAX_OFFSET)] = 0) -> Paging:
