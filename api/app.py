@@ -31,7 +31,9 @@ def create_app(settings: Settings | None = None, *, routers: Sequence[APIRouter]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = make_pool(settings, name="api")
+        # The whole pool opened at start: a burst of clients does not wait for connections
+        # to be made (each costs a password exchange) one after another.
+        app.state.pool = make_pool(settings, name="api", min_size=settings.db_pool_size)
         # As many requests at a time as the pool has connections (see api.deps.admitted).
         app.state.gate = asyncio.Semaphore(app.state.pool.max_size)
         try:
