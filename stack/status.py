@@ -66,14 +66,17 @@ def status(settings: Settings) -> str:
         mode = "demo" if state.get("demo") else "stack"
         lines.append(f"Caretaker {mode} running under {paths.root}: supervisor pid {pid}, "
                      f"since {started}")
-        for name, info in state.get("servers", {}).items():
+        servers, children = state.get("servers", {}), state.get("children", {})
+        for name, info in servers.items():  # Mosquitto is also a supervised child
             where = f"127.0.0.1:{info['port']}"
-            lines.append(f"  {name:<10} {_alive(info.get('pid'))}  {where}")
+            lines.append(f"  {name:<10} {_alive(info.get('pid'))}{_restarts(children.get(name))}"
+                         f"  {where}")
         lines.append(f"  {'mqtt':<10} {state.get('mqtt_url')}")
         lines.append(f"  {'database':<10} {state.get('database')}")
-        for name, info in state.get("children", {}).items():
-            restarts = f", {info['restarts']} restart(s)" if info.get("restarts") else ""
-            lines.append(f"  {name:<10} {_alive(info.get('pid'))}{restarts}  log {info['log']}")
+        for name, info in children.items():
+            if name not in servers:
+                lines.append(f"  {name:<10} {_alive(info.get('pid'))}{_restarts(info)}"
+                             f"  log {info['log']}")
     answer = health(settings)
     api = api_url(settings)
     if answer is None:
@@ -85,6 +88,10 @@ def status(settings: Settings) -> str:
     if pid is not None or settings.database_url:
         lines += _data_lines(settings)
     return "\n".join(lines)
+
+
+def _restarts(child: dict[str, Any] | None) -> str:
+    return f", {child['restarts']} restart(s)" if child and child.get("restarts") else ""
 
 
 def _alive(pid: int | None) -> str:

@@ -138,6 +138,15 @@ def test_foreground_up_restarts_a_dead_child_and_stops_on_ctrl_c(
                                and state_of(stack_env), 30, "the api to be restarted", every=0.2)
         assert restarted["children"]["api"]["pid"] != api_pid
         wait_until(lambda: health_code(api(stack_env)) == 200, 60, "the API's health", every=0.2)
+        # Mosquitto is a supervised child like the others
+        broker_pid = ready["children"]["mosquitto"]["pid"]
+        assert ready["servers"]["mosquitto"]["pid"] == broker_pid
+        os.kill(broker_pid, signal.SIGKILL)
+        wait_until(lambda: state_of(stack_env)["children"]["mosquitto"]["restarts"] == 1,
+                   30, "Mosquitto to be restarted", every=0.2)
+        wait_until(lambda: get(api(stack_env) + "/health") == (
+            200, {"status": "ok", "database": True, "broker": True}), 60,
+            "the API to see the broker again", every=0.2)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         out, _ = proc.communicate(timeout=120)
     finally:
@@ -145,6 +154,7 @@ def test_foreground_up_restarts_a_dead_child_and_stops_on_ctrl_c(
             proc.kill()
     assert proc.returncode == 0, out
     assert "Admin token" in out and "restarting in" in out and "stopped" in out
+    assert "mosquitto exited with -9" in out and "api exited with -9" in out
     assert processes_of(state) == []
 
 
