@@ -37,11 +37,14 @@ def _die_with_parent() -> None:
 
 @dataclass
 class Child:
-    """One supervised process (`argv` is its whole command line) and its restart bookkeeping."""
+    """One supervised process (`argv` is its whole command line) and its restart bookkeeping.
+
+    Its output is appended to `log_path`, or shares the supervisor's when that is None.
+    """
 
     name: str
     argv: Sequence[str]
-    log_path: Path
+    log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -60,12 +63,12 @@ class Child:
 
     def start(self, env: Mapping[str, str], now: float) -> None:
         """Start the process, its output appended to its log file."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        if self._log is None:
+        if self._log is None and self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            list(self.argv),
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            list(self.argv), stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT if self._log is not None else None,
             env=dict(env), start_new_session=True,  # own group: Ctrl-C reaches only us
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl runs before exec
         )
@@ -127,8 +130,9 @@ class Supervisor:
                 child.failures = 1 if ran >= HEALTHY_AFTER else child.failures + 1
                 child.next_start = now + backoff(child.failures)
                 child.last_exit = code
-                log.warning("%s exited with %s after %.1fs; restarting in %.1fs (see %s)",
-                            child.name, code, ran, child.next_start - now, child.log_path)
+                log.warning("%s exited with %s after %.1fs; restarting in %.1fs%s", child.name,
+                            code, ran, child.next_start - now,
+                            f" (see {child.log_path})" if child.log_path else "")
                 child.process = None
                 changed = True
             if child.process is None and now >= child.next_start:
