@@ -9,10 +9,13 @@ from importlib import resources
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
+
+from caretaker.locks import lock_key
 
 MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
-# Any fixed number: serialises concurrent `migrate` calls from several processes.
-LOCK_KEY = 7_311_001
+# Serialises concurrent `migrate` calls from several processes.
+LOCK_KEY = lock_key("migrations")
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,9 @@ def migrate(conn: psycopg.Connection[Any]) -> list[Migration]:
             " version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        rows = conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
-        done = {_get(r, 0, "version"): _get(r, 1, "checksum") for r in rows}
+        rows = conn.cursor(row_factory=dict_row).execute(
+            "SELECT version, checksum FROM schema_migrations").fetchall()
+        done = {r["version"]: r["checksum"] for r in rows}
         applied = []
         for mig in available():
             if mig.version in done:
@@ -74,7 +78,3 @@ def migrate(conn: psycopg.Connection[Any]) -> list[Migration]:
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
         conn.autocommit = False
-
-
-def _get(row: object, index: int, key: str) -> object:
-    return row[key] if isinstance(row, dict) else row[index]  # type: ignore[index]

@@ -12,8 +12,6 @@ import subprocess
 import time
 from pathlib import Path
 
-from mirakuru import TCPExecutor
-
 PG_VERSIONS = ("17", "16", "15")
 
 
@@ -174,7 +172,7 @@ class LocalMosquitto:
         self.root = state_dir / "mqtt"
         self.config = self.root / "mosquitto.conf"
         self.log = state_dir / "logs" / "mosquitto.log"
-        self._executor: TCPExecutor | None = None
+        self._process: subprocess.Popen[bytes] | None = None
 
     def write_config(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -195,41 +193,53 @@ class LocalMosquitto:
             "set_tcp_nodelay true\n"
             "log_dest stderr\n"
             "log_type error\nlog_type warning\n"
+            # mosquitto drops root to the `mosquitto` user; keep root so it can write state.
+            + ("user root\n" if os.geteuid() == 0 else "")
         )
 
-    def start(self) -> None:
+    def command(self) -> list[str]:
+        """The broker's command line (for a supervisor to run); write_config() comes first."""
+        return [mosquitto_binary(), "-c", str(self.config)]
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Run the broker as a child of this process; return once it listens."""
         if port_in_use(self.port):
             raise RuntimeError(
                 f"port {self.port} is already in use: stop what listens there or set "
                 "CARETAKER_MQTT_PORT to a free port"
             )
         self.write_config()
-        cmd = [mosquitto_binary(), "-c", str(self.config)]
-        if os.geteuid() == 0:
-            # mosquitto drops root to the `mosquitto` user; keep root so it can write state.
-            with self.config.open("a") as f:
-                f.write("user root\n")
-        self._logf = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
-        self._executor = TCPExecutor(cmd, host="127.0.0.1", port=self.port, timeout=20,
-                                     stdout=self._logf, stderr=subprocess.STDOUT)
-        self._executor.start()
+        with open(self.log, "ab") as logf:
+            self._process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                             stdout=logf, stderr=subprocess.STDOUT)
+        if not wait_for_port(self.port, timeout, process=self._process):
+            self.stop()
+            raise RuntimeError(f"mosquitto did not listen on port {self.port} within "
+                               f"{timeout:.0f}s; see {self.log}")
 
     @property
     def pid(self) -> int | None:
-        return self._executor.process.pid if self._executor and self._executor.process else None
+        return self._process.pid if self._process is not None else None
 
     def stop(self) -> None:
-        if self._executor is not None:
-            self._executor.stop()
-            self._executor = None
-            self._logf.close()
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(5)
+            self._process = None
 
 
-def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> bool:
-    """Wait until something listens on host:port; False on timeout."""
+def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1", *,
+                  process: subprocess.Popen[bytes] | None = None) -> bool:
+    """Wait until something listens on host:port; False on timeout or if `process` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if port_in_use(port, host):
             return True
+        if process is not None and process.poll() is not None:
+            return False
         time.sleep(0.05)
     return False

@@ -1,4 +1,8 @@
-"""Child processes kept running: started, restarted with back-off when they die, stopped cleanly."""
+"""Child processes kept running: started, restarted with back-off when they die, stopped cleanly.
+
+A child is any command line (the caller builds it: a Caretaker process, Mosquitto, ...); the
+supervisor knows nothing of what it runs.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +11,19 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from caretaker.backoff import backoff
 
 log = logging.getLogger(__name__)
 
 # A child that ran this long before dying counts as healthy: its back-off starts again.
 HEALTHY_AFTER = 60.0
-MAX_BACKOFF = 30.0
 PR_SET_PDEATHSIG = 1
-
-
-def backoff(failures: int) -> float:
-    """Seconds to wait before restarting a child that has failed `failures` times in a row."""
-    return min(MAX_BACKOFF, 0.5 * 2.0 ** max(failures - 1, 0))
 
 
 def _die_with_parent() -> None:
@@ -38,11 +37,14 @@ def _die_with_parent() -> None:
 
 @dataclass
 class Child:
-    """One supervised `caretaker <args>` process and its restart bookkeeping."""
+    """One supervised process (`argv` is its whole command line) and its restart bookkeeping.
+
+    Its output is appended to `log_path`, or shares the supervisor's when that is None.
+    """
 
     name: str
-    args: list[str]
-    log_path: Path
+    argv: Sequence[str]
+    log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -61,14 +63,14 @@ class Child:
 
     def start(self, env: Mapping[str, str], now: float) -> None:
         """Start the process, its output appended to its log file."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        if self._log is None:
+        if self._log is None and self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "stack.cli", *self.args],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            list(self.argv), stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT if self._log is not None else None,
             env=dict(env), start_new_session=True,  # own group: Ctrl-C reaches only us
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run at this point
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl runs before exec
         )
         self.started_at = now
 
@@ -83,7 +85,7 @@ class Child:
                 _signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
         if self.process is not None:
-            _signal_group(self.process.pid, signal.SIGKILL)  # any worker it left behind
+            _signal_group(self.process.pid, signal.SIGKILL)  # any process it left behind
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -99,15 +101,23 @@ def _signal_group(pgid: int, sig: int) -> None:
 class Supervisor:
     """Keeps a list of children running; `poll()` is called from the caller's loop."""
 
-    def __init__(self, children: list[Child], env: Mapping[str, str]) -> None:
-        self.children = children
+    def __init__(self, children: Sequence[Child], env: Mapping[str, str]) -> None:
+        self.children = list(children)
         self.env = env
 
     def start_all(self, now: float | None = None) -> None:
+        """Start every child not started yet, in order."""
         now = time.monotonic() if now is None else now
         for child in self.children:
-            child.start(self.env, now)
-            log.info("started %s (pid %s)", child.name, child.pid)
+            if child.process is None:
+                child.start(self.env, now)
+                log.info("started %s (pid %s)", child.name, child.pid)
+
+    def add(self, child: Child, now: float | None = None) -> Child:
+        """Start one more child and keep it running; it is stopped before those added earlier."""
+        self.children.append(child)
+        self.start_all(now)
+        return child
 
     def poll(self, now: float | None = None) -> bool:
         """Restart children that died, once their back-off has passed; True if anything changed."""
@@ -120,8 +130,9 @@ class Supervisor:
                 child.failures = 1 if ran >= HEALTHY_AFTER else child.failures + 1
                 child.next_start = now + backoff(child.failures)
                 child.last_exit = code
-                log.warning("%s exited with %s after %.1fs; restarting in %.1fs (see %s)",
-                            child.name, code, ran, child.next_start - now, child.log_path)
+                log.warning("%s exited with %s after %.1fs; restarting in %.1fs%s", child.name,
+                            code, ran, child.next_start - now,
+                            f" (see {child.log_path})" if child.log_path else "")
                 child.process = None
                 changed = True
             if child.process is None and now >= child.next_start:

@@ -1,1 +1,1 @@
-"""Grafana dashboards as code and provisioning; weekly report rendering."""
+"""Empty for now: where the Grafana dashboards (as code) and the weekly report will live."""

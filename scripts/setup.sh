@@ -61,13 +61,24 @@ if [ ! -f "$($PGBIN/pg_config --pkglibdir)/timescaledb.so" ]; then
   make -C "$WORK/build" install >"$WORK/install.log" 2>&1 || { tail -50 "$WORK/install.log"; die "TimescaleDB install failed"; }
 fi
 
+# Python packages come from requirements.lock (every version pinned, every file hashed), so a
+# new release upstream cannot change what a fresh machine installs. When the lock changes the
+# venv is built again from scratch, so nothing the lock no longer names stays behind.
 VENV="$ROOT/.venv"
-STAMP="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
-if [ ! -f "$STAMP" ]; then
-  say "creating the virtual environment in .venv"
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v '^WARNING' || true
-  "$VENV/bin/pip" install -q -e ".[dev]" >"$VENV/pip-install.log" 2>&1 || { tail -30 "$VENV/pip-install.log"; die "pip install failed"; }
-  rm -f "$VENV"/.installed-*; touch "$STAMP"
+LOCK_STAMP="$VENV/.lock-$(sha256sum requirements.lock | cut -c1-16)"
+if [ ! -f "$LOCK_STAMP" ]; then
+  if [ -e "$VENV" ]; then say "requirements.lock changed: building .venv again"; rm -rf "$VENV"
+  else say "creating the virtual environment in .venv from requirements.lock"; fi
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --require-hashes -r requirements.lock \
+    >"$VENV/pip-install.log" 2>&1 || { tail -30 "$VENV/pip-install.log"; rm -rf "$VENV"; die "pip install from requirements.lock failed"; }
+  touch "$LOCK_STAMP"
+fi
+# The project itself (entry point, packages), without dependencies: those are the lock's.
+PROJECT_STAMP="$VENV/.project-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$PROJECT_STAMP" ]; then
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e . >>"$VENV/pip-install.log" 2>&1 \
+    || { tail -30 "$VENV/pip-install.log"; die "pip install -e . failed"; }
+  rm -f "$VENV"/.project-* "$VENV"/.installed-*; touch "$PROJECT_STAMP"
 fi
 say "ready: PostgreSQL $PG with TimescaleDB, Mosquitto, .venv (run: .venv/bin/caretaker --help)"

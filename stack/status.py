@@ -1,14 +1,55 @@
-"""`caretaker status`: what runs where (processes, ports, URLs, health) and the data arriving."""
+"""What `up` and `status` print: where everything runs, its health, and the data arriving."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
 from caretaker.settings import Settings
-from stack.up import api_url, files, health, read_state, supervisor_pid
+from stack.files import files, read_state, supervisor_pid
+
+
+def api_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+    return f"http://{host}:{settings.api_port}/api/v1"
+
+
+def redact(url: str) -> str:
+    """A URL without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def health(settings: Settings, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The API's /health answer when it answers 200, else None."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+    try:
+        with opener.open(api_url(settings) + "/health", timeout=timeout) as r:
+            return json.loads(r.read()) if r.status == 200 else None
+    except (OSError, ValueError):
+        return None
+
+
+def banner(settings: Settings, state: dict[str, Any], *, token: str | None) -> str:
+    """What `up` prints once the stack is ready: where everything is, and a token."""
+    paths = files(settings)
+    lines = [f"Caretaker is up (state: {paths.root})",
+             f"  API        {state['api_url']}   docs: {state['api_url']}/docs",
+             f"  MQTT       {state['mqtt_url']}",
+             f"  database   {state['database']}",
+             f"  logs       {state['logs']}"]
+    if token:
+        lines += [f"Admin token (kept in {paths.token}):", token]
+    lines.append("Stop with Ctrl-C or `caretaker down`; see `caretaker status`.")
+    return "\n".join(lines)
 
 
 def status(settings: Settings) -> str:
@@ -25,14 +66,17 @@ def status(settings: Settings) -> str:
         mode = "demo" if state.get("demo") else "stack"
         lines.append(f"Caretaker {mode} running under {paths.root}: supervisor pid {pid}, "
                      f"since {started}")
-        for name, info in state.get("servers", {}).items():
+        servers, children = state.get("servers", {}), state.get("children", {})
+        for name, info in servers.items():  # Mosquitto is also a supervised child
             where = f"127.0.0.1:{info['port']}"
-            lines.append(f"  {name:<10} {_alive(info.get('pid'))}  {where}")
+            lines.append(f"  {name:<10} {_alive(info.get('pid'))}{_restarts(children.get(name))}"
+                         f"  {where}")
         lines.append(f"  {'mqtt':<10} {state.get('mqtt_url')}")
         lines.append(f"  {'database':<10} {state.get('database')}")
-        for name, info in state.get("children", {}).items():
-            restarts = f", {info['restarts']} restart(s)" if info.get("restarts") else ""
-            lines.append(f"  {name:<10} {_alive(info.get('pid'))}{restarts}  log {info['log']}")
+        for name, info in children.items():
+            if name not in servers:
+                lines.append(f"  {name:<10} {_alive(info.get('pid'))}{_restarts(info)}"
+                             f"  log {info['log']}")
     answer = health(settings)
     api = api_url(settings)
     if answer is None:
@@ -44,6 +88,10 @@ def status(settings: Settings) -> str:
     if pid is not None or settings.database_url:
         lines += _data_lines(settings)
     return "\n".join(lines)
+
+
+def _restarts(child: dict[str, Any] | None) -> str:
+    return f", {child['restarts']} restart(s)" if child and child.get("restarts") else ""
 
 
 def _alive(pid: int | None) -> str:

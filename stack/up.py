@@ -1,17 +1,14 @@
-"""`caretaker up / down / status / demo`: the whole platform on one machine, supervised.
+"""`caretaker up / down / demo`: the whole platform on one machine, supervised.
 
 The supervisor runs in the `caretaker up` process (or in the background with --detach). It
-starts the embedded PostgreSQL and Mosquitto under the state directory (unless external
-servers are configured), applies migrations, keeps `caretaker ingest`, `rules` and `api`
-running, and stops everything, in reverse order, on Ctrl-C, SIGTERM or `caretaker down`.
-Files in the state directory: supervisor.lock (held while it runs), supervisor.pid,
-stack.json (what runs where, for `status`), admin-token (mode 600), logs/.
+starts the embedded PostgreSQL under the state directory and Mosquitto as a supervised child
+(unless external servers are configured), prepares the database (stack/bootstrap.py), keeps
+`caretaker ingest`, `rules` and `api` running, and stops everything, in reverse order, on
+Ctrl-C, SIGTERM or `caretaker down`. Its run files are described in stack/files.py.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
 import signal
@@ -19,157 +16,43 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import psutil
 
 from caretaker.servers import LocalMosquitto, LocalPostgres, port_in_use
 from caretaker.settings import Settings
 from caretaker.supervisor import Child, Supervisor
+from stack import bootstrap
 from stack.app import DEMO_PROCESSES, PROCESSES
+from stack.files import (
+    MARKER,
+    StackError,
+    StackFiles,
+    files,
+    lock,
+    postmaster_pid,
+    read_state,
+    read_token,
+    stack_processes,
+    supervisor_pid,
+    terminate,
+    write_state,
+)
+from stack.status import api_url, banner, health, redact
 
 log = logging.getLogger("stack.up")
 
-# Set in the environment of every process the supervisor starts, so `down` can find them all.
-MARKER = "CARETAKER_STACK"
 READY_TIMEOUT = 180.0
+BROKER_TIMEOUT = 20.0
 
 
-class StackError(RuntimeError):
-    """The stack cannot start or stop; the message says what to do about it."""
-
-
-@dataclass(frozen=True)
-class StackFiles:
-    """Where a stack keeps its run-time files."""
-
-    root: Path
-
-    @property
-    def lock(self) -> Path:
-        return self.root / "supervisor.lock"
-
-    @property
-    def pid(self) -> Path:
-        return self.root / "supervisor.pid"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "stack.json"
-
-    @property
-    def token(self) -> Path:
-        return self.root / "admin-token"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-
-def files(settings: Settings) -> StackFiles:
-    return StackFiles(settings.state_dir.resolve())
-
-
-def api_url(settings: Settings) -> str:
-    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
-    return f"http://{host}:{settings.api_port}/api/v1"
-
-
-def redact(url: str) -> str:
-    """A URL without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def health(settings: Settings, timeout: float = 2.0) -> dict[str, Any] | None:
-    """The API's /health answer when it answers 200, else None."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
-    try:
-        with opener.open(api_url(settings) + "/health", timeout=timeout) as r:
-            return json.loads(r.read()) if r.status == 200 else None
-    except (OSError, ValueError):
-        return None
-
-
-# ---------------------------------------------------------------- locking and process discovery
-
-@contextmanager
-def _lock(paths: StackFiles) -> Iterator[IO[str] | None]:
-    """Hold the supervisor lock while inside; yields None when another supervisor holds it."""
-    paths.root.mkdir(parents=True, exist_ok=True)
-    handle = open(paths.lock, "a+")  # noqa: SIM115 - closed below
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield None
-            return
-        yield handle
-    finally:
-        handle.close()
-
-
-def supervisor_pid(paths: StackFiles) -> int | None:
-    """The pid of the running supervisor of this state directory, or None."""
-    if not paths.lock.exists():
-        return None
-    with _lock(paths) as held:
-        if held is not None:
-            return None
-    try:
-        return int(paths.pid.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def stack_processes(root: Path) -> list[psutil.Process]:
-    """Every process that belongs to the stack of this state directory (and their children)."""
-    root_s = str(root)
-    pg_data, mqtt_conf = str(root / "pg" / "data"), str(root / "mqtt" / "mosquitto.conf")
-    found: dict[int, psutil.Process] = {}
-    me = os.getpid()
-    for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
-        if proc.pid == me:
-            continue
-        cmd = " ".join(proc.info["cmdline"] or [])
-        env = proc.info["environ"] or {}
-        if env.get(MARKER) == root_s or pg_data in cmd or mqtt_conf in cmd:
-            found[proc.pid] = proc
-            try:
-                for kid in proc.children(recursive=True):
-                    found.setdefault(kid.pid, kid)
-            except psutil.Error:
-                pass
-    found.pop(me, None)
-    return list(found.values())
-
-
-def _terminate(procs: list[psutil.Process], timeout: float = 10.0) -> list[psutil.Process]:
-    """SIGTERM, wait, then SIGKILL; return what still lives (should be nothing)."""
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(alive, timeout=5)
-    return list(alive)
+def caretaker_argv(*args: str) -> list[str]:
+    """The command line of a `caretaker <args>` process run by this interpreter."""
+    return [sys.executable, "-m", "stack.cli", *args]
 
 
 # ---------------------------------------------------------------- up
@@ -197,7 +80,7 @@ def _detach(settings: Settings, *, demo: bool, external: bool) -> int:
     args = ["demo" if demo else "up", "--supervised"] + (["--external"] if external else [])
     offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "stack.cli", *args],
+        proc = subprocess.Popen(caretaker_argv(*args),
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True,
                                 env={**os.environ, "CARETAKER_STATE_DIR": str(paths.root)})
@@ -209,7 +92,7 @@ def _detach(settings: Settings, *, demo: bool, external: bool) -> int:
             return proc.returncode or 1
         state = read_state(paths)
         if state.get("supervisor_pid") == proc.pid and state.get("ready"):
-            print(banner(settings, state, token=_read_token(paths)))
+            print(banner(settings, state, token=read_token(paths)))
             return 0
         time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
@@ -222,7 +105,7 @@ def _supervise(settings: Settings, *, demo: bool, show_token: bool) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     paths = files(settings)
-    with _lock(paths) as held:
+    with lock(paths) as held:
         if held is None:
             raise StackError(f"Caretaker is already running under {paths.root} (supervisor pid "
                              f"{supervisor_pid(paths) or '?'}): see `caretaker status`, or stop "
@@ -256,7 +139,8 @@ class _Stack:
             else None
         self.broker = LocalMosquitto(paths.root, settings.mqtt_port) if not settings.mqtt_url \
             else None
-        self.supervisor: Supervisor | None = None
+        self.supervisor = Supervisor([], self._child_env())
+        self.broker_child: Child | None = None
         self.token: str | None = None
         self.ready = False
         self.started_at = datetime.now(UTC)
@@ -281,21 +165,34 @@ class _Stack:
                                  f"see {self.pg.log}") from exc
         if self.broker is not None and not self.stop_event.is_set():
             log.info("starting Mosquitto on 127.0.0.1:%d", self.broker.port)
-            self.broker.start()
+            self._start_broker(self.broker)
         if self.stop_event.is_set():
             return
         self._prepare_database()
         if self.stop_event.is_set():
             return
-        self.supervisor = Supervisor(self._children(), self._child_env())
-        self.supervisor.start_all()
+        for child in self._children():
+            self.supervisor.add(child)
         self._write_state()
         self._wait_ready()
+
+    def _start_broker(self, broker: LocalMosquitto) -> None:
+        """Mosquitto as the first supervised child; return once it listens."""
+        broker.write_config()
+        self.broker_child = self.supervisor.add(Child("mosquitto", broker.command(), broker.log))
+        deadline = time.monotonic() + BROKER_TIMEOUT
+        while not port_in_use(broker.port):
+            if self.stop_event.is_set():
+                return
+            if time.monotonic() > deadline or not self.broker_child.running:
+                raise StackError(f"Mosquitto did not listen on 127.0.0.1:{broker.port}; see "
+                                 f"{broker.log}")
+            self.stop_event.wait(0.05)
 
     def _clean_leftovers(self) -> None:
         """Processes of a supervisor that was killed: stop them (a running PostgreSQL is reused)."""
         keep: set[int] = set()
-        postmaster = _postmaster_pid(self.pg) if self.pg is not None else None
+        postmaster = postmaster_pid(self.pg) if self.pg is not None else None
         if postmaster is not None:
             with suppress(psutil.Error):
                 keep = {postmaster, *(p.pid for p in
@@ -303,7 +200,7 @@ class _Stack:
         leftovers = [p for p in stack_processes(self.paths.root) if p.pid not in keep]
         if leftovers:
             log.info("stopping %d process(es) left over from an earlier run", len(leftovers))
-            _terminate(leftovers)
+            terminate(leftovers)
 
     def _check_ports(self) -> None:
         """Fail at once, naming the variable to change, when a port is taken."""
@@ -318,39 +215,16 @@ class _Stack:
                                  f"there or set {var} to a free port")
 
     def pg_running(self) -> bool:
-        return self.pg is not None and _postmaster_pid(self.pg) is not None
+        return self.pg is not None and postmaster_pid(self.pg) is not None
 
     def _prepare_database(self) -> None:
-        from caretaker import tokens
-        from caretaker.db import connect
-        from caretaker.migrations import migrate
-
-        with connect(self.settings.db_url()) as conn:
-            applied = migrate(conn)
-            if applied:
-                log.info("applied %d migration(s)", len(applied))
-            token = _read_token(self.paths)
-            if token is None or tokens.lookup(conn, token) is None:
-                token = tokens.create_token(conn, role="admin", name="caretaker up")
-                _write_secret(self.paths.token, token)
-                conn.commit()
-            self.token = token
-            if self.demo:
-                from caretaker.clock import system_clock
-                from caretaker.site_config import SiteConfigError, example_document
-                from stack.app import load_site
-
-                try:
-                    result = load_site(conn, example_document(), now=system_clock())
-                except SiteConfigError as exc:
-                    raise StackError(f"the example site could not be loaded: {exc}") from exc
-                conn.commit()
-                log.info("example site %s loaded (%d rows new or changed)", result.site_id,
-                         result.changed)
+        """Migrations, the admin token and (for the demo) the example site: stack/bootstrap.py."""
+        self.token = bootstrap.prepare_database(self.settings, self.paths, demo=self.demo)
 
     def _children(self) -> list[Child]:
         wanted = PROCESSES + (DEMO_PROCESSES if self.demo else ())
-        return [Child(args[0], list(args), self.paths.logs / f"{args[0]}.log") for args in wanted]
+        return [Child(args[0], caretaker_argv(*args), self.paths.logs / f"{args[0]}.log")
+                for args in wanted]
 
     def _child_env(self) -> dict[str, str]:
         return {**os.environ, MARKER: str(self.paths.root),
@@ -358,10 +232,6 @@ class _Stack:
 
     def _wait_ready(self, timeout: float = 120.0) -> None:
         """Wait for the API to answer /health; say so in the state file."""
-        if self.supervisor is None:
-            self.ready = True
-            self._write_state()
-            return
         deadline = time.monotonic() + timeout
         while not self.stop_event.is_set() and time.monotonic() < deadline:
             if health(self.settings, timeout=1.0) is not None:
@@ -378,54 +248,42 @@ class _Stack:
     # -- run
 
     def run(self) -> None:
-        """Keep children and servers alive until asked to stop."""
+        """Keep children (Mosquitto among them) and the database alive until asked to stop."""
         last_watch = 0.0
         while not self.stop_event.wait(0.5):
-            if self.supervisor is not None and self.supervisor.poll():
+            if self.supervisor.poll():
                 self._write_state()
             if time.monotonic() - last_watch >= 2.0:
                 last_watch = time.monotonic()
-                self._watch_servers()
+                self._watch_database()
 
-    def _watch_servers(self) -> None:
-        """Start the embedded broker or database again if it has died."""
+    def _watch_database(self) -> None:
+        """Start the embedded database again if it has died (pg_ctl runs it as a daemon)."""
+        if self.pg is None or self.pg_running():
+            return
+        log.warning("PostgreSQL stopped; starting it again")
         try:
-            if self.broker is not None and not port_in_use(self.broker.port):
-                log.warning("Mosquitto stopped; starting it again")
-                with suppress(Exception):
-                    self.broker.stop()
-                self.broker = LocalMosquitto(self.paths.root, self.settings.mqtt_port)
-                self.broker.start()
-                self._write_state()
-            if self.pg is not None and not self.pg_running():
-                log.warning("PostgreSQL stopped; starting it again")
-                self.pg.start()
-                self._write_state()
+            self.pg.start()
+            self._write_state()
         except Exception as exc:  # retried on the next round
-            log.error("could not restart a server: %s", exc)
+            log.error("could not restart PostgreSQL: %s", exc)
 
     # -- stop
 
     def stop(self) -> None:
-        """Stop the children, then the broker, then the database; remove the run files."""
+        """Stop the children (the broker last), then the database; remove the run files."""
         if not self.started_any:
             self.paths.state.unlink(missing_ok=True)
             self.paths.pid.unlink(missing_ok=True)
             return
         log.info("stopping Caretaker")
-        if self.supervisor is not None:
-            self.supervisor.stop_all()
-        if self.broker is not None:
-            try:
-                self.broker.stop()
-            except Exception as exc:  # it may have died already; the sweep below catches it
-                log.warning("Mosquitto: %s", exc)
+        self.supervisor.stop_all()
         if self.pg is not None:
             try:
                 self.pg.stop()
             except Exception as exc:
                 log.warning("PostgreSQL: %s", exc)
-        left = _terminate(stack_processes(self.paths.root))
+        left = terminate(stack_processes(self.paths.root))
         if left:
             log.warning("could not stop: %s", ", ".join(str(p.pid) for p in left))
         for path in (self.paths.pid, self.paths.state):
@@ -437,17 +295,17 @@ class _Stack:
     def state(self) -> dict[str, Any]:
         s = self.settings
         children = {}
-        for child in self.supervisor.children if self.supervisor else []:
+        for child in self.supervisor.children:
             children[child.name] = {"pid": child.pid, "restarts": child.restarts,
                                     "last_exit": child.last_exit,
                                     "log": str(child.log_path)}
         servers: dict[str, Any] = {}
         if self.pg is not None:
-            servers["postgres"] = {"pid": _postmaster_pid(self.pg), "port": self.pg.port,
+            servers["postgres"] = {"pid": postmaster_pid(self.pg), "port": self.pg.port,
                                    "log": str(self.pg.log)}
         if self.broker is not None:
-            servers["mosquitto"] = {"pid": self.broker.pid, "port": self.broker.port,
-                                    "log": str(self.broker.log)}
+            servers["mosquitto"] = {"pid": self.broker_child.pid if self.broker_child else None,
+                                    "port": self.broker.port, "log": str(self.broker.log)}
         host, port = s.mqtt()
         return {
             "supervisor_pid": os.getpid(),
@@ -464,9 +322,7 @@ class _Stack:
         }
 
     def _write_state(self) -> None:
-        tmp = self.paths.state.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state(), indent=2))
-        tmp.replace(self.paths.state)
+        write_state(self.paths, self.state())
 
 
 def _check_reachable_by_postgres(root: Path) -> None:
@@ -481,51 +337,6 @@ def _check_reachable_by_postgres(root: Path) -> None:
             raise StackError(f"the postgres user cannot enter {folder} (mode {mode & 0o777:o}), "
                              f"so it cannot reach {root}: set CARETAKER_STATE_DIR to a directory "
                              f"it can reach (e.g. /var/lib/caretaker), or `chmod o+x {folder}`")
-
-
-def _postmaster_pid(pg: LocalPostgres) -> int | None:
-    try:
-        pid = int((pg.data / "postmaster.pid").read_text().split("\n", 1)[0])
-    except (OSError, ValueError):
-        return None
-    return pid if psutil.pid_exists(pid) else None
-
-
-def _read_token(paths: StackFiles) -> str | None:
-    try:
-        return paths.token.read_text().strip() or None
-    except OSError:
-        return None
-
-
-def _write_secret(path: Path, value: str) -> None:
-    """Write a file only its owner can read."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-    os.chmod(path, 0o600)
-
-
-def read_state(paths: StackFiles) -> dict[str, Any]:
-    """The supervisor's description of the running stack ({} when none)."""
-    try:
-        return json.loads(paths.state.read_text())  # type: ignore[no-any-return]
-    except (OSError, ValueError):
-        return {}
-
-
-def banner(settings: Settings, state: dict[str, Any], *, token: str | None) -> str:
-    """What `up` prints once the stack is ready: where everything is, and a token."""
-    paths = files(settings)
-    lines = [f"Caretaker is up (state: {paths.root})",
-             f"  API        {state['api_url']}   docs: {state['api_url']}/docs",
-             f"  MQTT       {state['mqtt_url']}",
-             f"  database   {state['database']}",
-             f"  logs       {state['logs']}"]
-    if token:
-        lines += [f"Admin token (kept in {paths.token}):", token]
-    lines.append("Stop with Ctrl-C or `caretaker down`; see `caretaker status`.")
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- down
@@ -546,18 +357,18 @@ def down(settings: Settings, timeout: float = 90.0) -> str:
             said.append(f"the supervisor (pid {pid}) did not stop in {timeout:.0f}s; killed it")
         except psutil.NoSuchProcess:
             pass
-    # Whatever is left (a supervisor killed with -9 leaves its servers running).
-    with _lock(paths) as held:
+    # Whatever is left (a supervisor killed with -9 leaves the database running).
+    with lock(paths) as held:
         if held is None:
             raise StackError(f"a supervisor under {paths.root} still holds its lock; "
                              "try `caretaker down` again")
         pg = LocalPostgres(paths.root, settings.db_port)
-        if _postmaster_pid(pg) is not None:
+        if postmaster_pid(pg) is not None:
             pg.stop()
             said.append("stopped the embedded PostgreSQL")
         rest = stack_processes(paths.root)
         if rest:
-            alive = _terminate(rest)
+            alive = terminate(rest)
             said.append(f"stopped {len(rest) - len(alive)} leftover process(es)")
             if alive:
                 raise StackError("could not stop: " + ", ".join(str(p.pid) for p in alive))

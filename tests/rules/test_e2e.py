@@ -117,7 +117,14 @@ def test_simulated_fault_scenario_yields_the_expected_tickets(
             assert sim.returncode == 0, sim.stderr.decode()[-2000:]
             assert wait_until(lambda: _rows(database, "SELECT count(*) AS n FROM ingest_events"
                                                       " WHERE kind <> 'scans'")[0]["n"] == 0)
-            time.sleep(1.5)  # a clock tick or two for hold times
+            # the clock has passed the hold times: every fault ticket is open, and every
+            # device's offline ticket (meter-pumps' repeated) when the simulator stopped
+            assert wait_until(lambda: _rows(
+                database, "SELECT count(*) FILTER (WHERE rule_id <> 'device-offline') >= 5"
+                " AND count(*) FILTER (WHERE rule_id = 'device-offline')"
+                " = (SELECT count(*) FROM devices) AND bool_or(device_id = 'meter-pumps'"
+                " AND rule_id = 'device-offline' AND repeat_count >= 1) AS done"
+                " FROM work_orders")[0]["done"])
     finally:
         stop.set()
         rules.join(20)

@@ -36,22 +36,30 @@ class Subscriber:
         self.client.on_subscribe = lambda *a: ready.set() if len(a) else None
         self.client.connect(host, port)
         self.client.loop_start()
-        self.client.subscribe([(f, 1) for f in filters])
+        # A message this client sends itself arrives after all the broker queued for it before.
+        self._barrier, self._flushed = f"t-barrier/{uuid.uuid4().hex}", threading.Event()
+        self.client.subscribe([(f, 1) for f in (*filters, self._barrier)])
         assert ready.wait(5), "subscription not acknowledged"
 
     def _on_message(self, client: mqtt_client.Client, userdata: object,
                     msg: mqtt_client.MQTTMessage) -> None:
+        if msg.topic == self._barrier:
+            self._flushed.set()
+            return
         with self._lock:
             props = getattr(msg.properties, "UserProperty", None) or []
             self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain),
                                           time.monotonic(), tuple(props)))
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[Received]:
-        """Wait until at least `count` messages arrived, then a short settle; return them all."""
+        """Wait until at least `count` messages arrived and the broker's queue is flushed."""
         deadline = time.monotonic() + timeout
         while len(self.messages) < count and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.3)  # anything extra (duplicates) would arrive now
+        # anything extra (duplicates) the broker holds for us arrives before the barrier
+        self._flushed.clear()
+        self.client.publish(self._barrier, b"", qos=1)
+        assert self._flushed.wait(10), "the barrier message did not come back"
         with self._lock:
             return list(self.messages)
 

@@ -1,0 +1,38 @@
+"""Database bootstrap of `caretaker up`: migrations, the admin token, the demo's example site."""
+
+from __future__ import annotations
+
+import logging
+
+from caretaker import tokens
+from caretaker.clock import system_clock
+from caretaker.db import connect
+from caretaker.migrations import migrate
+from caretaker.settings import Settings
+from caretaker.site_config import SiteConfigError, example_document
+from stack.app import load_site
+from stack.files import StackError, StackFiles, read_token, write_secret
+
+log = logging.getLogger("stack.up")
+
+
+def prepare_database(settings: Settings, paths: StackFiles, *, demo: bool) -> str:
+    """Apply migrations, make sure the admin token exists, load the demo site; the admin token."""
+    with connect(settings.db_url()) as conn:
+        applied = migrate(conn)
+        if applied:
+            log.info("applied %d migration(s)", len(applied))
+        token = read_token(paths)
+        if token is None or tokens.lookup(conn, token) is None:
+            token = tokens.create_token(conn, role="admin", name="caretaker up")
+            write_secret(paths.token, token)
+            conn.commit()
+        if demo:
+            try:
+                result = load_site(conn, example_document(), now=system_clock())
+            except SiteConfigError as exc:
+                raise StackError(f"the example site could not be loaded: {exc}") from exc
+            conn.commit()
+            log.info("example site %s loaded (%d rows new or changed)", result.site_id,
+                     result.changed)
+    return token
