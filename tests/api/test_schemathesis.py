@@ -72,7 +72,7 @@ def _run(base: str, token: dict[str, str], report: Path) -> tuple[int, str]:
          "--workers", "1", "--request-timeout", "20", "--no-color",
          "--report", "junit", "--report-junit-path", str(report),
          "--warnings", "off"],
-        capture_output=True, text=True, timeout=BUDGET + 120,
+        capture_output=True, text=True, timeout=BUDGET + 120, cwd=report.parent,
         env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.api.schemathesis_hooks",
              "PYTHONPATH": str(ROOT)})
     return out.returncode, out.stdout + out.stderr
