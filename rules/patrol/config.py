@@ -36,27 +36,41 @@ started and keeps the history.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from rules.patrol.model import PatrolConfigError
+from pydantic import AfterValidator
+
+from rules.patrol.model import PatrolConfigError, Route, Schedule
 from rules.patrol.store import Conn, upsert_route, upsert_schedule
 
 
-def _items(section: str, items: Any) -> list[dict[str, Any]]:
-    if items is None:
-        return []
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise PatrolConfigError(f"{section}: expected a list of mappings")
+def _unique_ids(items: list[Any]) -> list[Any]:
+    ids = [i.id for i in items]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"an id appears twice: {', '.join(twice)}")
     return items
 
 
-def load_routes(conn: Conn, site_id: str, items: Any, *, now: datetime) -> None:
+Routes = Annotated[list[Route], AfterValidator(_unique_ids)]
+Schedules = Annotated[list[Schedule], AfterValidator(_unique_ids)]
+
+
+def _own_site(site_id: str, given: str | None, what: str) -> None:
+    if given is not None and given != site_id:
+        raise PatrolConfigError(f"{what}: site_id {given!r} is not this file's site {site_id!r}")
+
+
+def load_routes(conn: Conn, site_id: str, routes: list[Route], *, now: datetime) -> None:
     """Upsert the site's routes by id (checkpoints must already be loaded)."""
-    for item in _items("routes", items):
-        upsert_route(conn, site_id, item, now=now)
+    for route in routes:
+        _own_site(site_id, route.site_id, f"route {route.id}")
+        upsert_route(conn, site_id, route, now=now)
 
 
-def load_schedules(conn: Conn, site_id: str, items: Any, *, now: datetime) -> None:
+def load_schedules(conn: Conn, site_id: str, schedules: list[Schedule], *,
+                   now: datetime) -> None:
     """Upsert the site's schedules by id (their routes and guards must already exist)."""
-    for item in _items("schedules", items):
-        upsert_schedule(conn, site_id, item, now=now)
+    for sched in schedules:
+        _own_site(site_id, sched.site_id, f"schedule {sched.id}")
+        upsert_schedule(conn, site_id, sched, now=now)

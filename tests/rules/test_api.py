@@ -115,17 +115,18 @@ def test_maintenance_windows_and_rules_endpoints(conn: psycopg.Connection, clien
     assert rules["total"] == 4
     new = {"site_id": SITE, "id": "pressure-low", "metric": "outlet_pressure",
            "device_type": "water_pump", "severity": "major",
-           "params": {"op": "<", "threshold": 0.3, "clear": 0.35, "for": "30s"}}
+           "op": "<", "threshold": 0.3, "clear": 0.35, "for": "30s"}
     assert client.post("/api/v1/rules", json=new, headers=viewer).status_code == 403
     r = client.post("/api/v1/rules", json=new, headers=sup)
     assert r.status_code == 201, r.text
-    assert r.json()["params"]["for"] == 30.0
+    assert r.json()["for"] == "30s"
     assert client.post("/api/v1/rules", json=new, headers=sup).status_code == 409
-    assert client.post("/api/v1/rules", json={**new, "id": "b", "params": {}},
+    no_threshold = {k: v for k, v in new.items() if k not in ("op", "threshold", "clear", "for")}
+    assert client.post("/api/v1/rules", json={**no_threshold, "id": "b"},
                        headers=sup).status_code == 422
-    r = client.patch(f"/api/v1/rules/{SITE}/pressure-low", json={"params": {"threshold": 0.25}},
+    r = client.patch(f"/api/v1/rules/{SITE}/pressure-low", json={"threshold": 0.25},
                      headers=sup)
-    assert r.json()["params"]["threshold"] == 0.25 and r.json()["params"]["clear"] == 0.35
+    assert r.json()["threshold"] == 0.25 and r.json()["clear"] == 0.35
     r = client.post(f"/api/v1/rules/{SITE}/pressure-low/disable", headers=sup)
     assert r.json()["enabled"] is False
     assert client.get(f"/api/v1/rules/{SITE}/nope", headers=admin).status_code == 404
