@@ -48,6 +48,10 @@ EXAMPLE = "riverside.yaml"
 
 Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 Name = Annotated[str, StringConstraints(min_length=1)]
+# Free text the database can store: no NUL character (PostgreSQL text refuses it).
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, StringConstraints(pattern=NO_NUL, max_length=2000)]
+ShortText = Annotated[str, StringConstraints(pattern=NO_NUL, min_length=1, max_length=200)]
 
 
 class SiteConfigError(Invalid):

@@ -12,7 +12,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from caretaker.errors import Invalid, NotFound
 from caretaker.paging import Where, fetch_page
-from caretaker.site_config import Ident
+from caretaker.site_config import Ident, Text
 
 COLUMNS = ("device_id", "starts_at", "ends_at", "reason", "created_by")
 
@@ -41,7 +41,7 @@ class MaintenanceWindow(BaseModel):
                                     validation_alias=AliasChoices("device_id", "device"))
     starts_at: datetime = Field(validation_alias=AliasChoices("starts_at", "start"))
     ends_at: datetime = Field(validation_alias=AliasChoices("ends_at", "end"))
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Text = Field(min_length=1)
 
 
 def site_zone(conn: psycopg.Connection[Any], site_id: str) -> ZoneInfo:

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StringConstraints,
     Tag,
     TypeAdapter,
     ValidationError,
@@ -27,9 +28,10 @@ from pydantic import (
 from caretaker.durations import Duration
 from caretaker.errors import Invalid
 from caretaker.severity import Severity
-from caretaker.site_config import Ident, problems
+from caretaker.site_config import Ident, ShortText, Text, problems
 
 KINDS = ("threshold", "count", "offline", "rate")
+Metric = Annotated[str, StringConstraints(pattern=r"^[^\x00]{1,64}$")]
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 # Parameters a device may override for itself (devices.overrides {"rule-id": {...}}).
 OVERRIDABLE = {"threshold", "clear", "for", "clear_for", "count", "clear_count", "window",
@@ -77,14 +79,14 @@ class RuleBase(BaseModel):
     site_id: Ident = Field(default="", description=(
         "the rule's site: required in the API; a site file's rules belong to its site"))
     id: Ident
-    name: str = Field(default="", max_length=200, description="defaults to the id")
+    name: ShortText = Field(default="", description="defaults to the id")
     severity: Severity = "major"
     enabled: bool = True
     device_type: Ident | None = Field(default=None, description="only devices of this type")
     device_id: Ident | None = Field(default=None, alias="device",
                                     description="only this device (not with device_type)")
     inhibits: Inhibits | None = None
-    description: str | None = Field(default=None, max_length=2000)
+    description: Text | None = None
 
     @field_validator("inhibits", mode="before")
     @classmethod
@@ -161,14 +163,14 @@ class ThresholdRule(_Cleared):
     """A reading beyond a threshold for a hold time; clears with hysteresis."""
 
     kind: Literal["threshold"] = "threshold"
-    metric: str = Field(min_length=1, max_length=64)
+    metric: Metric
 
 
 class CountRule(_Compared):
     """`count` readings in a row beyond the threshold; clears after `clear_count` good ones."""
 
     kind: Literal["count"]
-    metric: str = Field(min_length=1, max_length=64)
+    metric: Metric
     count: int = Field(default=3, ge=1, le=10_000)
     clear_count: int = Field(default=1, ge=1, le=10_000)
 
@@ -177,7 +179,7 @@ class RateRule(_Cleared):
     """The change of a metric across a sliding `window` compared with the threshold."""
 
     kind: Literal["rate"]
-    metric: str = Field(min_length=1, max_length=64)
+    metric: Metric
     window: Duration
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from caretaker.durations import Duration
 from caretaker.errors import Invalid
 from caretaker.severity import Severity
-from caretaker.site_config import problems
+from caretaker.site_config import Text, problems
 
 DEFAULT_DEADLINES: dict[str, tuple[float, float]] = {  # severity -> (respond, resolve) seconds
     "critical": (15 * 60, 4 * 3600),
@@ -45,7 +45,7 @@ class Deadlines(_Spec):
 class Webhook(_Spec):
     """Where ticket events are posted, and which events."""
 
-    url: str = Field(min_length=1, max_length=2000)
+    url: Text = Field(min_length=1)
     events: list[Event] = Field(default_factory=lambda: list(ALL_EVENTS))
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import ClockDep, Db, Reader, check_site, require, scoped_site
 from api.resource import Ident, Page, PagingDep, check_write_site
 from caretaker.errors import Conflict, Invalid
+from caretaker.site_config import Text
 from caretaker.tokens import Principal
 from rules import maintenance
 from rules.maintenance import MaintenanceWindow, WindowNotFound
@@ -32,7 +33,7 @@ class WindowUpdate(BaseModel):
     device_id: Ident | None = Field(default=UNSET, description="null: the whole site")
     starts_at: datetime = Field(default=UNSET)
     ends_at: datetime = Field(default=UNSET)
-    reason: str = Field(default=UNSET, min_length=1, max_length=2000)
+    reason: Text = Field(default=UNSET, min_length=1)
 
 
 class WindowPublic(BaseModel):

@@ -12,6 +12,7 @@ from api.deps import ClockDep, Db, Reader, check_site, require, scoped_site
 from api.resource import Ident, Page, PagingDep, check_write_site
 from caretaker.durations import Duration
 from caretaker.errors import Conflict, Invalid
+from caretaker.site_config import ShortText
 from caretaker.tokens import Principal
 from rules.patrol import store
 from rules.patrol.model import MAX_STEPS, Route, Step, route_from_dict
@@ -30,7 +31,7 @@ class RouteUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(default=UNSET, min_length=1, max_length=200)
+    name: ShortText = Field(default=UNSET)
     ordered: bool = Field(default=UNSET)
     min_duration: Duration = Field(default=UNSET)
     grace: Duration = Field(default=UNSET)

@@ -17,10 +17,12 @@ from api.resource import Ident, Page, PagingDep, check_write_site
 from caretaker.durations import Duration
 from caretaker.errors import Invalid
 from caretaker.severity import Severity
+from caretaker.site_config import ShortText, Text
 from caretaker.tokens import Principal
 from rules import catalog
 from rules.catalog import RuleNotFound
 from rules.model import CountRule, Inhibits, OfflineRule, Op, RateRule, Rule, ThresholdRule
+from rules.model import Metric as RuleMetric
 
 # A PATCH field's default: absent leaves the value, an explicit null is refused.
 UNSET: Any = None
@@ -38,14 +40,14 @@ class RuleUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    name: str = Field(default=UNSET, min_length=1, max_length=200)
+    name: ShortText = Field(default=UNSET)
     severity: Severity = Field(default=UNSET)
     enabled: bool = Field(default=UNSET)
-    metric: str = Field(default=UNSET, min_length=1, max_length=64)
+    metric: RuleMetric = Field(default=UNSET)
     device_type: Ident | None = None
     device: Ident | None = None
     inhibits: Inhibits | list[Ident] | Literal["*"] | None = None
-    description: str | None = Field(default=UNSET, max_length=2000)
+    description: Text | None = None
     op: Op = Field(default=UNSET)
     threshold: float = Field(default=UNSET, allow_inf_nan=False)
     clear: float | None = Field(default=UNSET, allow_inf_nan=False)

@@ -14,7 +14,15 @@ from caretaker.durations import Duration
 from caretaker.errors import Conflict, Invalid
 from caretaker.tokens import Principal
 from rules.patrol import store
-from rules.patrol.model import ClockTime, Monthly, Schedule, Weekday, Window, schedule_from_dict
+from rules.patrol.model import (
+    ClockTime,
+    Monthly,
+    Post,
+    Schedule,
+    Weekday,
+    Window,
+    schedule_from_dict,
+)
 from rules.patrol.schedule import next_occurrence
 
 # A PATCH field's default: absent leaves the value, an explicit null is refused.
@@ -34,7 +42,7 @@ class ScheduleUpdate(BaseModel):
     route: Ident = Field(default=UNSET)
     kind: Literal["daily", "every", "weekly", "monthly"] = Field(default=UNSET)
     guard: Ident | None = None
-    post: str | None = Field(default=UNSET, min_length=1, max_length=64)
+    post: Post | None = None
     at: list[ClockTime] = Field(default=UNSET, max_length=96)
     every: Duration | None = None
     window: Window | None = None

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StringConstraints,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -25,7 +26,7 @@ from pydantic import (
 
 from caretaker.durations import Duration
 from caretaker.errors import Invalid
-from caretaker.site_config import Ident, problems
+from caretaker.site_config import Ident, ShortText, problems
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 KINDS = ("daily", "every", "weekly", "monthly")
@@ -82,6 +83,9 @@ Weekday = Annotated[
 ]
 
 
+Post = Annotated[str, StringConstraints(pattern=r"^[^\x00]{1,64}$")]
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -106,7 +110,7 @@ class Route(_Spec):
     site_id: Ident | None = Field(default=None, description=(
         "the route's site: required in the API; a site file's routes belong to its site"))
     id: Ident
-    name: str = Field(default="", max_length=200, description="defaults to the id")
+    name: ShortText = Field(default="", description="defaults to the id")
     ordered: bool = True
     min_duration: Duration = Field(default=timedelta(0), description=(
         "a run walked faster than this is flagged too_short"))
@@ -209,7 +213,7 @@ class Schedule(_Spec):
     route: Ident
     kind: Literal["daily", "every", "weekly", "monthly"] = "daily"
     guard: Ident | None = None
-    post: str | None = Field(default=None, min_length=1, max_length=64)
+    post: Post | None = None
     at: Annotated[tuple[ClockTime, ...], BeforeValidator(_list_of_times)] = Field(
         default=(), max_length=96, description="local start times (daily, weekly, monthly)")
     every: Duration | None = Field(default=None, description="kind every: the interval")

@@ -107,3 +107,18 @@ def test_patrol_query_and_path_parameters_are_validated(client: TestClient,
                                                         admin: dict[str, str],
                                                         path: str) -> None:
     assert client.get(path, headers=admin).status_code == 422
+
+
+def test_route_and_schedule_text_with_a_nul_byte_is_422(
+        client: TestClient, load: Callable[..., None], make_token: Headers) -> None:
+    load()
+    sup = make_token("supervisor", site="t1")
+    r = client.post("/api/v1/routes", json={"site_id": "t1", "id": "x", "name": "a\x00",
+                                            "steps": ["a"]}, headers=sup)
+    assert r.status_code == 422
+    r = client.post("/api/v1/schedules", json={
+        "site_id": "t1", "id": "x", "route": "r", "post": "n\x00", "kind": "daily",
+        "at": ["09:00"], "effective_from": "2026-11-23"}, headers=sup)
+    assert r.status_code == 422
+    assert client.patch("/api/v1/schedules/t1/s", json={"post": "\x00"},
+                        headers=sup).status_code == 422

@@ -191,3 +191,17 @@ def test_api_round_trip_of_every_kind(conn: psycopg.Connection, client: TestClie
 def test_rule_list_filters_are_validated(client: TestClient, admin: dict[str, str],
                                          query: dict[str, Any]) -> None:
     assert client.get("/api/v1/rules", params=query, headers=admin).status_code == 422
+
+
+def test_text_with_a_nul_byte_is_refused_not_a_server_error(
+        conn: psycopg.Connection, client: TestClient, make_token: Tokens) -> None:
+    make_site(conn)
+    sup = make_token("supervisor")
+    for field in ("name", "description", "metric"):
+        body = {"site_id": SITE, **GOOD["threshold"], field: "bad\x00text"}
+        r = client.post("/api/v1/rules", json=body, headers=sup)
+        assert r.status_code == 422, (field, r.text)
+    window = {"site_id": SITE, "starts_at": "2026-11-23T08:00:00+00:00",
+              "ends_at": "2026-11-23T09:00:00+00:00", "reason": "a\x00b"}
+    assert client.post("/api/v1/maintenance-windows", json=window,
+                       headers=sup).status_code == 422
