@@ -54,6 +54,15 @@ Text = Annotated[str, StringConstraints(pattern=NO_NUL, max_length=2000)]
 ShortText = Annotated[str, StringConstraints(pattern=NO_NUL, min_length=1, max_length=200)]
 
 
+def unique_ids(items: list[Any]) -> list[Any]:
+    """A section's items, refused when two have the same id (pydantic AfterValidator)."""
+    ids = [i.id for i in items]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"an id appears twice: {', '.join(twice)}")
+    return items
+
+
 class SiteConfigError(Invalid):
     """A site configuration that cannot be applied; the message names the bad field."""
 

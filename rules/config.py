@@ -12,28 +12,21 @@ from typing import Annotated, Any
 import psycopg
 from pydantic import AfterValidator
 
+from caretaker.site_config import unique_ids
 from rules import catalog, maintenance
 from rules.maintenance import MaintenanceWindow
 from rules.model import Rule, RuleError
 from tickets.policy import PolicySpec, save_policy
 
 
-def _unique_ids(items: list[Any]) -> list[Any]:
-    ids = [i.id for i in items]
-    twice = sorted({i for i in ids if ids.count(i) > 1})
-    if twice:
-        raise ValueError(f"an id appears twice: {', '.join(twice)}")
-    return items
-
-
 def _named(items: list[MaintenanceWindow]) -> list[MaintenanceWindow]:
     missing = [n for n, w in enumerate(items) if w.id is None]
     if missing:
         raise ValueError(f"each window of a site file needs an id (item {missing[0]} has none)")
-    return _unique_ids(items)
+    return unique_ids(items)
 
 
-Rules = Annotated[list[Rule], AfterValidator(_unique_ids)]
+Rules = Annotated[list[Rule], AfterValidator(unique_ids)]
 Windows = Annotated[list[MaintenanceWindow], AfterValidator(_named)]
 
 

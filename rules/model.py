@@ -194,7 +194,7 @@ class OfflineRule(RuleBase):
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
-            raise ValueError("timeout must be positive")
+            raise ValueError("must be positive")
         return value
 
     @property

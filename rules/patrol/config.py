@@ -36,24 +36,16 @@ started and keeps the history.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AfterValidator
 
+from caretaker.site_config import unique_ids
 from rules.patrol.model import PatrolConfigError, Route, Schedule
 from rules.patrol.store import Conn, upsert_route, upsert_schedule
 
-
-def _unique_ids(items: list[Any]) -> list[Any]:
-    ids = [i.id for i in items]
-    twice = sorted({i for i in ids if ids.count(i) > 1})
-    if twice:
-        raise ValueError(f"an id appears twice: {', '.join(twice)}")
-    return items
-
-
-Routes = Annotated[list[Route], AfterValidator(_unique_ids)]
-Schedules = Annotated[list[Schedule], AfterValidator(_unique_ids)]
+Routes = Annotated[list[Route], AfterValidator(unique_ids)]
+Schedules = Annotated[list[Schedule], AfterValidator(unique_ids)]
 
 
 def _own_site(site_id: str, given: str | None, what: str) -> None:

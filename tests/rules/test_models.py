@@ -74,7 +74,7 @@ BAD = [
     ({"id": "a", "kind": "rate", "metric": "m", "threshold": 1, "window": "5 parsecs"},
      "window: '5 parsecs' is not a duration"),
     ({"id": "a", "kind": "offline", "metric": "m"}, "metric: Extra inputs are not permitted"),
-    ({"id": "a", "kind": "offline", "timeout": 0}, "timeout: timeout must be positive"),
+    ({"id": "a", "kind": "offline", "timeout": 0}, "timeout: must be positive"),
     ({"id": "a", "kind": "offline", "threshold": 3}, "threshold: Extra inputs are not permitted"),
     ({"id": "a", "kind": "pressure", "metric": "m"}, "kind must be one of threshold, count"),
     ({"id": "a", "metric": "m", "threshold": 1, "op": "==", "clear": 2},
