@@ -403,7 +403,8 @@ def unsuppress(ctx: Context) -> int:
 def rule_jobs(settings: Settings) -> list[Job]:
     """The rules worker's jobs: the ingest inbox, the clock, the webhook outbox."""
     return [
-        Job("rules-inbox", 0.05, lambda conn, now: consume(conn, now)),
+        # The ingest NOTIFYs after each batch; the interval is only the fallback.
+        Job("rules-inbox", 0.5, lambda conn, now: consume(conn, now), wakes_on=EVENT_KINDS),
         Job("rules-clock", settings.rules_tick_ms / 1000.0, tick),
         Job("rules-webhooks", 1.0, webhook.delivery_job(settings)),
     ]
