@@ -79,6 +79,7 @@ def background(port: int, rate: float, stop: Any, out: Any) -> None:
 def setup(url: str, faults: int, silent: int) -> None:
     """The benchmark site: background pumps, one pump per fault, heartbeat sensors, two rules."""
     from rules.config import load_rules
+    from rules.model import parse_rule
 
     with psycopg.connect(url, row_factory=dict_row) as c:
         c.execute("INSERT INTO sites (id, name) VALUES (%s, 'Benchmark estate')", (SITE,))
@@ -90,13 +91,13 @@ def setup(url: str, faults: int, silent: int) -> None:
         with c.cursor() as cur:
             cur.executemany("INSERT INTO devices (site_id, id, type_id, name) VALUES"
                             " (%s, %s, %s, %s)", [(SITE, d, t, d) for d, t in devices])
-        load_rules(c, SITE, [
+        load_rules(c, SITE, [parse_rule(SITE, r) for r in (
             {"id": "vibration-high", "name": "Pump vibration high", "metric": "vibration",
              "device_type": "water_pump", "op": ">=", "threshold": 7.1, "clear": 6.3,
              "severity": "major"},
             {"id": "offline", "name": "Heartbeat lost", "kind": "offline",
              "device_type": "sensor", "timeout": TIMEOUT_S, "severity": "major"},
-        ], now=datetime.now(UTC))
+        )], now=datetime.now(UTC))
 
 
 class Committed:

@@ -14,34 +14,42 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 from caretaker.errors import Invalid
 
+MAX_SECONDS = 100 * 365 * 86400  # a duration longer than this is a mistake
 UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?[wdhms])+$")
 
 
-def parse_duration(value: Any, *, what: str = "duration") -> timedelta:
-    """A duration in any accepted form (number of seconds, '1h30m', timedelta) → timedelta."""
+def _parse(value: Any) -> timedelta:
+    """A duration in any accepted form → timedelta; ValueError saying what is wrong."""
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, bool) or value is None:
-        raise Invalid(f"{what}: {value!r} is not a duration like 30s, 5m or 1h30m")
+        raise ValueError(f"{value!r} is not a duration like 30s, 5m or 1h30m")
     elif isinstance(value, int | float):
         seconds = float(value)
     else:
-        text = str(value).strip().replace(" ", "").lower()
+        text = str(value)[:64].strip().replace(" ", "").lower()
         try:
             seconds = float(text)
         except ValueError:
             if not _WHOLE.match(text):
-                raise Invalid(f"{what}: {value!r} is not a duration like 30s, 5m or 1h30m"
-                              ) from None
+                raise ValueError(f"{value!r} is not a duration like 30s, 5m or 1h30m") from None
             units = [u for _, u in _PART.findall(text)]
             if len(set(units)) != len(units) or units != sorted(units, key=lambda u: -UNITS[u]):
-                raise Invalid(f"{what}: {value!r} gives its units out of order") from None
+                raise ValueError(f"{value!r} gives its units out of order") from None
             seconds = sum(float(n) * UNITS[u] for n, u in _PART.findall(text))
-    if seconds != seconds or seconds < 0 or seconds > 100 * 365 * 86400:
-        raise Invalid(f"{what}: {value!r} is not between 0 and 100 years")
+    if seconds != seconds or seconds < 0 or seconds > MAX_SECONDS:
+        raise ValueError(f"{value!r} is not between 0 and 100 years")
     return timedelta(seconds=seconds)
+
+
+def parse_duration(value: Any, *, what: str = "duration") -> timedelta:
+    """A duration in any accepted form (number of seconds, '1h30m', timedelta) → timedelta."""
+    try:
+        return _parse(value)
+    except ValueError as exc:
+        raise Invalid(f"{what}: {exc}") from None
 
 
 def seconds(value: Any, *, what: str = "duration") -> float:
@@ -64,19 +72,15 @@ def format_duration(delta: timedelta | float) -> str:
     return "".join(parts) or "0s"
 
 
-def _validate(value: Any) -> timedelta:
-    try:
-        return parse_duration(value)
-    except Invalid as exc:
-        raise ValueError(exc.message) from None
-
-
 Duration = Annotated[
     timedelta,
-    BeforeValidator(_validate),
-    PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^(\d+(\.\d+)?[wdhms])+$|^\d+(\.\d+)?$",
-                    "examples": ["30s", "5m", "1h30m"],
-                    "description": "a duration: seconds, or 2w, 7d, 1h30m, 20m, 90s"}),
+    BeforeValidator(_parse),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    WithJsonSchema({
+        "anyOf": [{"type": "string", "pattern": r"^\s*((\d+(\.\d+)?[wdhms])+|\d+(\.\d+)?)\s*$",
+                   "maxLength": 64},
+                  {"type": "number", "minimum": 0, "maximum": MAX_SECONDS}],
+        "examples": ["30s", "5m", "1h30m"],
+        "description": "a duration: seconds, or 2w, 7d, 1h30m, 20m, 90s (at most 100 years)"}),
 ]
-"""A duration field: accepts the grammar above, serialises to its shortest form."""
+"""A duration field: accepts the grammar above; in JSON, written in its shortest form."""

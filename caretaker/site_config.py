@@ -1,19 +1,20 @@
 """Site configuration files (YAML): validated, then applied idempotently by upserts.
 
 A file describes one site: the registry sections (site, zones, device_types, devices,
-guards, checkpoints) loaded here, and further sections (rules, routes, ...) loaded by the
-loaders the composition root passes in (`stack/app.py`, SECTIONS). Loading a file twice
-changes nothing the second time.
+guards, checkpoints) loaded here, and further sections (rules, routes, ...) that the
+composition root passes in (`stack/app.py`, SECTIONS), each with the type its content
+validates as and its loader. The whole file is validated at once, every error named by its
+path (`rules[2].threshold: ...`); loading a file twice changes nothing the second time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import psycopg
 import yaml
@@ -24,19 +25,42 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    create_model,
 )
 
 from caretaker import registry
 from caretaker.errors import Invalid
 
-# A further section's loader: fn(conn, site_id, items, *, now=now); errors it raises as
-# `Invalid` are reported with the section's name.
+# A further section's loader: fn(conn, site_id, value, *, now=now), given the section's
+# validated value; errors it raises as `Invalid` are reported with the section's name.
 SectionLoader = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class Section:
+    """A further site-file section: the type its content validates as, and its loader."""
+
+    model: Any  # a pydantic model, or a type pydantic validates (list[Rule], ...)
+    load: SectionLoader
+
 REGISTRY_SECTIONS = ("site", "zones", "device_types", "devices", "guards", "checkpoints")
 EXAMPLE = "riverside.yaml"
 
 Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 Name = Annotated[str, StringConstraints(min_length=1)]
+# Free text the database can store: no NUL character (PostgreSQL text refuses it).
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, StringConstraints(pattern=NO_NUL, max_length=2000)]
+ShortText = Annotated[str, StringConstraints(pattern=NO_NUL, min_length=1, max_length=200)]
+
+
+def unique_ids(items: list[Any]) -> list[Any]:
+    """A section's items, refused when two have the same id (pydantic AfterValidator)."""
+    ids = [i.id for i in items]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"an id appears twice: {', '.join(twice)}")
+    return items
 
 
 class SiteConfigError(Invalid):
@@ -94,9 +118,10 @@ class CheckpointSpec(_Spec):
 
 
 class SiteConfig(BaseModel):
-    """A whole file: the registry sections, plus the sections other loaders take."""
+    """A whole file: the registry sections, plus the further sections (typed, see `parse`)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
+    further: ClassVar[tuple[str, ...]] = ()
 
     site: SiteSpec
     zones: list[ZoneSpec] = Field(default_factory=list)
@@ -107,7 +132,23 @@ class SiteConfig(BaseModel):
 
     @property
     def extra_sections(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+        """The further sections this file has, validated."""
+        return {name: getattr(self, name) for name in self.further
+                if getattr(self, name) is not None}
+
+
+_FILE_MODELS: dict[tuple[tuple[str, int], ...], type[SiteConfig]] = {}
+
+
+def _file_model(sections: Mapping[str, Section]) -> type[SiteConfig]:
+    """The model of a whole file with these further sections (made once per set)."""
+    key = tuple((name, id(s.model)) for name, s in sections.items())
+    if key not in _FILE_MODELS:
+        fields: dict[str, Any] = {name: (s.model | None, None) for name, s in sections.items()}
+        model = create_model("SiteFile", __base__=SiteConfig, **fields)
+        model.further = tuple(sections)
+        _FILE_MODELS[key] = model
+    return _FILE_MODELS[key]
 
 
 @dataclass
@@ -136,31 +177,52 @@ class LoadResult:
         return "\n".join(lines)
 
 
-def _where(loc: tuple[int | str, ...]) -> str:
-    """A pydantic error location as a path: devices[3].type."""
+def where(loc: tuple[int | str, ...], *, empty: str = "(file)") -> str:
+    """A pydantic error location as a path: devices[3].type.
+
+    A union member's tag (`kind=threshold`) is left out: it names no field.
+    """
     out = ""
     for part in loc:
+        if isinstance(part, str) and "=" in part:
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(file)"
+    return out or empty
 
 
-def parse(doc: Any, sections: Collection[str] = ()) -> SiteConfig:
+def message(error: Any) -> str:
+    """A pydantic error's message without pydantic's 'Value error, ' prefix."""
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def problems(exc: ValidationError, *, empty: str = "(file)") -> list[str]:
+    """Each error of a validation as `path: message` (an empty path as `empty`, or none)."""
+    out = []
+    for e in exc.errors():
+        path = where(e["loc"], empty=empty)
+        out.append(f"{path}: {message(e)}" if path else message(e))
+    return out
+
+
+def parse(doc: Any, sections: Mapping[str, Section] | None = None) -> SiteConfig:
     """Validate a parsed YAML document; SiteConfigError lists every bad field by its path.
 
-    `sections` names the further sections a file may have (the others are refused).
+    `sections` are the further sections a file may have (the others are refused).
     """
+    sections = sections or {}
     if not isinstance(doc, Mapping):
         raise SiteConfigError("a site configuration must be a mapping with at least `site:`")
-    try:
-        config = SiteConfig.model_validate(doc)
-    except ValidationError as exc:
-        problems = [f"  {_where(e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise SiteConfigError("invalid site configuration:\n" + "\n".join(problems)) from None
-    unknown = [k for k in config.extra_sections if k not in sections]
+    unknown = [k for k in doc if k not in REGISTRY_SECTIONS and k not in sections]
     if unknown:
         known = ", ".join([*REGISTRY_SECTIONS, *sections])
         raise SiteConfigError(f"unknown section(s) {', '.join(map(repr, unknown))}; "
                               f"known sections: {known}")
+    model = _file_model(sections)
+    try:
+        config = model.model_validate(doc)
+    except ValidationError as exc:
+        lines = [f"  {p}" for p in problems(exc)]
+        raise SiteConfigError("invalid site configuration:\n" + "\n".join(lines)) from None
     _check_unique(config)
     return config
 
@@ -206,7 +268,7 @@ def _check_references(conn: psycopg.Connection[Any], config: SiteConfig) -> None
 
 
 def load_site_config(conn: psycopg.Connection[Any], doc: Any, *, now: datetime,
-                     sections: Mapping[str, SectionLoader]) -> LoadResult:
+                     sections: Mapping[str, Section]) -> LoadResult:
     """Apply a parsed site configuration in one transaction: registry first, then `sections`.
 
     `sections` are applied in their order; a file section with no loader is refused.
@@ -241,10 +303,10 @@ def load_site_config(conn: psycopg.Connection[Any], doc: Any, *, now: datetime,
                 raise SiteConfigError(f"{section}: {exc}") from exc
             result.count(section, outcome)
         extra = config.extra_sections
-        for name, loader in sections.items():
-            if name in extra and extra[name] is not None:
+        for name, further in sections.items():
+            if name in extra:
                 try:
-                    loader(conn, site.id, extra[name], now=now)
+                    further.load(conn, site.id, extra[name], now=now)
                 except Invalid as exc:
                     if isinstance(exc, SiteConfigError):
                         raise

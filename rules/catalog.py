@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +11,7 @@ from psycopg.types.json import Jsonb
 
 from caretaker.errors import Conflict, NotFound
 from caretaker.paging import Where, fetch_page
-from rules.model import Rule, RuleError, parse_rule
+from rules.model import Rule, RuleError, parse_rule, rule_columns, rule_from_row
 
 COLUMNS = ("name", "kind", "metric", "enabled", "severity", "device_type", "device_id",
            "params", "inhibits", "description")
@@ -28,7 +27,8 @@ class RuleConflict(Conflict):
 
 def check_references(conn: psycopg.Connection[Any], rule: Rule) -> None:
     """Refuse a rule naming a site, device type or device that does not exist."""
-    if conn.execute("SELECT 1 FROM sites WHERE id = %s", (rule.site_id,)).fetchone() is None:
+    if not rule.site_id or conn.execute(
+            "SELECT 1 FROM sites WHERE id = %s", (rule.site_id,)).fetchone() is None:
         raise RuleError(f"rule {rule.id}: unknown site {rule.site_id!r}")
     if rule.device_type is not None and conn.execute(
             "SELECT 1 FROM device_types WHERE id = %s", (rule.device_type,)).fetchone() is None:
@@ -40,7 +40,7 @@ def check_references(conn: psycopg.Connection[Any], rule: Rule) -> None:
 
 
 def _values(rule: Rule) -> list[Any]:
-    d = asdict(rule)
+    d = rule_columns(rule)
     return [Jsonb(d[c]) if c in ("params", "inhibits") and d[c] is not None else d[c]
             for c in COLUMNS]
 
@@ -62,47 +62,44 @@ def upsert_rule(conn: psycopg.Connection[Any], rule: Rule, *, now: datetime) -> 
         [rule.site_id, rule.id, *_values(rule), now, now])
 
 
-def create_rule(conn: psycopg.Connection[Any], site_id: str, spec: dict[str, Any], *,
-                now: datetime) -> dict[str, Any]:
-    """Add a new rule from its definition; RuleConflict if the id is taken."""
-    rule = parse_rule(site_id, spec)
+def create_rule(conn: psycopg.Connection[Any], rule: Rule, *, now: datetime) -> Rule:
+    """Add a new rule (its site_id set); RuleConflict if the id is taken."""
+    site_id = rule.site_id
     if get_rule(conn, site_id, rule.id) is not None:
         raise RuleConflict(f"rule {rule.id!r} exists already in site {site_id!r}")
     upsert_rule(conn, rule, now=now)
-    return get_rule(conn, site_id, rule.id) or {}
+    return rule
 
 
 def update_rule(conn: psycopg.Connection[Any], site_id: str, rule_id: str, changes: dict[str, Any],
-                *, now: datetime) -> dict[str, Any]:
-    """Change some fields of a rule (re-validated as a whole)."""
-    row = get_rule(conn, site_id, rule_id)
-    if row is None:
+                *, now: datetime) -> Rule:
+    """Change some fields of a rule (in its written shape; re-validated as a whole)."""
+    current = get_rule(conn, site_id, rule_id)
+    if current is None:
         raise RuleNotFound(f"rule {rule_id!r} not found")
-    spec = to_spec(row)
-    if "params" in changes:
-        spec.update(changes.pop("params") or {})
-    spec.update({k: v for k, v in changes.items() if k != "id"})
-    upsert_rule(conn, parse_rule(site_id, spec), now=now)
-    return get_rule(conn, site_id, rule_id) or {}
+    spec = current.definition()
+    if changes.get("device") is not None:
+        spec.pop("device_type", None)  # a new scope replaces the old one
+    if changes.get("device_type") is not None:
+        spec.pop("device", None)
+    spec.update({k: v for k, v in changes.items() if k not in ("id", "site_id")})
+    rule = parse_rule(site_id, {k: v for k, v in spec.items() if v is not None})
+    upsert_rule(conn, rule, now=now)
+    return rule
 
 
-def to_spec(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored rule back in its definition shape."""
-    spec = {"id": row["id"], "name": row["name"], "kind": row["kind"],
-            "severity": row["severity"], "enabled": row["enabled"],
-            "description": row["description"], **(row["params"] or {})}
-    for key, column in (("metric", "metric"), ("device_type", "device_type"),
-                        ("device", "device_id"), ("inhibits", "inhibits")):
-        if row[column] is not None:
-            spec[key] = row[column]
-    return spec
-
-
-def get_rule(conn: psycopg.Connection[Any], site_id: str, rule_id: str) -> dict[str, Any] | None:
-    """One rule row, or None."""
+def get_rule(conn: psycopg.Connection[Any], site_id: str, rule_id: str) -> Rule | None:
+    """One rule, or None."""
     row = conn.execute("SELECT * FROM rules WHERE site_id = %s AND id = %s",
                        (site_id, rule_id)).fetchone()
-    return dict(row) if row else None
+    return rule_from_row(row) if row else None
+
+
+def stamps(conn: psycopg.Connection[Any], site_id: str, rule_id: str) -> dict[str, Any]:
+    """A rule's created_at and updated_at."""
+    row = conn.execute("SELECT created_at, updated_at FROM rules WHERE site_id = %s AND id = %s",
+                       (site_id, rule_id)).fetchone()
+    return {"created_at": row["created_at"], "updated_at": row["updated_at"]} if row else {}
 
 
 FILTERS = {"site": "site_id", "kind": "kind", "metric": "metric", "enabled": "enabled",
@@ -110,9 +107,12 @@ FILTERS = {"site": "site_id", "kind": "kind", "metric": "metric", "enabled": "en
 
 
 def list_rules(conn: psycopg.Connection[Any], *, filters: dict[str, Any], scope: str | None,
-               limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """One page of rules and how many match."""
+               limit: int, offset: int) -> tuple[list[tuple[Rule, dict[str, Any]]], int]:
+    """One page of rules (each with its row's times) and how many match."""
     where = Where()
     where.equals_all(filters, FILTERS)
     where.equals("site_id", scope)
-    return fetch_page(conn, "rules", where, order="site_id, id", limit=limit, offset=offset)
+    rows, total = fetch_page(conn, "rules", where, order="site_id, id", limit=limit,
+                             offset=offset)
+    return [(rule_from_row(r), {"created_at": r["created_at"], "updated_at": r["updated_at"]})
+            for r in rows], total

@@ -29,7 +29,7 @@ from rules.evaluate import (
     evaluate_readings,
     evaluate_time,
 )
-from rules.model import Decision, Reading, Rule
+from rules.model import Decision, Reading, Rule, rule_from_row
 from rules.suppress import Mute, Target, first_mute, load_mutes
 from tickets import webhook, work_orders
 from tickets.policy import Policy, load_policy
@@ -151,7 +151,7 @@ def _site_rules(conn: psycopg.Connection[Any], sites: set[str], *, kind: str | N
     if kind is not None:
         query += " AND kind = %s"
         params.append(kind)
-    return [Rule.from_row(r) for r in conn.execute(query + " ORDER BY site_id, id", params)]
+    return [rule_from_row(r) for r in conn.execute(query + " ORDER BY site_id, id", params)]
 
 
 def process_readings(ctx: Context, readings: list[Reading]) -> int:
@@ -227,6 +227,8 @@ def process_offline(ctx: Context, devices: dict[tuple[str, str], dict[str, Any]]
     decided: dict[Key, list[Decision]] = {}
     changes: dict[Key, tuple[State, datetime | None]] = {}
     for key, rule in keys.items():
+        if rule.kind != "offline":
+            continue
         dev = devices[(key[0], key[2])]
         before = stored.get(key, {})
         after, decisions = evaluate_offline(rule, before, last_seen=dev.get("last_seen"),
@@ -401,7 +403,8 @@ def unsuppress(ctx: Context) -> int:
 def rule_jobs(settings: Settings) -> list[Job]:
     """The rules worker's jobs: the ingest inbox, the clock, the webhook outbox."""
     return [
-        Job("rules-inbox", 0.05, lambda conn, now: consume(conn, now)),
+        # The ingest NOTIFYs after each batch; the interval is only the fallback.
+        Job("rules-inbox", 0.5, lambda conn, now: consume(conn, now), wakes_on=EVENT_KINDS),
         Job("rules-clock", settings.rules_tick_ms / 1000.0, tick),
         Job("rules-webhooks", 1.0, webhook.delivery_job(settings)),
     ]

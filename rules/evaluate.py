@@ -9,7 +9,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from rules.model import Decision, Reading, Rule, compare
+from rules.model import (
+    CountRule,
+    Decision,
+    OfflineRule,
+    RateRule,
+    Reading,
+    Rule,
+    ThresholdRule,
+    compare,
+)
 
 State = dict[str, Any]
 RATE_SAMPLES_MAX = 500  # a rate window keeps at most this many samples (thinned beyond)
@@ -33,22 +42,17 @@ def describe(rule: Rule, value: float | None, *, device: str) -> str:
     """The alarm message: what was measured against what, on which device."""
     if rule.kind == "offline":
         return f"{device}: {rule.name}"
-    op, threshold = rule.p("op", ">"), rule.p("threshold")
+    op, threshold = rule.op, rule.threshold
     if rule.kind == "rate":
-        window = rule.p("window")
+        window = rule.window.total_seconds()
         return (f"{device}: {rule.name}: {rule.metric} changed by {_fmt(value)} in "
                 f"{window:g}s ({op} {_fmt(threshold)})")
     if rule.kind == "count":
         return (f"{device}: {rule.name}: {rule.metric} = {_fmt(value)} ({op} {_fmt(threshold)}) "
-                f"{rule.p('count')} readings in a row")
-    hold = rule.p("for", 0.0)
+                f"{rule.count} readings in a row")
+    hold = rule.for_.total_seconds()
     held = f" for {hold:g}s" if hold else ""
     return f"{device}: {rule.name}: {rule.metric} = {_fmt(value)} ({op} {_fmt(threshold)}){held}"
-
-
-def is_idle(state: State) -> bool:
-    """True when the state holds nothing worth storing."""
-    return not state
 
 
 def _compact(state: State) -> State:
@@ -71,6 +75,8 @@ def evaluate_readings(rule: Rule, state: State, readings: list[Reading], *,
         if st.get("last_ts") is not None and t <= st["last_ts"]:
             continue  # late or repeated reading: state already reflects a newer one
         st["last_ts"] = t
+        if rule.kind == "offline":
+            continue  # an offline rule reads no metric
         if rule.kind == "count":
             _count_step(rule, st, t, reading.value, decisions, device)
             continue
@@ -84,9 +90,9 @@ def evaluate_readings(rule: Rule, state: State, readings: list[Reading], *,
     return _compact(st), decisions
 
 
-def _threshold_step(rule: Rule, st: State, t: float, value: float,
+def _threshold_step(rule: ThresholdRule | RateRule, st: State, t: float, value: float,
                     decisions: list[Decision], device: str) -> None:
-    op, threshold = rule.p("op", ">"), rule.p("threshold")
+    op, threshold = rule.op, rule.threshold
     triggered = compare(value, op, threshold)
     st["last_value"] = value
     if not st.get("firing"):
@@ -95,29 +101,29 @@ def _threshold_step(rule: Rule, st: State, t: float, value: float,
             return
         if st.get("pending") is None:
             st["pending"] = t
-        if t - st["pending"] >= rule.p("for", 0.0):
+        if t - st["pending"] >= rule.for_.total_seconds():
             _raise(rule, st, t, value, decisions, device)
         return
     if triggered:
         _update(rule, st, t, value, decisions, device)
     st["in_trigger"] = triggered
-    still = compare(value, op, rule.p("clear", threshold))
+    still = compare(value, op, threshold if rule.clear is None else rule.clear)
     if still:
         st["clearing"] = None
         return
     if st.get("clearing") is None:
         st["clearing"] = t
-    if t - st["clearing"] >= rule.p("clear_for", 0.0):
+    if t - st["clearing"] >= rule.clear_for.total_seconds():
         _clear(st, t, value, decisions)
 
 
-def _count_step(rule: Rule, st: State, t: float, value: float,
+def _count_step(rule: CountRule, st: State, t: float, value: float,
                 decisions: list[Decision], device: str) -> None:
-    triggered = compare(value, rule.p("op", ">"), rule.p("threshold"))
+    triggered = compare(value, rule.op, rule.threshold)
     st["last_value"] = value
     if not st.get("firing"):
         st["streak"] = st.get("streak", 0) + 1 if triggered else 0
-        if st["streak"] >= rule.p("count", 3):
+        if st["streak"] >= rule.count:
             st["streak"] = 0
             _raise(rule, st, t, value, decisions, device)
         return
@@ -128,13 +134,13 @@ def _count_step(rule: Rule, st: State, t: float, value: float,
         return
     st["in_trigger"] = False
     st["ok_streak"] = st.get("ok_streak", 0) + 1
-    if st["ok_streak"] >= rule.p("clear_count", 1):
+    if st["ok_streak"] >= rule.clear_count:
         _clear(st, t, value, decisions)
 
 
-def _rate_step(rule: Rule, st: State, t: float, value: float) -> float | None:
+def _rate_step(rule: RateRule, st: State, t: float, value: float) -> float | None:
     """Add a sample to the window; the change across the window, or None with one sample."""
-    window = rule.p("window")
+    window = rule.window.total_seconds()
     samples: list[list[float]] = [s for s in st.get("samples", []) if s[0] >= t - window]
     samples.append([t, value])
     if len(samples) > RATE_SAMPLES_MAX:
@@ -170,25 +176,34 @@ def evaluate_time(rule: Rule, state: State, now: datetime, *,
     st = dict(state)
     decisions: list[Decision] = []
     t = _epoch(now)
+    hold, clear_hold = _holds(rule)
     if not st.get("firing"):
         pending = st.get("pending")
-        if pending is not None and t - pending >= rule.p("for", 0.0):
+        if pending is not None and t - pending >= hold:
             _raise(rule, st, t, st.get("last_value"), decisions, device)
     else:
         clearing = st.get("clearing")
-        if clearing is not None and t - clearing >= rule.p("clear_for", 0.0):
+        if clearing is not None and t - clearing >= clear_hold:
             _clear(st, t, st.get("last_value"), decisions)
     return _compact(st), decisions
+
+
+def _holds(rule: Rule) -> tuple[float, float]:
+    """The rule's hold and clear-hold times in seconds (none for count and offline rules)."""
+    if rule.kind in ("threshold", "rate"):
+        return rule.for_.total_seconds(), rule.clear_for.total_seconds()
+    return 0.0, 0.0
 
 
 def due_at(rule: Rule, state: State) -> datetime | None:
     """When `evaluate_time` could next decide something for this state, if ever."""
     if rule.kind not in ("threshold", "rate"):
         return None
+    hold, clear_hold = _holds(rule)
     if not state.get("firing") and state.get("pending") is not None:
-        return _dt(state["pending"] + rule.p("for", 0.0))
+        return _dt(state["pending"] + hold)
     if state.get("firing") and state.get("clearing") is not None:
-        return _dt(state["clearing"] + rule.p("clear_for", 0.0))
+        return _dt(state["clearing"] + clear_hold)
     return None
 
 
@@ -198,18 +213,18 @@ def due_at(rule: Rule, state: State) -> datetime | None:
 LAST_SEEN_PRECISION = 1.0
 
 
-def offline_condition(rule: Rule, *, last_seen: datetime | None, online: bool | None,
+def offline_condition(rule: OfflineRule, *, last_seen: datetime | None, online: bool | None,
                       now: datetime) -> str | None:
     """Why a device counts as offline under this rule now (None if it does not)."""
-    if online is False and rule.p("lwt", True):
+    if online is False and rule.lwt:
         return "offline (status / Last Will)"
-    silent_for = rule.p("timeout", 300.0) + LAST_SEEN_PRECISION
+    silent_for = rule.timeout.total_seconds() + LAST_SEEN_PRECISION
     if last_seen is not None and (now - last_seen).total_seconds() >= silent_for:
         return f"no data since {last_seen.isoformat(timespec='seconds')}"
     return None
 
 
-def evaluate_offline(rule: Rule, state: State, *, last_seen: datetime | None,
+def evaluate_offline(rule: OfflineRule, state: State, *, last_seen: datetime | None,
                      online: bool | None, now: datetime,
                      device: str) -> tuple[State, list[Decision]]:
     """Decide an offline rule for one device from its last message time and online flag."""

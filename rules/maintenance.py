@@ -5,33 +5,78 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from caretaker.errors import NotFound
+from caretaker.errors import Invalid, NotFound
 from caretaker.paging import Where, fetch_page
-from rules.model import RuleError
+from caretaker.site_config import Ident, Text
 
 COLUMNS = ("device_id", "starts_at", "ends_at", "reason", "created_by")
 
 
-class WindowNotFound(NotFound, RuleError):
+class WindowError(Invalid):
+    """A maintenance window that cannot be used; the message says why."""
+
+
+class WindowNotFound(NotFound):
     """No such maintenance window (in the caller's scope)."""
 
 
+class MaintenanceWindow(BaseModel):
+    """A period when a device (or the whole site) raises no tickets.
+
+    Times without a UTC offset are the site's local time. The site file writes
+    `{id, device, start, end, reason}`; the API `device_id`, `starts_at`, `ends_at`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    site_id: Ident | None = Field(default=None, description=(
+        "the window's site: required in the API; a site file's windows belong to its site"))
+    id: Ident | None = Field(default=None, description="made when not given (API only)")
+    device_id: Ident | None = Field(default=None, description="null: the whole site",
+                                    validation_alias=AliasChoices("device_id", "device"))
+    starts_at: datetime = Field(validation_alias=AliasChoices("starts_at", "start"))
+    ends_at: datetime = Field(validation_alias=AliasChoices("ends_at", "end"))
+    reason: Text = Field(min_length=1)
+
+
+def site_zone(conn: psycopg.Connection[Any], site_id: str) -> ZoneInfo:
+    """The site's time zone; WindowError for an unknown site."""
+    row = conn.execute("SELECT timezone FROM sites WHERE id = %s", (site_id,)).fetchone()
+    if row is None:
+        raise WindowError(f"unknown site {site_id!r}")
+    return ZoneInfo(row["timezone"])
+
+
+def local(when: datetime, zone: ZoneInfo) -> datetime:
+    """An aware time: one without a UTC offset is taken as the site's local time."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=zone)
+
+
 def check(conn: psycopg.Connection[Any], site_id: str, values: dict[str, Any]) -> None:
-    """Refuse a window that ends before it starts or names an unknown device."""
+    """Refuse a window of an unknown site, ending before it starts, or naming an unknown device.
+
+    Naive times in `values` are made the site's local time.
+    """
+    zone = site_zone(conn, site_id)
+    for key in ("starts_at", "ends_at"):
+        values[key] = local(values[key], zone)
     if values["ends_at"] <= values["starts_at"]:
-        raise RuleError("a maintenance window must end after it starts")
+        raise WindowError("a maintenance window must end after it starts")
     if values.get("device_id") is not None and conn.execute(
             "SELECT 1 FROM devices WHERE site_id = %s AND id = %s",
             (site_id, values["device_id"])).fetchone() is None:
-        raise RuleError(f"unknown device {values['device_id']!r} in site {site_id!r}")
+        raise WindowError(f"unknown device {values['device_id']!r} in site {site_id!r}")
 
 
 def upsert_window(conn: psycopg.Connection[Any], site_id: str, window_id: str | None,
                   values: dict[str, Any], *, now: datetime) -> dict[str, Any]:
     """Insert or replace a window by (site, id); a new id is made when none is given."""
+    values = dict(values)
     check(conn, site_id, values)
     window_id = window_id or f"mw-{secrets.token_hex(4)}"
     row = conn.execute(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from caretaker.locks import lock_key
 from rules.evaluate import State
 
 Key = tuple[str, str, str]  # (site, rule, device)
@@ -17,8 +17,7 @@ Key = tuple[str, str, str]  # (site, rule, device)
 
 def lock_id(key: Key) -> int:
     """The advisory lock number of one (site, rule, device)."""
-    digest = hashlib.blake2b(("rule|" + "|".join(key)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    return lock_key("rule", *key)
 
 
 def lock_keys(conn: psycopg.Connection[Any], keys: Iterable[Key]) -> None:

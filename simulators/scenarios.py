@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,33 +16,12 @@ from typing import Any
 
 import yaml
 
+from caretaker.durations import seconds as parse_duration  # the one grammar, in seconds
 from simulators.devices import Reading, Value
 from simulators.fleet import Device
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 KINDS = ("drift", "step", "flap", "silent", "bad_payload")
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-def parse_duration(value: str | float | int) -> float:
-    """Seconds in a duration: a number of seconds, or `90s`, `10m`, `1h30m`, `7d`, `2w`."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        text = str(value).strip().replace(" ", "")
-        try:
-            seconds = float(text)
-        except ValueError:
-            parts = _DURATION_RE.findall(text)
-            if not parts or "".join(n + u for n, u in parts) != text:
-                raise ValueError(f"not a duration: {value!r} (e.g. 90s, 10m, 1h30m, 7d)") from None
-            seconds = sum(float(n) * _UNIT_S[u] for n, u in parts)
-    if seconds < 0:
-        raise ValueError(f"negative duration: {value!r}")
-    return seconds
-
-
 @dataclass(frozen=True, slots=True)
 class Fault:
     """One fault on some devices: what it does, and its window relative to the run start."""

@@ -41,23 +41,25 @@ from caretaker.clock import Clock, system_clock
 from caretaker.retention import apply_retention
 from caretaker.scheduler import Job
 from caretaker.settings import Settings, get_settings
-from caretaker.site_config import LoadResult, SectionLoader, load_site_config
+from caretaker.site_config import LoadResult, Section, load_site_config
 from rules import config as rule_config
 from rules.engine import rule_jobs
 from rules.patrol import config as patrol_config
 from rules.patrol.engine import patrol_jobs
+from tickets.policy import PolicySpec
 
 # The processes `caretaker up` supervises (each a `caretaker <args>` command), in start order.
 PROCESSES: tuple[tuple[str, ...], ...] = (("ingest",), ("rules",), ("api",))
 DEMO_PROCESSES: tuple[tuple[str, ...], ...] = (("simulate",),)
 
-# Site-file sections beyond the registry, in the order they are applied.
-SECTIONS: Mapping[str, SectionLoader] = {
-    "rules": rule_config.load_rules,
-    "maintenance_windows": rule_config.load_maintenance_windows,
-    "work_order_policy": rule_config.load_work_order_policy,
-    "routes": patrol_config.load_routes,
-    "schedules": patrol_config.load_schedules,
+# Site-file sections beyond the registry, in the order they are applied: each the type its
+# content validates as (the API takes the same models) and its loader.
+SECTIONS: Mapping[str, Section] = {
+    "rules": Section(rule_config.Rules, rule_config.load_rules),
+    "maintenance_windows": Section(rule_config.Windows, rule_config.load_maintenance_windows),
+    "work_order_policy": Section(PolicySpec, rule_config.load_work_order_policy),
+    "routes": Section(patrol_config.Routes, patrol_config.load_routes),
+    "schedules": Section(patrol_config.Schedules, patrol_config.load_schedules),
 }
 
 # The API's routers, mounted under /api/v1 in this order.

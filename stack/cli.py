@@ -188,10 +188,10 @@ def simulate(
 ) -> None:
     """Publish a simulated device fleet and guard patrols over MQTT (live, sped up or backfill)."""
     from caretaker.clock import system_clock
+    from caretaker.durations import seconds as parse_duration
     from simulators.publisher import PublishError
     from simulators.run import Options, parse_rates
     from simulators.run import simulate as run
-    from simulators.scenarios import parse_duration
 
     _logging()
     settings = get_settings()

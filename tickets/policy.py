@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg.types.json import Jsonb
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from caretaker.durations import seconds as parse_duration
-from caretaker.errors import Invalid as RuleError
-from caretaker.severity import SEVERITIES
+from caretaker.durations import Duration
+from caretaker.errors import Invalid
+from caretaker.severity import Severity
+from caretaker.site_config import Text, problems
 
 DEFAULT_DEADLINES: dict[str, tuple[float, float]] = {  # severity -> (respond, resolve) seconds
     "critical": (15 * 60, 4 * 3600),
@@ -21,6 +23,66 @@ DEFAULT_DEADLINES: dict[str, tuple[float, float]] = {  # severity -> (respond, r
 }
 PRIORITY = {"critical": 1, "major": 2, "minor": 3, "warning": 4}
 EVENTS = ("opened", "escalated", "closed")
+Event = Literal["opened", "escalated", "closed"]
+ALL_EVENTS: tuple[Event, ...] = ("opened", "escalated", "closed")
+
+
+class PolicyError(Invalid):
+    """A work-order policy that cannot be used; the message names the field."""
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Deadlines(_Spec):
+    """How soon a ticket of one severity must be responded to and resolved."""
+
+    respond: Duration | None = None
+    resolve: Duration | None = None
+
+
+class Webhook(_Spec):
+    """Where ticket events are posted, and which events."""
+
+    url: Text = Field(min_length=1)
+    events: list[Event] = Field(default_factory=lambda: list(ALL_EVENTS))
+
+
+class PolicySpec(_Spec):
+    """The written policy (site file `work_order_policy:`); every key optional."""
+
+    open_at: Severity = Field(default="minor", description=(
+        "alarms of this severity or worse open a work order"))
+    deadlines: dict[Severity, Deadlines] = Field(default_factory=dict)
+    repeat_within: Duration = Field(default=timedelta(days=7), description=(
+        "a fault within this long of a ticket is a repeat"))
+    repeat_action: Literal["link", "reopen"] = "link"
+    webhook: Webhook | None = None
+
+    @field_validator("webhook", mode="before")
+    @classmethod
+    def _url_alone(cls, value: Any) -> Any:
+        """`webhook: http://...` is short for `webhook: {url: http://...}`."""
+        return {"url": value} if isinstance(value, str) else value
+
+    def policy(self) -> Policy:
+        """The policy this spec gives (defaults filled in, durations in seconds)."""
+        deadlines = dict(DEFAULT_DEADLINES)
+        for severity, d in self.deadlines.items():
+            respond, resolve = deadlines[severity]
+            deadlines[severity] = (
+                d.respond.total_seconds() if d.respond is not None else respond,
+                d.resolve.total_seconds() if d.resolve is not None else resolve)
+        return Policy(open_at=self.open_at, deadlines=deadlines,
+                      repeat_within=self.repeat_within.total_seconds(),
+                      repeat_action=self.repeat_action,
+                      webhook_url=self.webhook.url if self.webhook else None,
+                      webhook_events=tuple(self.webhook.events) if self.webhook else EVENTS)
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON the `work_order_policies` table keeps (only what was written)."""
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
 @dataclass(frozen=True)
@@ -41,39 +103,17 @@ class Policy:
         return now + timedelta(seconds=respond), now + timedelta(seconds=resolve)
 
 
-def parse_policy(spec: dict[str, Any] | None) -> Policy:
+def parse_spec(spec: Any) -> PolicySpec:
+    """A policy spec from its YAML/JSON shape; PolicyError naming the bad field."""
+    try:
+        return PolicySpec.model_validate(spec or {})
+    except ValidationError as exc:
+        raise PolicyError("work_order_policy: " + "; ".join(problems(exc, empty=""))) from None
+
+
+def parse_policy(spec: Any) -> Policy:
     """A policy from its YAML/JSON shape (every key optional)."""
-    spec = dict(spec or {})
-    if not isinstance(spec, dict):
-        raise RuleError("work_order_policy must be a mapping")
-    unknown = set(spec) - {"open_at", "deadlines", "repeat_within", "repeat_action", "webhook"}
-    if unknown:
-        raise RuleError(f"work_order_policy: unknown key(s) {', '.join(sorted(unknown))}")
-    open_at = spec.get("open_at", "minor")
-    if open_at not in SEVERITIES:
-        raise RuleError(f"work_order_policy.open_at: {open_at!r} is not a severity")
-    deadlines = dict(DEFAULT_DEADLINES)
-    for severity, d in (spec.get("deadlines") or {}).items():
-        if severity not in SEVERITIES or not isinstance(d, dict):
-            raise RuleError(f"work_order_policy.deadlines: bad entry {severity!r}")
-        respond, resolve = deadlines[severity]
-        deadlines[severity] = (
-            parse_duration(d.get("respond", respond), what=f"{severity}.respond"),
-            parse_duration(d.get("resolve", resolve), what=f"{severity}.resolve"),
-        )
-    action = spec.get("repeat_action", "link")
-    if action not in ("link", "reopen"):
-        raise RuleError("work_order_policy.repeat_action must be link or reopen")
-    webhook = spec.get("webhook") or {}
-    if isinstance(webhook, str):
-        webhook = {"url": webhook}
-    events = tuple(webhook.get("events", EVENTS))
-    if not set(events) <= set(EVENTS):
-        raise RuleError(f"work_order_policy.webhook.events: one or more of {', '.join(EVENTS)}")
-    return Policy(open_at=open_at, deadlines=deadlines,
-                  repeat_within=parse_duration(spec.get("repeat_within", 7 * 86400),
-                                               what="repeat_within"),
-                  repeat_action=action, webhook_url=webhook.get("url"), webhook_events=events)
+    return parse_spec(spec).policy()
 
 
 def load_policy(conn: psycopg.Connection[Any], site_id: str) -> Policy:
@@ -83,11 +123,16 @@ def load_policy(conn: psycopg.Connection[Any], site_id: str) -> Policy:
     return parse_policy(row["policy"] if row else None)
 
 
-def save_policy(conn: psycopg.Connection[Any], site_id: str, spec: dict[str, Any], *,
-                now: datetime) -> None:
-    """Validate and store a site's policy (replacing the previous one)."""
-    parse_policy(spec)
+def save_policy(conn: psycopg.Connection[Any], site_id: str, spec: PolicySpec, *,
+                now: datetime) -> bool:
+    """Store a site's policy (replacing the previous one); False when it is unchanged."""
+    stored = spec.stored()
+    row = conn.execute("SELECT policy FROM work_order_policies WHERE site_id = %s",
+                       (site_id,)).fetchone()
+    if row is not None and row["policy"] == stored:
+        return False
     conn.execute(
         "INSERT INTO work_order_policies (site_id, policy, updated_at) VALUES (%s, %s, %s)"
         " ON CONFLICT (site_id) DO UPDATE SET policy = EXCLUDED.policy,"
-        " updated_at = EXCLUDED.updated_at", (site_id, Jsonb(spec), now))
+        " updated_at = EXCLUDED.updated_at", (site_id, Jsonb(stored), now))
+    return True

@@ -13,6 +13,7 @@ import httpx2 as httpx  # httpx2: the maintained httpx line (starlette needs it 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from caretaker.backoff import backoff
 from caretaker.db import connect
 from caretaker.settings import Settings, get_settings
 from tickets.policy import Policy
@@ -35,11 +36,6 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return value
-
-
-def backoff(attempts: int) -> float:
-    """Seconds to wait before attempt number `attempts + 1`."""
-    return float(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(attempts - 1, 0)))
 
 
 def enqueue(conn: psycopg.Connection[Any], policy: Policy, event: str, work_order: dict[str, Any],
@@ -87,7 +83,9 @@ def deliver_due(conn: psycopg.Connection[Any], now: datetime, *, limit: int = 20
                 conn.execute(
                     "UPDATE webhook_outbox SET attempts = %s, next_attempt = %s, last_error = %s"
                     " WHERE id = %s",
-                    (attempts, now + timedelta(seconds=backoff(attempts)), error, row["id"]))
+                    (attempts, now + timedelta(seconds=backoff(attempts, first=BACKOFF_FIRST,
+                                                                 cap=BACKOFF_MAX)),
+                     error, row["id"]))
     finally:
         if own:
             http.close()

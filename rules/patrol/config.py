@@ -36,27 +36,33 @@ started and keeps the history.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated
 
-from rules.patrol.model import PatrolConfigError
+from pydantic import AfterValidator
+
+from caretaker.site_config import unique_ids
+from rules.patrol.model import PatrolConfigError, Route, Schedule
 from rules.patrol.store import Conn, upsert_route, upsert_schedule
 
-
-def _items(section: str, items: Any) -> list[dict[str, Any]]:
-    if items is None:
-        return []
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise PatrolConfigError(f"{section}: expected a list of mappings")
-    return items
+Routes = Annotated[list[Route], AfterValidator(unique_ids)]
+Schedules = Annotated[list[Schedule], AfterValidator(unique_ids)]
 
 
-def load_routes(conn: Conn, site_id: str, items: Any, *, now: datetime) -> None:
+def _own_site(site_id: str, given: str | None, what: str) -> None:
+    if given is not None and given != site_id:
+        raise PatrolConfigError(f"{what}: site_id {given!r} is not this file's site {site_id!r}")
+
+
+def load_routes(conn: Conn, site_id: str, routes: list[Route], *, now: datetime) -> None:
     """Upsert the site's routes by id (checkpoints must already be loaded)."""
-    for item in _items("routes", items):
-        upsert_route(conn, site_id, item, now=now)
+    for route in routes:
+        _own_site(site_id, route.site_id, f"route {route.id}")
+        upsert_route(conn, site_id, route, now=now)
 
 
-def load_schedules(conn: Conn, site_id: str, items: Any, *, now: datetime) -> None:
+def load_schedules(conn: Conn, site_id: str, schedules: list[Schedule], *,
+                   now: datetime) -> None:
     """Upsert the site's schedules by id (their routes and guards must already exist)."""
-    for item in _items("schedules", items):
-        upsert_schedule(conn, site_id, item, now=now)
+    for sched in schedules:
+        _own_site(site_id, sched.site_id, f"schedule {sched.id}")
+        upsert_schedule(conn, site_id, sched, now=now)

@@ -438,5 +438,6 @@ def patrol_jobs(settings: Any) -> list[Any]:
     every = settings.patrol_tick_ms / 1000
     return [
         Job("patrol-clock", every, lambda conn, now: clock_tick(conn, now, options=options)),
-        Job("patrol-scans", every, lambda conn, now: consume_scans(conn, now, options=options)),
+        Job("patrol-scans", every, lambda conn, now: consume_scans(conn, now, options=options),
+            wakes_on=("scans",)),
     ]

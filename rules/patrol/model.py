@@ -1,79 +1,61 @@
-"""Route and schedule definitions as values, parsed and validated from YAML/JSON shapes."""
+"""Routes and schedules as pydantic models: the site file and the API validate through them.
+
+Each model reads the written shape (durations `20m`; times `"22:00"`; weekdays `mon`) and
+holds typed values (timedelta, time, weekday numbers); in JSON it writes the shape it reads.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from datetime import date, time, timedelta
-from typing import Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from caretaker.durations import Duration
 from caretaker.errors import Invalid
+from caretaker.site_config import Ident, ShortText, problems
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 KINDS = ("daily", "every", "weekly", "monthly")
-_DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
+MAX_STEPS = 500
 
 
 class PatrolConfigError(Invalid):
     """A route or schedule definition that cannot be used; the message says what is wrong."""
 
 
-def parse_duration(value: Any, *, what: str = "duration") -> timedelta:
-    """'1h30m', '20m', '90s', '2d' or a number of seconds → timedelta."""
-    if isinstance(value, bool):
-        raise PatrolConfigError(f"{what}: {value!r} is not a duration")
-    if isinstance(value, int | float):
-        return timedelta(seconds=float(value))
-    if isinstance(value, timedelta):
-        return value
-    m = _DURATION.match(str(value)) if value is not None else None
-    if not m or not any(m.groups()):
-        raise PatrolConfigError(f"{what}: {value!r} is not a duration like 20m, 2h or 1h30m")
-    d, h, mi, s = (int(g or 0) for g in m.groups())
-    return timedelta(days=d, hours=h, minutes=mi, seconds=s)
-
-
-def format_duration(delta: timedelta) -> str:
-    """timedelta → the shortest of '2h', '20m', '1h30m', '45s'."""
-    total = int(delta.total_seconds())
-    if total == 0:
-        return "0m"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if total >= size:
-            parts.append(f"{total // size}{unit}")
-            total %= size
-    return "".join(parts)
-
-
-def parse_time(value: Any, *, what: str = "time") -> time:
-    """'22:00' (or 22:00 read by YAML as minutes) → time."""
+def parse_time(value: Any) -> time:
+    """'22:00' (or 22:00 read by YAML 1.1 as the minutes 1320) → time."""
     if isinstance(value, time):
         return value
-    if isinstance(value, int) and not isinstance(value, bool):  # YAML 1.1 reads 22:00 as 1320
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
         value = f"{value // 60:02d}:{value % 60:02d}"
-    m = re.match(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$", str(value).strip())
-    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
-        raise PatrolConfigError(f"{what}: {value!r} is not a time like 22:00")
+    m = re.match(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$", str(value).strip()[:16])
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59 or int(m.group(3) or 0) > 59:
+        raise ValueError(f"{value!r} is not a time like 22:00")
     return time(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
-
-
-def parse_date(value: Any, *, what: str = "date") -> date:
-    """'2026-11-01' or a YAML date → date."""
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise PatrolConfigError(f"{what}: {value!r} is not a date like 2026-11-01") from None
 
 
 def parse_weekday(value: Any) -> int:
     """'mon'..'sun' (or 'monday') → 0..6."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 6:
+        return value
     key = str(value).strip().lower()[:3]
     if key not in WEEKDAYS:
-        raise PatrolConfigError(f"weekday {value!r} is not one of {', '.join(WEEKDAYS)}")
+        raise ValueError(f"weekday {value!r} is not one of {', '.join(WEEKDAYS)}")
     return WEEKDAYS.index(key)
 
 
@@ -85,28 +67,80 @@ def check_timezone(name: str) -> ZoneInfo:
         raise PatrolConfigError(f"unknown time zone {name!r}") from None
 
 
-@dataclass(frozen=True)
-class Step:
+def _hhmm(t: time) -> str:
+    return t.strftime("%H:%M")
+
+
+ClockTime = Annotated[
+    time, BeforeValidator(parse_time), PlainSerializer(_hhmm, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": r"^\d{1,2}:\d{2}$", "examples": ["22:00"],
+                    "description": "local time HH:MM"}),
+]
+Weekday = Annotated[
+    int, BeforeValidator(parse_weekday),
+    PlainSerializer(lambda d: WEEKDAYS[d], return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "enum": list(WEEKDAYS)}),
+]
+
+
+Post = Annotated[str, StringConstraints(pattern=r"^[^\x00]{1,64}$")]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Step(_Spec):
     """One checkpoint of a route: expected `offset` after the start, ± `tolerance`."""
 
-    checkpoint: str
-    offset: timedelta
-    tolerance: timedelta
+    checkpoint: Ident
+    offset: Duration = timedelta(0)
+    tolerance: Duration = timedelta(minutes=5)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare(cls, value: Any) -> Any:
+        """A step may be written as just its checkpoint id."""
+        return {"checkpoint": value} if isinstance(value, str) else value
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(_Spec):
     """A list of checkpoints walked in order (or in any order) as one round."""
 
-    id: str
-    name: str
-    steps: tuple[Step, ...]
+    site_id: Ident | None = Field(default=None, description=(
+        "the route's site: required in the API; a site file's routes belong to its site"))
+    id: Ident
+    name: ShortText = Field(default="", description="defaults to the id")
     ordered: bool = True
-    min_duration: timedelta = timedelta(0)
+    min_duration: Duration = Field(default=timedelta(0), description=(
+        "a run walked faster than this is flagged too_short"))
     # A scan this long outside a visit's window still counts for it (early or late).
-    grace: timedelta = timedelta(minutes=30)
+    grace: Duration = timedelta(minutes=30)
     # No scan for this long during a run in progress raises a lone-worker gap; None: off.
-    lone_worker: timedelta | None = None
+    lone_worker: Duration | None = None
+    steps: tuple[Step, ...] = Field(min_length=1, max_length=MAX_STEPS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            value = dict(value)
+            if not value.get("name") and isinstance(value.get("id"), str):
+                value["name"] = value["id"]
+            if value.get("lone_worker") in (False, 0, ""):
+                value["lone_worker"] = None
+        return value
+
+    @model_validator(mode="after")
+    def _steps(self) -> Route:
+        seen = [s.checkpoint for s in self.steps]
+        twice = sorted({c for c in seen if seen.count(c) > 1})
+        if twice:
+            raise ValueError(f"a checkpoint appears twice: {', '.join(twice)}")
+        if self.ordered and any(b.offset < a.offset
+                                for a, b in zip(self.steps, self.steps[1:], strict=False)):
+            raise ValueError("ordered steps need non-decreasing offsets")
+        return self
 
     def windows(self) -> list[tuple[timedelta, timedelta, timedelta]]:
         """Per step: (due, window start, window end) as offsets from the run's start.
@@ -128,165 +162,132 @@ class Route:
         return min(end for _, _, end in self.windows())
 
 
-@dataclass(frozen=True)
-class Monthly:
+class Window(_Spec):
+    """Local hours an `every` schedule runs in; an end at or before the start crosses midnight."""
+
+    start: ClockTime
+    end: ClockTime
+
+
+class Monthly(_Spec):
     """Monthly recurrence: `day` of the month (-1 = last day), or the `nth` `weekday`."""
 
-    day: int | None = None
-    nth: int | None = None
-    weekday: int | None = None
+    day: int | None = Field(default=None, description="1..31, or -1 for the last day")
+    nth: Literal[1, 2, 3, 4, 5, -1, -2] | None = Field(default=None, description=(
+        "1..5, or -1 / -2 for the last / second to last"))
+    weekday: Weekday | None = Field(default=None, description="mon..sun, with nth")
+
+    @field_validator("day")
+    @classmethod
+    def _day(cls, value: int | None) -> int | None:
+        if value is not None and not (1 <= value <= 31 or value == -1):
+            raise ValueError("monthly day must be 1..31 or -1")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Monthly:
+        if (self.day is None) == (self.nth is None):
+            raise ValueError("monthly needs {day: N} or {nth: N, weekday: fri}")
+        if self.nth is not None and self.weekday is None:
+            raise ValueError("monthly nth needs a weekday")
+        return self
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """When a route is walked, by whom, in the site's time zone."""
+def _list_of_times(value: Any) -> Any:
+    """`at: "09:00"` is short for `at: ["09:00"]`; times come out sorted."""
+    if value is None:
+        return []
+    if isinstance(value, str | int | time):
+        value = [value]
+    if isinstance(value, list | tuple):
+        return sorted(parse_time(v) for v in value)
+    return value
 
-    id: str
-    route: str
-    kind: str
-    effective_from: date
-    guard: str | None = None
-    post: str | None = None
-    at: tuple[time, ...] = ()
-    every: timedelta | None = None
-    window: tuple[time, time] | None = None
-    weekdays: frozenset[int] = field(default_factory=frozenset)
+
+class Schedule(_Spec):
+    """When a route is walked, by whom (a guard, or any guard of a post), in the site's zone."""
+
+    site_id: Ident | None = Field(default=None, description=(
+        "the schedule's site: required in the API; a site file's schedules belong to its site"))
+    id: Ident
+    route: Ident
+    kind: Literal["daily", "every", "weekly", "monthly"] = "daily"
+    guard: Ident | None = None
+    post: Post | None = None
+    at: Annotated[tuple[ClockTime, ...], BeforeValidator(_list_of_times)] = Field(
+        default=(), max_length=96, description="local start times (daily, weekly, monthly)")
+    every: Duration | None = Field(default=None, description="kind every: the interval")
+    window: Window | None = None
+    weekdays: frozenset[Weekday] = Field(default=frozenset(), description=(
+        "optional for daily and every, required for weekly"))
     monthly: Monthly | None = None
+    start_tolerance: Duration | None = Field(default=None, description=(
+        "default: the route's earliest window end"))
+    effective_from: date
     effective_until: date | None = None
-    start_tolerance: timedelta | None = None
     enabled: bool = True
 
+    @model_validator(mode="before")
+    @classmethod
+    def _blanks(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            value = {k: (None if v == "" and k in ("guard", "post", "effective_until",
+                                                    "start_tolerance") else v)
+                     for k, v in value.items()}
+        return value
 
-def route_from_dict(item: dict[str, Any]) -> Route:
-    """A Route from its YAML/JSON shape (see rules/patrol/config.py); raises PatrolConfigError."""
-    if not isinstance(item, dict) or not item.get("id"):
-        raise PatrolConfigError(f"a route needs an id: {item!r}")
-    rid = str(item["id"])
-    raw_steps = item.get("steps") or []
-    if not isinstance(raw_steps, list) or not raw_steps:
-        raise PatrolConfigError(f"route {rid}: needs at least one step")
-    steps = []
-    for i, s in enumerate(raw_steps):
-        if isinstance(s, str):
-            s = {"checkpoint": s}
-        if not isinstance(s, dict) or not s.get("checkpoint"):
-            raise PatrolConfigError(f"route {rid}: step {i + 1} needs a checkpoint")
-        offset = parse_duration(s.get("offset", 0), what=f"route {rid} step {i + 1} offset")
-        tol = parse_duration(s.get("tolerance", "5m"),
-                             what=f"route {rid} step {i + 1} tolerance")
-        steps.append(Step(str(s["checkpoint"]), offset, tol))
-    seen = [s.checkpoint for s in steps]
-    if len(set(seen)) != len(seen):
-        raise PatrolConfigError(f"route {rid}: a checkpoint appears twice")
-    ordered = bool(item.get("ordered", True))
-    if ordered and any(b.offset < a.offset for a, b in zip(steps, steps[1:], strict=False)):
-        raise PatrolConfigError(f"route {rid}: ordered steps need non-decreasing offsets")
-    lone = item.get("lone_worker")
-    return Route(
-        id=rid, name=str(item.get("name") or rid), steps=tuple(steps), ordered=ordered,
-        min_duration=parse_duration(item.get("min_duration", 0),
-                                    what=f"route {rid} min_duration"),
-        grace=parse_duration(item.get("grace", "30m"), what=f"route {rid} grace"),
-        lone_worker=None if lone in (None, False, 0, "")
-        else parse_duration(lone, what=f"route {rid} lone_worker"),
-    )
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Schedule:
+        if (self.guard is None) == (self.post is None):
+            raise ValueError("give exactly one of guard or post")
+        if self.kind == "every":
+            if self.every is None or self.every < timedelta(minutes=1):
+                raise ValueError("every must be at least 1m")
+        elif not self.at:
+            raise ValueError(f'kind {self.kind} needs at: ["HH:MM", ...]')
+        if self.kind == "weekly" and not self.weekdays:
+            raise ValueError("weekly needs weekdays: [mon, ...]")
+        if self.kind == "monthly" and self.monthly is None:
+            raise ValueError("monthly needs monthly: {day: N} or {nth: N, weekday: fri}")
+        if self.effective_until is not None and self.effective_until < self.effective_from:
+            raise ValueError("effective_until is before effective_from")
+        return self
+
+
+def _parse(model: type[Route] | type[Schedule], item: Any) -> Any:
+    if not isinstance(item, dict):
+        raise PatrolConfigError(f"a {model.__name__.lower()} must be a mapping, not {item!r}")
+    try:
+        return model.model_validate(item)
+    except ValidationError as exc:
+        name = f"{model.__name__.lower()} {item.get('id')}" if item.get("id") else (
+            model.__name__.lower())
+        raise PatrolConfigError(f"{name}: " + "; ".join(problems(exc, empty=""))
+                                ) from None
+
+
+def route_from_dict(item: Any) -> Route:
+    """A Route from its written shape; PatrolConfigError naming the field."""
+    route: Route = _parse(Route, item)
+    return route
 
 
 def route_to_dict(route: Route) -> dict[str, Any]:
-    """The YAML/JSON shape of a route (inverse of route_from_dict)."""
-    return {
-        "id": route.id, "name": route.name, "ordered": route.ordered,
-        "min_duration": format_duration(route.min_duration),
-        "grace": format_duration(route.grace),
-        "lone_worker": format_duration(route.lone_worker) if route.lone_worker else None,
-        "steps": [{"checkpoint": s.checkpoint, "offset": format_duration(s.offset),
-                   "tolerance": format_duration(s.tolerance)} for s in route.steps],
-    }
+    """The written shape of a route (as stored and as the API returns it)."""
+    return route.model_dump(mode="json", exclude={"site_id"})
 
 
-def schedule_from_dict(item: dict[str, Any]) -> Schedule:
-    """A Schedule from its YAML/JSON shape (see rules/patrol/config.py)."""
-    if not isinstance(item, dict) or not item.get("id"):
-        raise PatrolConfigError(f"a schedule needs an id: {item!r}")
-    sid = str(item["id"])
-    kind = str(item.get("kind", "daily"))
-    if kind not in KINDS:
-        raise PatrolConfigError(f"schedule {sid}: kind {kind!r} is not one of {', '.join(KINDS)}")
-    if not item.get("route"):
-        raise PatrolConfigError(f"schedule {sid}: needs a route")
-    guard, post = item.get("guard"), item.get("post")
-    if bool(guard) == bool(post):
-        raise PatrolConfigError(f"schedule {sid}: give exactly one of guard or post")
-    if item.get("effective_from") in (None, ""):
-        raise PatrolConfigError(f"schedule {sid}: needs effective_from")
-    at_raw = item.get("at") or []
-    if isinstance(at_raw, str | int | time):
-        at_raw = [at_raw]
-    at = tuple(sorted(parse_time(t, what=f"schedule {sid} at") for t in at_raw))
-    weekdays = frozenset(parse_weekday(w) for w in (item.get("weekdays") or []))
-    every = window = monthly = None
-    if kind == "every":
-        every = parse_duration(item.get("every"), what=f"schedule {sid} every")
-        if every < timedelta(minutes=1):
-            raise PatrolConfigError(f"schedule {sid}: every must be at least 1m")
-        w = item.get("window")
-        if w is not None:
-            if not isinstance(w, dict) or "start" not in w or "end" not in w:
-                raise PatrolConfigError(f"schedule {sid}: window needs start and end")
-            window = (parse_time(w["start"], what=f"schedule {sid} window start"),
-                      parse_time(w["end"], what=f"schedule {sid} window end"))
-    elif not at:
-        raise PatrolConfigError(f"schedule {sid}: kind {kind} needs at: [\"HH:MM\", ...]")
-    if kind == "weekly" and not weekdays:
-        raise PatrolConfigError(f"schedule {sid}: weekly needs weekdays: [mon, ...]")
-    if kind == "monthly":
-        m = item.get("monthly")
-        if not isinstance(m, dict):
-            raise PatrolConfigError(f"schedule {sid}: monthly needs monthly: {{day: N}} or "
-                                    "{nth: N, weekday: fri}")
-        if m.get("day") is not None:
-            day = int(m["day"])
-            if not (1 <= day <= 31 or day == -1):
-                raise PatrolConfigError(f"schedule {sid}: monthly day must be 1..31 or -1")
-            monthly = Monthly(day=day)
-        else:
-            nth = int(m.get("nth", 0))
-            if nth not in (1, 2, 3, 4, 5, -1, -2):
-                raise PatrolConfigError(f"schedule {sid}: monthly nth must be 1..5, -1 or -2")
-            if m.get("weekday") is None:
-                raise PatrolConfigError(f"schedule {sid}: monthly nth needs a weekday")
-            monthly = Monthly(nth=nth, weekday=parse_weekday(m["weekday"]))
-    st = item.get("start_tolerance")
-    until = item.get("effective_until")
-    return Schedule(
-        id=sid, route=str(item["route"]), kind=kind,
-        effective_from=parse_date(item["effective_from"], what=f"schedule {sid} effective_from"),
-        effective_until=None if until in (None, "")
-        else parse_date(until, what=f"schedule {sid} effective_until"),
-        guard=str(guard) if guard else None, post=str(post) if post else None,
-        at=at, every=every, window=window, weekdays=weekdays, monthly=monthly,
-        start_tolerance=None if st in (None, "")
-        else parse_duration(st, what=f"schedule {sid} start_tolerance"),
-        enabled=bool(item.get("enabled", True)),
-    )
+def schedule_from_dict(item: Any) -> Schedule:
+    """A Schedule from its written shape; PatrolConfigError naming the field."""
+    sched: Schedule = _parse(Schedule, item)
+    return sched
 
 
 def schedule_to_dict(s: Schedule) -> dict[str, Any]:
-    """The YAML/JSON shape of a schedule (inverse of schedule_from_dict)."""
-    out: dict[str, Any] = {
-        "id": s.id, "route": s.route, "kind": s.kind, "guard": s.guard, "post": s.post,
-        "at": [t.strftime("%H:%M") for t in s.at],
-        "weekdays": [WEEKDAYS[d] for d in sorted(s.weekdays)],
-        "effective_from": s.effective_from.isoformat(),
-        "effective_until": s.effective_until.isoformat() if s.effective_until else None,
-        "start_tolerance": format_duration(s.start_tolerance) if s.start_tolerance else None,
-        "enabled": s.enabled,
-        "every": format_duration(s.every) if s.every else None,
-        "window": {"start": s.window[0].strftime("%H:%M"), "end": s.window[1].strftime("%H:%M")}
-        if s.window else None,
-        "monthly": None,
-    }
-    if s.monthly is not None:
-        out["monthly"] = ({"day": s.monthly.day} if s.monthly.day is not None else
-                          {"nth": s.monthly.nth, "weekday": WEEKDAYS[s.monthly.weekday or 0]})
+    """The written shape of a schedule (as stored and as the API returns it)."""
+    out = s.model_dump(mode="json", exclude={"site_id"}, exclude_none=True)
+    out["weekdays"] = [WEEKDAYS[d] for d in sorted(s.weekdays)]  # sets come out unordered
+    for key in ("guard", "post", "every", "window", "monthly", "start_tolerance",
+                "effective_until"):
+        out.setdefault(key, None)
     return out

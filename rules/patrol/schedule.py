@@ -61,7 +61,7 @@ def _nominal(sched: Schedule, day: date) -> Iterator[datetime]:
             yield datetime.combine(day, at)
         return
     step = sched.every or timedelta(days=1)
-    start_t, end_t = sched.window or (time(0), time(0))
+    start_t, end_t = (sched.window.start, sched.window.end) if sched.window else (time(0), time(0))
     start = datetime.combine(day, start_t)
     end = datetime.combine(day, end_t)
     if end <= start:  # crosses midnight (or the whole day when start == end)

@@ -57,20 +57,16 @@ def site_timezone(conn: Conn, site_id: str) -> str:
     row = conn.execute("SELECT timezone FROM sites WHERE id = %s", (site_id,)).fetchone()
     if row is None:
         raise NotFound(f"site {site_id!r} not found")
-    tz = str(_col(row, "timezone"))
+    tz = str(row["timezone"])
     check_timezone(tz)
     return tz
-
-
-def _col(row: Any, key: str) -> Any:
-    return row[key] if isinstance(row, dict) else row[0]
 
 
 def _check_route_refs(conn: Conn, site_id: str, route: Route) -> None:
     ids = [s.checkpoint for s in route.steps]
     rows = conn.execute("SELECT id FROM checkpoints WHERE site_id = %s AND id = ANY(%s)",
                         (site_id, ids)).fetchall()
-    known = {_col(r, "id") for r in rows}
+    known = {r["id"] for r in rows}
     missing = [c for c in ids if c not in known]
     if missing:
         raise PatrolConfigError(
@@ -90,11 +86,9 @@ def _replan_future(conn: Conn, site_id: str, schedule_ids: list[str],
         " WHERE site_id = %s AND id = ANY(%s)", (now, site_id, schedule_ids))
 
 
-def upsert_route(conn: Conn, site_id: str, item: dict[str, Any], *,
-                 now: datetime) -> bool:
-    """Create or replace a route from its dict shape; True if anything changed."""
+def upsert_route(conn: Conn, site_id: str, route: Route, *, now: datetime) -> bool:
+    """Create or replace a route; True if anything changed."""
     site_timezone(conn, site_id)
-    route = route_from_dict(item)
     _check_route_refs(conn, site_id, route)
     definition = route_to_dict(route)
     row = conn.execute(
@@ -107,8 +101,8 @@ def upsert_route(conn: Conn, site_id: str, item: dict[str, Any], *,
         (site_id, route.id, route.name, Jsonb(definition), now, now)).fetchone()
     if row is None:
         return False
-    if not _col(row, "inserted"):
-        users = [_col(r, "id") for r in conn.execute(
+    if not row["inserted"]:
+        users = [r["id"] for r in conn.execute(
             "SELECT id FROM schedules WHERE site_id = %s AND route_id = %s",
             (site_id, route.id)).fetchall()]
         if users:
@@ -116,11 +110,9 @@ def upsert_route(conn: Conn, site_id: str, item: dict[str, Any], *,
     return True
 
 
-def upsert_schedule(conn: Conn, site_id: str, item: dict[str, Any], *,
-                    now: datetime) -> bool:
-    """Create or replace a schedule from its dict shape; True if anything changed."""
+def upsert_schedule(conn: Conn, site_id: str, sched: Schedule, *, now: datetime) -> bool:
+    """Create or replace a schedule; True if anything changed."""
     site_timezone(conn, site_id)
-    sched = schedule_from_dict(item)
     if conn.execute("SELECT 1 FROM routes WHERE site_id = %s AND id = %s",
                     (site_id, sched.route)).fetchone() is None:
         raise PatrolConfigError(f"schedule {sched.id}: unknown route {sched.route!r}")
@@ -141,7 +133,7 @@ def upsert_schedule(conn: Conn, site_id: str, item: dict[str, Any], *,
          sched.enabled, now, now)).fetchone()
     if row is None:
         return False
-    if not _col(row, "inserted"):
+    if not row["inserted"]:
         _replan_future(conn, site_id, [sched.id], now)
     return True
 

@@ -10,6 +10,8 @@ import psycopg
 
 from rules import engine
 from rules.config import load_rules, load_work_order_policy
+from rules.model import parse_rule
+from tickets.policy import parse_spec
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 SITE = "rs"
@@ -43,9 +45,10 @@ def make_site(conn: psycopg.Connection[Any], *, rules: list[dict[str, Any]] | No
                      ("pump-3", "water_pump"), ("meter-main", "power_meter")):
         conn.execute("INSERT INTO devices (site_id, id, type_id, name, last_seen, online)"
                      " VALUES (%s, %s, %s, %s, %s, true)", (SITE, dev, typ, dev, T0))
-    load_rules(conn, SITE, RULES if rules is None else rules, now=T0)
+    load_rules(conn, SITE, [parse_rule(SITE, r) for r in (RULES if rules is None else rules)],
+               now=T0)
     if policy is not None:
-        load_work_order_policy(conn, SITE, policy, now=T0)
+        load_work_order_policy(conn, SITE, parse_spec(policy), now=T0)
     conn.commit()
 
 

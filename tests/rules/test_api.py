@@ -115,17 +115,49 @@ def test_maintenance_windows_and_rules_endpoints(conn: psycopg.Connection, clien
     assert rules["total"] == 4
     new = {"site_id": SITE, "id": "pressure-low", "metric": "outlet_pressure",
            "device_type": "water_pump", "severity": "major",
-           "params": {"op": "<", "threshold": 0.3, "clear": 0.35, "for": "30s"}}
+           "op": "<", "threshold": 0.3, "clear": 0.35, "for": "30s"}
     assert client.post("/api/v1/rules", json=new, headers=viewer).status_code == 403
     r = client.post("/api/v1/rules", json=new, headers=sup)
     assert r.status_code == 201, r.text
-    assert r.json()["params"]["for"] == 30.0
+    assert r.json()["for"] == "30s"
     assert client.post("/api/v1/rules", json=new, headers=sup).status_code == 409
-    assert client.post("/api/v1/rules", json={**new, "id": "b", "params": {}},
+    no_threshold = {k: v for k, v in new.items() if k not in ("op", "threshold", "clear", "for")}
+    assert client.post("/api/v1/rules", json={**no_threshold, "id": "b"},
                        headers=sup).status_code == 422
-    r = client.patch(f"/api/v1/rules/{SITE}/pressure-low", json={"params": {"threshold": 0.25}},
+    r = client.patch(f"/api/v1/rules/{SITE}/pressure-low", json={"threshold": 0.25},
                      headers=sup)
-    assert r.json()["params"]["threshold"] == 0.25 and r.json()["params"]["clear"] == 0.35
+    assert r.json()["threshold"] == 0.25 and r.json()["clear"] == 0.35
     r = client.post(f"/api/v1/rules/{SITE}/pressure-low/disable", headers=sup)
     assert r.json()["enabled"] is False
     assert client.get(f"/api/v1/rules/{SITE}/nope", headers=admin).status_code == 404
+
+
+def test_maintenance_window_refusals_are_4xx(conn: psycopg.Connection, client: TestClient,
+                                             make_token: Tokens, admin: dict[str, str]) -> None:
+    make_site(conn)
+    sup = make_token("supervisor")
+    body = {"site_id": SITE, "id": "mw-1", "starts_at": "2026-11-23T08:00:00+00:00",
+            "ends_at": "2026-11-23T12:00:00+00:00", "reason": "pump swap"}
+    r = client.post("/api/v1/maintenance-windows", json={**body, "site_id": "nowhere"},
+                    headers=admin)
+    assert r.status_code == 422 and "unknown site 'nowhere'" in r.json()["error"]["message"]
+    r = client.post("/api/v1/maintenance-windows", json={**body, "device_id": "pump-9"},
+                    headers=sup)
+    assert r.status_code == 422 and "pump-9" in r.json()["error"]["message"]
+    assert client.post("/api/v1/maintenance-windows", json=body, headers=sup).status_code == 201
+    url = f"/api/v1/maintenance-windows/{SITE}/mw-1"
+    for nulled in ({"ends_at": None}, {"starts_at": None}, {"reason": None}):
+        assert client.patch(url, json=nulled, headers=sup).status_code == 422
+    assert client.patch(url, json={"ends_at": "2026-11-23T07:00:00+00:00"},
+                        headers=sup).status_code == 422
+    assert client.patch(f"/api/v1/maintenance-windows/{SITE}/nope", json={"reason": "x"},
+                        headers=sup).status_code == 404
+    # a time without an offset is the site's local time (the site file reads it the same way)
+    r = client.patch(url, json={"ends_at": "2026-11-23T13:00:00"}, headers=sup)
+    assert r.status_code == 200 and r.json()["ends_at"].startswith("2026-11-23T13:00:00")
+    for query in ({"site": "a\x00"}, {"device": "\x00"}, {"active_at": "never"},
+                  {"offset": -1}):
+        assert client.get("/api/v1/maintenance-windows", params=query,
+                          headers=admin).status_code == 422
+    assert client.get(f"/api/v1/maintenance-windows/{SITE}/mw%00",
+                      headers=admin).status_code == 422

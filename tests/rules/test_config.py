@@ -6,7 +6,6 @@ import psycopg
 import pytest
 
 from caretaker.site_config import SiteConfigError, example_document
-from rules.config import load_rules
 from stack.app import load_site
 from tests.rules.helpers import T0, rows
 from tickets.policy import load_policy
@@ -33,15 +32,16 @@ def test_example_site_rules_load_and_reload_unchanged(conn: psycopg.Connection) 
 def test_bad_rule_is_reported_with_its_id(conn: psycopg.Connection) -> None:
     doc = example_document()
     load_site(conn, doc, now=T0)
-    with pytest.raises(SiteConfigError, match="rule x.*threshold"):
-        load_rules(conn, "riverside", [{"id": "x", "metric": "vibration"}], now=T0)
+    bad = {**doc, "rules": [*doc["rules"], {"id": "x", "metric": "vibration"}]}
+    with pytest.raises(SiteConfigError, match=rf"rules\[{len(doc['rules'])}\]\.threshold"):
+        load_site(conn, bad, now=T0)
     with pytest.raises(SiteConfigError, match="unknown device_type"):
-        load_rules(conn, "riverside", [{"id": "y", "metric": "m", "threshold": 1,
-                                        "device_type": "nope"}], now=T0)
+        load_site(conn, {**doc, "rules": [{"id": "y", "metric": "m", "threshold": 1,
+                                          "device_type": "nope"}]}, now=T0)
 
 
 def test_work_order_policy_is_checked() -> None:
-    from rules.model import RuleError
+    from tickets.policy import PolicyError as RuleError
     from tickets.policy import parse_policy
 
     policy = parse_policy({"open_at": "major", "deadlines": {"minor": {"resolve": "5d"}},

@@ -16,6 +16,7 @@ from paho.mqtt.properties import Properties
 from psycopg.rows import dict_row
 
 from rules.config import load_rules
+from rules.model import parse_rule
 from stack.workers import run_rules as rules_main
 from tests.ingest.helpers import (
     Publisher,
@@ -45,7 +46,7 @@ def test_published_fault_becomes_one_alarm_and_one_work_order(database: str,
                          ("meter-main", "power_meter")):
             c.execute("INSERT INTO devices (site_id, id, type_id, name) VALUES (%s, %s, %s, %s)",
                       (site, dev, typ, dev))
-        load_rules(c, site, RULES, now=T0)
+        load_rules(c, site, [parse_rule(site, r) for r in RULES], now=T0)
     settings = ingest_settings(database, mqtt)
     stop = threading.Event()
     rules = threading.Thread(target=rules_main, args=(settings,), kwargs={"stop": stop},

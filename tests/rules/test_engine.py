@@ -235,11 +235,12 @@ def test_last_will_raises_offline_at_once(conn: psycopg.Connection) -> None:
 def test_maintenance_window_suppresses_then_ticket_opens_when_it_ends(
         conn: psycopg.Connection) -> None:
     from rules.config import load_maintenance_windows
+    from rules.maintenance import MaintenanceWindow
 
     make_site(conn)
-    load_maintenance_windows(conn, SITE, [
+    load_maintenance_windows(conn, SITE, [MaintenanceWindow.model_validate(
         {"id": "mw-1", "device": "pump-1", "start": at(-60).isoformat(),
-         "end": at(120).isoformat(), "reason": "bearing replacement"}], now=at(0))
+         "end": at(120).isoformat(), "reason": "bearing replacement"})], now=at(0))
     conn.commit()
     publish(conn, "pump-1", at(0), vibration=9)
     publish(conn, "pump-2", at(0), vibration=9)
