@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel, BeforeValidator, StringConstraints
 
-from api.errors import ApiError, status_of
+from api.errors import ApiError
 from caretaker.tokens import Principal
 
 T = TypeVar("T")
@@ -84,18 +82,6 @@ def check_write_site(principal: Principal, site: str) -> None:
     if principal.site_id is not None and principal.site_id != site:
         raise ApiError(403, f"this token is limited to site {principal.site_id!r}",
                        code="forbidden")
-
-
-@contextmanager
-def refusals(*errors: type[Exception]) -> Iterator[None]:
-    """Turn a service's refusals into API errors with the HTTP status their kind names.
-
-    Not needed for `caretaker.errors` kinds, which the app-wide handler maps already.
-    """
-    try:
-        yield
-    except errors as exc:
-        raise ApiError(status_of(exc), str(exc)) from exc
 
 
 def changes_of(body: BaseModel, *, not_null: tuple[str, ...] = ("name",)) -> dict[str, Any]:

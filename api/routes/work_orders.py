@@ -81,7 +81,7 @@ class WorkOrderDetail(WorkOrderPublic):
     faults: list[FaultRef]
 
 
-class Step(BaseModel):
+class WorkOrderStep(BaseModel):
     """A transition's body: an optional note for the ticket's history."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
@@ -101,7 +101,7 @@ class FollowUpVisit(BaseModel):
     satisfaction: int = Field(ge=1, le=5)
 
 
-class Close(BaseModel):
+class WorkOrderClose(BaseModel):
     """Closing: with the follow-up visit after resolution, otherwise with a reason."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
@@ -113,7 +113,7 @@ class Close(BaseModel):
     followup: FollowUpVisit | None = None
 
 
-class Assign(BaseModel):
+class WorkOrderAssign(BaseModel):
     """Who takes the ticket."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
@@ -157,49 +157,49 @@ def _step(action: str, conn: Any, wo_id: int, principal: Principal, now: datetim
 
 
 @router.post("/{wo_id}/acknowledge", response_model=WorkOrderPublic)
-def acknowledge_work_order(wo_id: int, body: Step, conn: Db, principal: Worker,
+def acknowledge_work_order(wo_id: int, body: WorkOrderStep, conn: Db, principal: Worker,
                 clock: ClockDep) -> dict[str, Any]:
     """Acknowledge an open ticket (this meets its response deadline)."""
     return _step("acknowledge", conn, wo_id, principal, clock(), body.note)
 
 
 @router.post("/{wo_id}/start", response_model=WorkOrderPublic)
-def start_work_order(wo_id: int, body: Step, conn: Db, principal: Worker,
+def start_work_order(wo_id: int, body: WorkOrderStep, conn: Db, principal: Worker,
                      clock: ClockDep) -> dict[str, Any]:
     """Start work on an acknowledged ticket."""
     return _step("start", conn, wo_id, principal, clock(), body.note)
 
 
 @router.post("/{wo_id}/resolve", response_model=WorkOrderPublic)
-def resolve_work_order(wo_id: int, body: Step, conn: Db, principal: Worker,
+def resolve_work_order(wo_id: int, body: WorkOrderStep, conn: Db, principal: Worker,
             clock: ClockDep) -> dict[str, Any]:
     """Mark the repair done."""
     return _step("resolve", conn, wo_id, principal, clock(), body.note)
 
 
 @router.post("/{wo_id}/reopen", response_model=WorkOrderPublic)
-def reopen_work_order(wo_id: int, body: Step, conn: Db, principal: Worker,
+def reopen_work_order(wo_id: int, body: WorkOrderStep, conn: Db, principal: Worker,
                       clock: ClockDep) -> dict[str, Any]:
     """Send a resolved ticket back to work (a note says why)."""
     return _step("reopen", conn, wo_id, principal, clock(), body.note)
 
 
 @router.post("/{wo_id}/close", response_model=WorkOrderPublic)
-def close_work_order(wo_id: int, body: Close, conn: Db, principal: Supervisor,
+def close_work_order(wo_id: int, body: WorkOrderClose, conn: Db, principal: Supervisor,
           clock: ClockDep) -> dict[str, Any]:
     """Close a ticket: after resolution with the follow-up visit, otherwise with a reason."""
     return _step("close", conn, wo_id, principal, clock(), body.note, body.followup)
 
 
 @router.post("/{wo_id}/cancel", response_model=WorkOrderPublic)
-def cancel_work_order(wo_id: int, body: Step, conn: Db, principal: Supervisor,
+def cancel_work_order(wo_id: int, body: WorkOrderStep, conn: Db, principal: Supervisor,
            clock: ClockDep) -> dict[str, Any]:
     """Cancel a ticket that needs no repair (a note says why)."""
     return _step("cancel", conn, wo_id, principal, clock(), body.note)
 
 
 @router.post("/{wo_id}/assign", response_model=WorkOrderPublic)
-def assign_work_order(wo_id: int, body: Assign, conn: Db, principal: Worker,
+def assign_work_order(wo_id: int, body: WorkOrderAssign, conn: Db, principal: Worker,
            clock: ClockDep) -> dict[str, Any]:
     """Give a ticket to a person."""
     return wo.assign(conn, wo_id, body.assignee, actor=principal.actor, now=clock(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 
@@ -41,9 +42,13 @@ def test_token_create_for_an_unknown_site_says_so(settings_env: dict[str, str]) 
     assert "Traceback" not in out.stderr
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    # From the checkout, so `-m stack.cli` is this tree's command.
     return subprocess.run([sys.executable, "-m", "stack.cli", "token", *args],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 
 def test_token_expires_list_and_revoke(settings_env: dict[str, str], database: str) -> None:
