@@ -25,7 +25,7 @@ from stack.app import api as create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 # Seconds of generated requests per token (the whole test stays under ~90 s).
-BUDGET = float(os.environ.get("CARETAKER_SCHEMATHESIS_SECONDS", "30"))
+BUDGET = float(os.environ.get("CARETAKER_SCHEMATHESIS_SECONDS", "25"))
 
 
 @pytest.fixture
