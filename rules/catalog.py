@@ -116,3 +116,10 @@ def list_rules(conn: psycopg.Connection[Any], *, filters: dict[str, Any], scope:
     where.equals_all(filters, FILTERS)
     where.equals("site_id", scope)
     return fetch_page(conn, "rules", where, order="site_id, id", limit=limit, offset=offset)
+
+
+def watched_metrics(conn: psycopg.Connection[Any]) -> list[str]:
+    """The metrics enabled rules watch: their new readings go to the ingest's outbox."""
+    return [r["metric"] for r in conn.execute(
+        "SELECT DISTINCT metric FROM rules WHERE enabled AND metric IS NOT NULL"
+        " ORDER BY metric").fetchall()]
