@@ -40,7 +40,7 @@ SELECT timestamptz 'epoch' + ts_us * interval '1 microsecond', site_id, device_i
        value, text_value
 FROM _ingest_telemetry
 ON CONFLICT DO NOTHING"""
-# Same insert, and one outbox row with the new readings of the metrics that rules watch.
+# Same insert, and one outbox row with the new readings of the metrics asked for (or all).
 INSERT_TELEMETRY_EVENTS = """
 WITH ins AS (
     INSERT INTO telemetry (time, site_id, device_id, metric, value, text_value)
@@ -54,7 +54,7 @@ ev AS (
     SELECT 'telemetry', jsonb_agg(jsonb_build_object('site', site_id, 'device', device_id,
                'metric', metric, 'ts', (extract(epoch FROM time) * 1000)::bigint,
                'value', value, 'text', text_value) ORDER BY time)
-    FROM ins WHERE metric = ANY(%(metrics)s) HAVING count(*) > 0
+    FROM ins WHERE %(all)s OR metric = ANY(%(metrics)s) HAVING count(*) > 0
     RETURNING 1)
 SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM ev) AS events"""
 
@@ -211,10 +211,11 @@ def copy_text(rows: Sequence[tuple[Any, ...]]) -> bytes:
 
 
 def store_telemetry(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]], *,
-                    event_metrics: Sequence[str] = (), copy_data: bytes | None = None
+                    event_metrics: Sequence[str] | None = (), copy_data: bytes | None = None
                     ) -> tuple[int, bool]:
     """COPY readings into a staging table, insert the new ones; (rows inserted, event written).
 
+    New readings of `event_metrics` (None: of every metric) get one outbox event.
     `copy_data` is `copy_text(rows)` when the caller built it already.
     """
     if not rows:
@@ -223,8 +224,10 @@ def store_telemetry(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...
     cur.execute(STAGING)
     with cur.copy("COPY _ingest_telemetry FROM STDIN") as copy:
         copy.write(copy_data if copy_data is not None else copy_text(rows))
-    if event_metrics:
-        row = cur.execute(INSERT_TELEMETRY_EVENTS, {"metrics": list(event_metrics)}).fetchone()
+    if event_metrics is None or event_metrics:
+        row = cur.execute(INSERT_TELEMETRY_EVENTS, {"all": event_metrics is None,
+                                                    "metrics": list(event_metrics or ())}
+                          ).fetchone()
         assert row is not None  # an aggregate query returns one row
         return int(row["inserted"]), int(row["events"]) > 0
     cur.execute(INSERT_TELEMETRY)
@@ -331,8 +334,8 @@ class EventMetrics:
     """Which metrics' new readings go to the outbox, asked of a provider every few seconds.
 
     The provider comes from the composition root (the rules know which metrics they watch;
-    the ingest does not know the rules). Without one, no telemetry outbox events are written:
-    nothing would consume them, and the outbox would only grow.
+    the ingest does not know the rules). Without one, every metric's readings do: a missing
+    wiring costs outbox volume, never a reading a rule should have seen.
     """
 
     def __init__(self, provider: MetricsProvider | None = None,
@@ -342,19 +345,21 @@ class EventMetrics:
         self._metrics: list[str] = []
         self._read_at = float("-inf")
 
-    def get(self, conn: psycopg.Connection[Any]) -> list[str]:
-        """The cached list, asked again when it is older than `every` seconds."""
-        if self.provider is not None and time.monotonic() - self._read_at >= self.every:
+    def get(self, conn: psycopg.Connection[Any]) -> list[str] | None:
+        """The metrics (None: all), asked again when the answer is older than `every` seconds."""
+        if self.provider is None:
+            return None
+        if time.monotonic() - self._read_at >= self.every:
             self._metrics = sorted(set(self.provider(conn)))
             self._read_at = time.monotonic()
         return self._metrics
 
 
 def write_batch(conn: psycopg.Connection[Any], batch: Batch, *,
-                event_metrics: Sequence[str] = ()) -> Written:
+                event_metrics: Sequence[str] | None = ()) -> Written:
     """Write a whole batch in the caller's transaction, with its outbox rows and NOTIFY.
 
-    New readings of `event_metrics` get one telemetry outbox event.
+    New readings of `event_metrics` (None: of every metric) get one telemetry outbox event.
     """
     batch = admit(conn, batch)
     out = Written()

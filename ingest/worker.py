@@ -213,7 +213,7 @@ class IngestWorker:
         t["dead"] += written.dead_letters
 
     def _one_by_one(self, conn: psycopg.Connection[Any], messages: list[Message],
-                    metrics: list[str]) -> Written:
+                    metrics: list[str] | None) -> Written:
         """Write each message alone: one the database refuses becomes a dead letter."""
         total = Written()
         for msg in messages:

@@ -92,11 +92,21 @@ def test_write_batch_redelivered_writes_nothing_twice(conn: psycopg.Connection) 
         (b"[]", "empty array", 2, None)]
 
 
-def test_without_a_provider_no_metric_gets_outbox_events(conn: psycopg.Connection) -> None:
-    assert EventMetrics().get(conn) == []
+def test_outbox_events_for_the_metrics_asked_for_or_all(conn: psycopg.Connection) -> None:
+    _site(conn)
     asked: list[int] = []
     cache = EventMetrics(lambda c: asked.append(1) or ["b", "a", "b"], every=3600)
     assert cache.get(conn) == ["a", "b"] and cache.get(conn) == ["a", "b"] and len(asked) == 1
+    assert EventMetrics().get(conn) is None  # no provider: every metric
+    reading = Message("caretaker/v1/s/devices/d/telemetry", b'{"a": 1, "z": 2}', NOW_MS)
+    for metrics, expected in (([], None), (["z"], ["z"]), (None, ["a", "z"])):
+        conn.execute("DELETE FROM telemetry")
+        conn.execute("DELETE FROM ingest_events")
+        write_batch(conn, assemble([reading]), event_metrics=metrics)
+        row = conn.execute("SELECT payload FROM ingest_events WHERE kind = 'telemetry'"
+                           ).fetchone()
+        got = None if row is None else sorted(e["metric"] for e in row["payload"])
+        assert got == expected, metrics
 
 
 def test_an_unknown_site_is_a_dead_letter_not_a_new_site(conn: psycopg.Connection) -> None:
