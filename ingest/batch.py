@@ -95,7 +95,7 @@ def assemble(messages: list[Message]) -> Batch:
                 rows, bad = telemetry_rows(msg.payload, now_ms=msg.received_ms, site=topic.site,
                                            device=topic.entity)
                 if bad:
-                    dead += [DeadLetter.of_item(msg.topic, b, msg.received_ms) for b in bad]
+                    dead += _refused(msg, bad, usable=bool(rows))
                 if not rows:
                     continue
                 telemetry += rows
@@ -111,7 +111,7 @@ def assemble(messages: list[Message]) -> Batch:
                 scans, bad = parse_scans(topic.site, topic.entity, msg.payload,
                                          now=us_to_datetime(msg.received_ms * 1000))
                 if bad:
-                    dead += [DeadLetter.of_item(msg.topic, b, msg.received_ms) for b in bad]
+                    dead += _refused(msg, bad, usable=bool(scans))
                 if scans:
                     batch.scans.setdefault((topic.site, topic.entity), []).extend(scans)
                     batch.scans_received_ms = max(batch.scans_received_ms, msg.received_ms)
@@ -120,6 +120,15 @@ def assemble(messages: list[Message]) -> Batch:
         except UnicodeDecodeError as exc:
             dead.append(DeadLetter(msg.topic, msg.payload, f"not UTF-8: {exc}", msg.received_ms))
     return batch
+
+
+def _refused(msg: Message, bad: list[BadItem], *, usable: bool) -> list[DeadLetter]:
+    """Dead letters of an array's bad items: one each, or the whole message if none was good."""
+    if usable:
+        return [DeadLetter.of_item(msg.topic, b, msg.received_ms) for b in bad]
+    first = bad[0]
+    return [DeadLetter(msg.topic, msg.payload, f"all {len(bad)} items refused; item"
+                       f" {first.index}: {first.reason}", msg.received_ms)]
 
 
 def without(batch: Batch, sites: set[str], guards: set[tuple[str, str]]) -> Batch:

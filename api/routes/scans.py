@@ -5,10 +5,11 @@
 stays identical). A guard token that names a guard posts only as that guard (guard may be
 left out); a site-scoped token only for its site (site may be left out). Scans are stored
 through the ingest's own functions, idempotently by scan_id (whatever the timestamp): sending
-a batch again is safe. Each scan is judged alone: the answer says, per item, whether it was
-stored, a duplicate, or refused (and why); refused items are also kept as dead letters
-(source `http`), like the MQTT ones, where supervisors see them. A scan of a guard who is not
-in the registry is refused.
+a batch again is safe. A single scan is accepted (202) or refused whole (422, with why); in an
+array each scan is judged alone: the answer (202) says, per item, whether it was stored, a
+duplicate, or refused (and why), and refused items are also kept as dead letters (source
+`http`), like the MQTT ones, where supervisors see them — a handheld syncing in the background
+cannot lose them unseen. A scan of a guard who is not in the registry is refused.
 """
 
 from __future__ import annotations
@@ -156,10 +157,14 @@ def post_scans(conn: Db, principal: Scanner, clock: ClockDep,
     if len(items) > MAX_SCANS:
         raise ApiError(422, f"at most {MAX_SCANS} scans in one request", code="invalid")
     now = clock()
-    if _exists(conn, "SELECT 1 FROM guards WHERE site_id = %s AND id = %s", (site_id, guard_id)):
-        try:
-            scans, bad = parse_scans(site_id, guard_id, items, now=now)
-        except PayloadError as exc:  # only ids or an empty array: both checked above
+    known = _exists(conn, "SELECT 1 FROM guards WHERE site_id = %s AND id = %s",
+                    (site_id, guard_id))
+    if not known and not isinstance(payload, list):
+        raise ApiError(422, f"unknown guard {guard_id!r} of site {site_id!r}", code="invalid")
+    if known:
+        try:  # a single scan is accepted or refused whole; an array item by item
+            scans, bad = parse_scans(site_id, guard_id, payload, now=now)
+        except PayloadError as exc:
             raise ApiError(422, exc.reason, code="invalid") from exc
     else:
         reason = f"unknown guard {guard_id!r} of site {site_id!r}"

@@ -168,8 +168,10 @@ def test_posted_scans_are_judged_one_by_one(client: TestClient, database: str,
     again = client.post("/api/v1/scans", json=batch, headers=guard).json()
     assert (again["stored"], again["duplicates"], again["refused"]) == (0, 9, 1)
     single = client.post("/api/v1/scans", json={"scan_id": "nope", "tag": "T", "ts": NOW_MS},
-                         headers=guard).json()
-    assert [x["status"] for x in single["results"]] == ["refused"]
+                         headers=guard)  # one scan alone: accepted or refused whole
+    assert single.status_code == 422 and "scan_id" in single.json()["error"]["message"]
+    assert client.post("/api/v1/scans?site=s1&guard=g9", json=batch[1],
+                       headers=make_token("supervisor")).status_code == 422
     nobody = client.post("/api/v1/scans?site=s1&guard=g9", json=batch[:2],
                          headers=make_token("supervisor")).json()
     assert nobody["refused"] == 2
@@ -179,7 +181,7 @@ def test_posted_scans_are_judged_one_by_one(client: TestClient, database: str,
         dead = conn.execute("SELECT source, topic, item, count FROM dead_letters"
                             " ORDER BY topic, item").fetchall()
     assert [(d["source"], d["topic"].split("/")[4], d["item"], d["count"]) for d in dead] == [
-        ("http", "g1", 0, 1), ("http", "g1", 6, 2), ("http", "g9", 0, 1), ("http", "g9", 1, 1)]
+        ("http", "g1", 6, 2), ("http", "g9", 0, 1), ("http", "g9", 1, 1)]
     for body_, status in (([], 422), ([batch[1]] * 1001, 422), ("text", 422)):
         assert client.post("/api/v1/scans", json=body_, headers=guard).status_code == status
     assert client.post("/api/v1/scans?site=nowhere&guard=g1", json=batch[:1],

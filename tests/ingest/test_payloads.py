@@ -214,3 +214,14 @@ def test_status_changes_only_on_transitions() -> None:
     assert status_changes(True, [on, on]) == []
     assert status_changes(True, [off, off, on]) == [off, on]
     assert status_changes(False, [off]) == []
+
+
+def test_an_array_with_no_good_item_is_one_dead_letter_with_its_raw_bytes() -> None:
+    raw = b'[{"ts": "noon", "values": {"a": 1}}, 7]'
+    batch = assemble([Message("caretaker/v1/s/devices/d/telemetry", raw, NOW_MS),
+                      Message("caretaker/v1/s/guards/g/scans", b'[{"tag": "T"}]', NOW_MS)])
+    assert batch.telemetry == [] and batch.seen == {} and batch.scans == {}
+    assert [(d.payload, d.item, d.reason) for d in batch.dead] == [
+        (raw, None, "all 2 items refused; item 0: timestamp is not a number: 'noon'"),
+        (b'[{"tag": "T"}]', None,
+         "all 1 items refused; item 0: scan_id is missing or not a UUID")]
