@@ -157,37 +157,21 @@ def post_scans(conn: Db, principal: Scanner, clock: ClockDep,
     if len(items) > MAX_SCANS:
         raise ApiError(422, f"at most {MAX_SCANS} scans in one request", code="invalid")
     now = clock()
-    known = _exists(conn, "SELECT 1 FROM guards WHERE site_id = %s AND id = %s",
-                    (site_id, guard_id))
-    if not known and not isinstance(payload, list):
-        raise ApiError(422, f"unknown guard {guard_id!r} of site {site_id!r}", code="invalid")
-    if known:
+    unknown = f"unknown guard {guard_id!r} of site {site_id!r}"
+    if _exists(conn, "SELECT 1 FROM guards WHERE site_id = %s AND id = %s", (site_id, guard_id)):
         try:  # a single scan is accepted or refused whole; an array item by item
             scans, bad = parse_scans(site_id, guard_id, payload, now=now)
         except PayloadError as exc:
             raise ApiError(422, exc.reason, code="invalid") from exc
+    elif isinstance(payload, list):
+        scans, bad = [], [bad_item(i, item, unknown) for i, item in enumerate(items)]
     else:
-        reason = f"unknown guard {guard_id!r} of site {site_id!r}"
-        scans, bad = [], [bad_item(i, item, reason) for i, item in enumerate(items)]
-    stored = set(store_scans(conn, site_id, guard_id, scans, received_at=now))
-    refused = {b.index: b for b in bad}
-    topic = f"caretaker/v1/{site_id}/guards/{guard_id}/scans"
-    received_ms = datetime_to_ms(now)
-    store_dead_letters(conn, [DeadLetter.of_item(topic, b, received_ms) for b in bad],
+        raise ApiError(422, unknown, code="invalid")
+    stored = store_scans(conn, site_id, guard_id, scans, received_at=now)
+    store_dead_letters(conn, [DeadLetter.of_item(f"caretaker/v1/{site_id}/guards/{guard_id}/scans",
+                                                 b, datetime_to_ms(now)) for b in bad],
                        source="http")
-    results: list[dict[str, Any]] = []
-    seen: set[UUID] = set()
-    for index, item in enumerate(items):
-        scan_id = _scan_id(item)
-        if index in refused:
-            results.append({"index": index, "scan_id": scan_id, "status": "refused",
-                            "reason": refused[index].reason})
-        else:
-            new = scan_id in stored and scan_id not in seen
-            if scan_id is not None:
-                seen.add(scan_id)
-            results.append({"index": index, "scan_id": scan_id,
-                             "status": "stored" if new else "duplicate", "reason": None})
+    results = _results(items, set(stored), {b.index: b.reason for b in bad})
     counts = {status: sum(r["status"] == status for r in results)
               for status in ("stored", "duplicate", "refused")}
     return {"site_id": site_id, "guard_id": guard_id, "received": len(items),
@@ -195,6 +179,24 @@ def post_scans(conn: Db, principal: Scanner, clock: ClockDep,
             "refused": counts["refused"],
             "scan_ids": [r["scan_id"] for r in results if r["status"] != "refused"],
             "results": results}
+
+
+def _results(items: list[Any], stored: set[UUID], refused: dict[int, str]
+             ) -> list[dict[str, Any]]:
+    """One result per item: refused (why), stored now, or a duplicate of a stored scan_id."""
+    results: list[dict[str, Any]] = []
+    seen: set[UUID | None] = set()
+    for index, item in enumerate(items):
+        scan_id = _scan_id(item)
+        if index in refused:
+            results.append({"index": index, "scan_id": scan_id, "status": "refused",
+                            "reason": refused[index]})
+            continue
+        new = scan_id in stored and scan_id not in seen  # the first of a repeated id is new
+        seen.add(scan_id)
+        results.append({"index": index, "scan_id": scan_id,
+                        "status": "stored" if new else "duplicate", "reason": None})
+    return results
 
 
 @router.get("", response_model=Page[ScanPublic])
