@@ -276,6 +276,17 @@ def parse_status(payload: bytes | str, *, now_ms: int, lwt: bool = False) -> Sta
     return Status(status, source, ts_us)  # type: ignore[arg-type]
 
 
+def _storable(text: str) -> bool:
+    """True unless `text` has a NUL or a lone surrogate (PostgreSQL stores neither)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # JSON decoded by another parser than orjson can carry one
+        return False
+    return True
+
+
 def _scan(item: object, now_ms: int) -> Scan:
     if not isinstance(item, dict):
         raise PayloadError("scan is not an object")
@@ -289,7 +300,7 @@ def _scan(item: object, now_ms: int) -> Scan:
     if scan_id is None:
         raise PayloadError("scan_id is missing or not a UUID")
     tag = item.get("tag")
-    if not isinstance(tag, str) or not tag.strip() or len(tag) > MAX_TAG or "\x00" in tag:
+    if not isinstance(tag, str) or not tag.strip() or len(tag) > MAX_TAG or not _storable(tag):
         raise PayloadError(f"tag must be a non-empty string of at most {MAX_TAG} characters")
     if "ts" not in item:
         raise PayloadError("scan has no 'ts'")
@@ -301,14 +312,15 @@ def _scan(item: object, now_ms: int) -> Scan:
     if not isinstance(readings, dict):
         raise PayloadError("readings must be an object")
     for key, value in readings.items():
-        if "\x00" in key or (isinstance(value, str) and "\x00" in value):
-            raise PayloadError("readings contain a NUL character")
+        if not _storable(key) or (isinstance(value, str) and not _storable(value)):
+            raise PayloadError("readings contain a NUL character or a lone surrogate")
         if value is not None and not isinstance(value, bool | int | float | str):
             raise PayloadError(f"reading {key[:60]!r} has wrong type {type(value).__name__}")
         if isinstance(value, float) and not math.isfinite(value):
             raise PayloadError(f"reading {key[:60]!r} is not finite")
     note = item.get("note")
-    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE or "\x00" in note):
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE
+                             or not _storable(note)):
         raise PayloadError(f"note must be a string of at most {MAX_NOTE} characters")
     return Scan(scan_id, tag, ts, result, readings, note)
 

@@ -4,6 +4,7 @@ scans posted over HTTP, each item judged alone."""
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -182,6 +183,11 @@ def test_posted_scans_are_judged_one_by_one(client: TestClient, database: str,
                             " ORDER BY topic, item").fetchall()
     assert [(d["source"], d["topic"].split("/")[4], d["item"], d["count"]) for d in dead] == [
         ("http", "g1", 6, 2), ("http", "g9", 0, 1), ("http", "g9", 1, 1)]
+    odd = [{"scan_id": str(uuid.uuid4()), "tag": "T\ud800", "ts": NOW_MS},  # lone surrogate
+           {"scan_id": str(uuid.uuid4()), "tag": "T", "ts": NOW_MS, "note": "\x00"}]
+    r = client.post("/api/v1/scans", content=json.dumps(odd),  # ASCII: "\\ud800" escaped
+                    headers={**guard, "Content-Type": "application/json"})
+    assert r.status_code == 202 and r.json()["refused"] == 2, r.text
     for body_, status in (([], 422), ([batch[1]] * 1001, 422), ("text", 422)):
         assert client.post("/api/v1/scans", json=body_, headers=guard).status_code == status
     assert client.post("/api/v1/scans?site=nowhere&guard=g1", json=batch[:1],
