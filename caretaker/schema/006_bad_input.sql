@@ -35,4 +35,4 @@ WHERE k.source = d.source AND k.topic = d.topic AND k.payload_hash = d.payload_h
 
 CREATE UNIQUE INDEX dead_letters_key ON dead_letters (source, topic, payload_hash, item)
     NULLS NOT DISTINCT;
-CREATE INDEX dead_letters_last_received_idx ON dead_letters (last_received_at);
+CREATE INDEX dead_letters_last_received_idx ON dead_letters (last_received_at, id);
