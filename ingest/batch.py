@@ -75,22 +75,23 @@ class Batch:
     stamps: list[int] = field(default_factory=list)
     # `telemetry` in COPY text format, when the caller prepared it ahead of the write
     copy_data: bytes | None = None
-    # the sites named by the messages' topics, and the messages themselves: the writer
-    # checks the sites (and the scans' guards) against the registry and, if one is unknown,
-    # assembles the batch again without its messages (see `without`)
-    sites: set[str] = field(default_factory=set)
+    # the messages themselves: the writer checks the sites (and the scans' guards) against
+    # the registry and, if one is unknown, assembles the batch again without their messages
     messages: list[Message] = field(default_factory=list)
+
+    def sites(self) -> set[str]:
+        """The sites this batch would write rows for."""
+        return ({site for site, _ in self.seen} | {s.site for s in self.statuses}
+                | {site for site, _ in self.scans})
 
 
 def assemble(messages: list[Message]) -> Batch:
     """Parse every message; bad ones (or bad array items) become dead letters alone."""
     batch = Batch(messages=messages)
-    telemetry, seen, stamps, sites = batch.telemetry, batch.seen, batch.stamps, batch.sites
-    dead = batch.dead
+    telemetry, seen, stamps, dead = batch.telemetry, batch.seen, batch.stamps, batch.dead
     for msg in messages:
         try:
             topic = parse_topic(msg.topic)
-            sites.add(topic.site)
             if topic.kind == "telemetry":
                 rows, bad = telemetry_rows(msg.payload, now_ms=msg.received_ms, site=topic.site,
                                            device=topic.entity)

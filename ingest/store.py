@@ -87,11 +87,12 @@ def admit(conn: psycopg.Connection[Any], batch: Batch) -> Batch:
     Unknown devices of a known site are welcome (auto-registered as unassigned); a site is
     created only by configuration, never by a topic.
     """
-    if not batch.sites:
+    sites = batch.sites()
+    if not sites:
         return batch
     known = {r["id"] for r in conn.execute(
-        "SELECT id FROM sites WHERE id = ANY(%s)", (sorted(batch.sites),)).fetchall()}
-    unknown_sites = batch.sites - known
+        "SELECT id FROM sites WHERE id = ANY(%s)", (sorted(sites),)).fetchall()}
+    unknown_sites = sites - known
     keys = sorted(k for k in batch.scans if k[0] in known)
     unknown_guards: set[tuple[str, str]] = set()
     if keys:
