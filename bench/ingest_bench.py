@@ -213,6 +213,8 @@ def run_ingest(url: str, port: int, messages: int, publishers: int, *, drain: bo
            "CARETAKER_INGEST_CLIENT_ID": client_id, "CARETAKER_INGEST_SHARE_GROUP": group,
            "CARETAKER_STATE_DIR": str(state)}
     site = f"i{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(url) as c:  # a topic of an unknown site is a dead letter
+        c.execute("INSERT INTO sites (id, name) VALUES (%s, 'Benchmark')", (site,))
     # the worker's session and subscription exist before anything is published
     from caretaker.settings import Settings
     from ingest.mqtt import Subscriber

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     patrol_horizon_hours: int = Field(default=24, ge=1)
     patrol_catchup_days: int = Field(default=31, ge=1)
     webhook_url: str | None = None
+    # Dead letters: kept this many days after they were last received; one payload is
+    # returned by the API up to this many bytes (the rest is cut, and said to be).
+    dead_letter_retention_days: int = Field(default=30, ge=1)
+    dead_letter_payload_max: int = Field(default=65536, ge=1, le=16 * 1024 * 1024)
 
     # API: seconds a request waits for a pooled database connection (then 503), and how
     # long a pooled connection lives before it is replaced (a restarted database's

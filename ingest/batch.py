@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ingest.payloads import (
+    BadItem,
     PayloadError,
     Scan,
     Status,
@@ -44,12 +45,19 @@ class StatusItem:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A message that could not be ingested, with why."""
+    """A message (or one item of its array, by index) that could not be ingested, with why."""
 
     topic: str
     payload: bytes
     reason: str
     received_ms: int
+    item: int | None = None
+
+    @classmethod
+    def of_item(cls, topic: str, bad: BadItem, received_ms: int) -> DeadLetter:
+        """The dead letter of one refused array item."""
+        return cls(topic, bad.payload, f"item {bad.index}: {bad.reason}", received_ms,
+                   bad.index)
 
 
 @dataclass
@@ -67,18 +75,30 @@ class Batch:
     stamps: list[int] = field(default_factory=list)
     # `telemetry` in COPY text format, when the caller prepared it ahead of the write
     copy_data: bytes | None = None
+    # the messages themselves: the writer checks the sites (and the scans' guards) against
+    # the registry and, if one is unknown, assembles the batch again without their messages
+    messages: list[Message] = field(default_factory=list)
+
+    def sites(self) -> set[str]:
+        """The sites this batch would write rows for."""
+        return ({site for site, _ in self.seen} | {s.site for s in self.statuses}
+                | {site for site, _ in self.scans})
 
 
 def assemble(messages: list[Message]) -> Batch:
-    """Parse every message; bad ones become dead letters and never affect the others."""
-    batch = Batch()
-    telemetry, seen, stamps = batch.telemetry, batch.seen, batch.stamps
+    """Parse every message; bad ones (or bad array items) become dead letters alone."""
+    batch = Batch(messages=messages)
+    telemetry, seen, stamps, dead = batch.telemetry, batch.seen, batch.stamps, batch.dead
     for msg in messages:
         try:
             topic = parse_topic(msg.topic)
             if topic.kind == "telemetry":
-                rows = telemetry_rows(msg.payload, now_ms=msg.received_ms, site=topic.site,
-                                      device=topic.entity)
+                rows, bad = telemetry_rows(msg.payload, now_ms=msg.received_ms, site=topic.site,
+                                           device=topic.entity)
+                if bad:
+                    dead += _refused(msg, bad, usable=bool(rows))
+                if not rows:
+                    continue
                 telemetry += rows
                 stamps.append(rows[0][2] // 1000)
                 key = (topic.site, topic.entity)
@@ -89,16 +109,54 @@ def assemble(messages: list[Message]) -> Batch:
                 batch.statuses.append(
                     StatusItem(topic.site, topic.entity, status, msg.received_ms * 1000))
             else:
-                scans = parse_scans(topic.site, topic.entity, msg.payload,
-                                    now=us_to_datetime(msg.received_ms * 1000))
-                batch.scans.setdefault((topic.site, topic.entity), []).extend(scans)
-                batch.scans_received_ms = max(batch.scans_received_ms, msg.received_ms)
+                scans, bad = parse_scans(topic.site, topic.entity, msg.payload,
+                                         now=us_to_datetime(msg.received_ms * 1000))
+                if bad:
+                    dead += _refused(msg, bad, usable=bool(scans))
+                if scans:
+                    batch.scans.setdefault((topic.site, topic.entity), []).extend(scans)
+                    batch.scans_received_ms = max(batch.scans_received_ms, msg.received_ms)
         except PayloadError as exc:
-            batch.dead.append(DeadLetter(msg.topic, msg.payload, exc.reason, msg.received_ms))
+            dead.append(DeadLetter(msg.topic, msg.payload, exc.reason, msg.received_ms))
         except UnicodeDecodeError as exc:
-            batch.dead.append(DeadLetter(msg.topic, msg.payload, f"not UTF-8: {exc}",
-                                         msg.received_ms))
+            dead.append(DeadLetter(msg.topic, msg.payload, f"not UTF-8: {exc}", msg.received_ms))
     return batch
+
+
+def _refused(msg: Message, bad: list[BadItem], *, usable: bool) -> list[DeadLetter]:
+    """Dead letters of an array's bad items: one each, or the whole message if none was good."""
+    if usable:
+        return [DeadLetter.of_item(msg.topic, b, msg.received_ms) for b in bad]
+    first = bad[0]
+    return [DeadLetter(msg.topic, msg.payload, f"all {len(bad)} items refused; item"
+                       f" {first.index}: {first.reason}", msg.received_ms)]
+
+
+def without(batch: Batch, sites: set[str], guards: set[tuple[str, str]]) -> Batch:
+    """The batch again without the messages of unknown `sites` or scans of unknown `guards`.
+
+    Those messages become dead letters whole; everything else is assembled as before.
+    """
+    keep: list[Message] = []
+    refused: list[DeadLetter] = []
+    for msg in batch.messages:
+        try:
+            topic = parse_topic(msg.topic)
+        except PayloadError:
+            keep.append(msg)  # dead-lettered again by assemble, for its topic
+            continue
+        if topic.site in sites:
+            refused.append(DeadLetter(msg.topic, msg.payload, f"unknown site {topic.site!r}",
+                                      msg.received_ms))
+        elif topic.kind == "scans" and (topic.site, topic.entity) in guards:
+            refused.append(DeadLetter(
+                msg.topic, msg.payload,
+                f"unknown guard {topic.entity!r} of site {topic.site!r}", msg.received_ms))
+        else:
+            keep.append(msg)
+    again = assemble(keep)
+    again.dead += refused
+    return again
 
 
 def status_changes(online: bool | None, items: list[StatusItem]) -> list[StatusItem]:

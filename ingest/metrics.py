@@ -115,13 +115,11 @@ def _cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[st
     return out
 
 
-def read_stats(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    """Every worker's row of ingest_stats, with its age in seconds."""
-    cur = conn.execute(
+def read_stats(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Every worker's row of ingest_stats, with its age in seconds (rows as dicts)."""
+    return [dict(r) for r in conn.execute(
         "SELECT *, extract(epoch FROM now() - updated_at)::float8 AS age FROM ingest_stats"
-        " ORDER BY worker")
-    names = [d.name for d in cur.description or ()]
-    return [r if isinstance(r, dict) else dict(zip(names, r, strict=True)) for r in cur]
+        " ORDER BY worker").fetchall()]
 
 
 class IngestCollector(Collector):

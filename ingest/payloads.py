@@ -1,7 +1,8 @@
 """Parsing and validation of MQTT v1 topics and payloads: bytes in, rows or a reason out.
 
-Nothing here does I/O. Every failure raises `PayloadError` whose `reason` goes to
-`dead_letters` as is.
+Nothing here does I/O. A message that cannot be used at all raises `PayloadError` whose
+`reason` goes to `dead_letters` as is; in an array, each bad item is returned alone as a
+`BadItem` (its own dead letter) and the good items are kept.
 """
 
 from __future__ import annotations
@@ -42,6 +43,24 @@ class PayloadError(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class BadItem:
+    """One refused item of an array payload: its index, its JSON, and why."""
+
+    index: int
+    payload: bytes
+    reason: str
+
+
+def bad_item(index: int, item: object, reason: str) -> BadItem:
+    """A BadItem holding the item re-encoded as JSON (decoded JSON always encodes again)."""
+    try:
+        raw = orjson.dumps(item)
+    except orjson.JSONEncodeError:  # e.g. a lone surrogate in a string
+        raw = repr(item).encode("utf-8", "backslashreplace")
+    return BadItem(index, raw, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,15 +206,16 @@ def _entry(entry: object, site: str, device: str, now_ms: int, out: list[Telemet
 
 
 def telemetry_rows(payload: bytes | str, *, now_ms: int, site: str, device: str
-                   ) -> list[TelemetryRow]:
+                   ) -> tuple[list[TelemetryRow], list[BadItem]]:
     """Parse the three ThingsBoard shapes into rows (site, device, time µs, metric, value, text).
 
     Shapes: `{"m": v}` (at receive time), `{"ts": ms, "values": {...}}`, or an array of the
     latter. `now_ms` is the receive time, also the reference of the "more than a day in the
-    future" check.
+    future" check. A bad entry of an array is returned as a BadItem and the others are kept.
     """
     data = loads(payload)
     out: list[TelemetryRow] = []
+    bad: list[BadItem] = []
     if type(data) is dict:
         if "values" in data and data.keys() <= _ENTRY_KEYS:
             ts_us = ts_to_us(data["ts"], now_ms) if "ts" in data else now_ms * 1000
@@ -207,16 +227,24 @@ def telemetry_rows(payload: bytes | str, *, now_ms: int, site: str, device: str
     elif type(data) is list:
         if not data:
             raise PayloadError("empty array")
-        for entry in data:
-            _entry(entry, site, device, now_ms, out)
+        for index, entry in enumerate(data):
+            mark = len(out)
+            try:
+                _entry(entry, site, device, now_ms, out)
+            except PayloadError as exc:
+                del out[mark:]  # the readings of a half-read entry go with it
+                bad.append(bad_item(index, entry, exc.reason))
     else:
         raise PayloadError(f"telemetry must be an object or an array, not {type(data).__name__}")
-    return out
+    return out, bad
 
 
 def parse_telemetry(payload: bytes | str, *, now_ms: int) -> list[Point]:
-    """The readings of a telemetry payload as (time µs, metric, value, text)."""
-    return [r[2:] for r in telemetry_rows(payload, now_ms=now_ms, site="", device="")]
+    """Readings of a telemetry payload as (time µs, metric, value, text); a bad entry raises."""
+    rows, bad = telemetry_rows(payload, now_ms=now_ms, site="", device="")
+    if bad:
+        raise PayloadError(bad[0].reason)
+    return [r[2:] for r in rows]
 
 
 def parse_status(payload: bytes | str, *, now_ms: int, lwt: bool = False) -> Status:
@@ -248,6 +276,17 @@ def parse_status(payload: bytes | str, *, now_ms: int, lwt: bool = False) -> Sta
     return Status(status, source, ts_us)  # type: ignore[arg-type]
 
 
+def _storable(text: str) -> bool:
+    """True unless `text` has a NUL or a lone surrogate (PostgreSQL stores neither)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # JSON decoded by another parser than orjson can carry one
+        return False
+    return True
+
+
 def _scan(item: object, now_ms: int) -> Scan:
     if not isinstance(item, dict):
         raise PayloadError("scan is not an object")
@@ -261,7 +300,7 @@ def _scan(item: object, now_ms: int) -> Scan:
     if scan_id is None:
         raise PayloadError("scan_id is missing or not a UUID")
     tag = item.get("tag")
-    if not isinstance(tag, str) or not tag.strip() or len(tag) > MAX_TAG or "\x00" in tag:
+    if not isinstance(tag, str) or not tag.strip() or len(tag) > MAX_TAG or not _storable(tag):
         raise PayloadError(f"tag must be a non-empty string of at most {MAX_TAG} characters")
     if "ts" not in item:
         raise PayloadError("scan has no 'ts'")
@@ -273,30 +312,46 @@ def _scan(item: object, now_ms: int) -> Scan:
     if not isinstance(readings, dict):
         raise PayloadError("readings must be an object")
     for key, value in readings.items():
-        if "\x00" in key or (isinstance(value, str) and "\x00" in value):
-            raise PayloadError("readings contain a NUL character")
+        if not _storable(key) or (isinstance(value, str) and not _storable(value)):
+            raise PayloadError("readings contain a NUL character or a lone surrogate")
         if value is not None and not isinstance(value, bool | int | float | str):
             raise PayloadError(f"reading {key[:60]!r} has wrong type {type(value).__name__}")
         if isinstance(value, float) and not math.isfinite(value):
             raise PayloadError(f"reading {key[:60]!r} is not finite")
     note = item.get("note")
-    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE or "\x00" in note):
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE
+                             or not _storable(note)):
         raise PayloadError(f"note must be a string of at most {MAX_NOTE} characters")
     return Scan(scan_id, tag, ts, result, readings, note)
 
 
 def parse_scans(site: str, guard: str, payload: bytes | str | list[Any] | dict[str, Any], *,
-                now: datetime | None = None) -> list[Scan]:
+                now: datetime | None = None) -> tuple[list[Scan], list[BadItem]]:
     """Validate one scan or an array of scans (offline sync) of a guard at a site.
 
-    Accepts raw bytes/str (JSON) or already decoded JSON; raises PayloadError if the
-    site or guard id, or any scan, is invalid (the whole payload is refused then).
+    Accepts raw bytes/str (JSON) or already decoded JSON. Returns the good scans (the first
+    of each scan_id) and the bad items of an array; raises PayloadError when the site or
+    guard id is invalid, the JSON is not an object or a non-empty array, or the single scan
+    given alone is bad.
     """
     check_ident(site, "site")
     check_ident(guard, "guard")
     now_ms = datetime_to_ms(now or system_clock())
     data = loads(payload) if isinstance(payload, bytes | str) else payload
-    items = data if isinstance(data, list) else [data]
-    if not items:
+    if not isinstance(data, list):
+        return [_scan(data, now_ms)], []
+    if not data:
         raise PayloadError("empty array")
-    return [_scan(item, now_ms) for item in items]
+    scans: list[Scan] = []
+    bad: list[BadItem] = []
+    seen: set[uuid.UUID] = set()
+    for index, item in enumerate(data):
+        try:
+            scan = _scan(item, now_ms)
+        except PayloadError as exc:
+            bad.append(bad_item(index, item, exc.reason))
+            continue
+        if scan.scan_id not in seen:  # a scan twice in one array is one scan
+            seen.add(scan.scan_id)
+            scans.append(scan)
+    return scans, bad

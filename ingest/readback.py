@@ -4,25 +4,24 @@ values, dead letters. Every query is parameterised and limited to a site when as
 
 from __future__ import annotations
 
-import base64
-import re
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-BUCKET = re.compile(r"^(\d{1,6})(s|m|h|d)$")
-UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-MAX_PAYLOAD_TEXT = 4096
+from caretaker.durations import parse_duration
+from caretaker.errors import Invalid, NotFound
+
+MIN_BUCKET = timedelta(seconds=1)
 
 
-def parse_bucket(text: str) -> timedelta:
-    """`30s`, `5m`, `1h`, `1d` as a timedelta; ValueError for anything else."""
-    m = BUCKET.match(text)
-    if not m or int(m.group(1)) == 0:
-        raise ValueError(f"bucket must look like 30s, 5m, 1h or 1d, not {text!r}")
-    return timedelta(**{UNITS[m.group(2)]: int(m.group(1))})
+def parse_bucket(text: str, *, what: str = "bucket") -> timedelta:
+    """A time bucket or look-back span (`30s`, `5m`, `1h`, `1d`) of at least a second."""
+    width = parse_duration(text, what=what)
+    if width < MIN_BUCKET:
+        raise Invalid(f"{what}: {text!r} is shorter than a second")
+    return width
 
 
 def _where(site: str, device: str | None, metric: str | None, start: datetime,
@@ -38,7 +37,7 @@ def _where(site: str, device: str | None, metric: str | None, start: datetime,
     return sql.SQL(" AND ".join(clauses)), params  # fixed strings; values are parameters
 
 
-def telemetry_points(conn: psycopg.Connection, *, site: str, device: str | None,
+def telemetry_points(conn: psycopg.Connection[Any], *, site: str, device: str | None,
                      metric: str | None, start: datetime, end: datetime, limit: int,
                      offset: int) -> tuple[list[dict[str, Any]], int]:
     """Raw readings in [start, end), oldest first; (page, total)."""
@@ -50,10 +49,10 @@ def telemetry_points(conn: psycopg.Connection, *, site: str, device: str | None,
                 " FROM telemetry WHERE {} ORDER BY time, device_id, metric"
                 " LIMIT %(limit)s OFFSET %(offset)s").format(where),
         {**params, "limit": limit, "offset": offset}).fetchall()
-    return [dict(r) for r in rows], int(_n(total))
+    return [dict(r) for r in rows], int(total["n"]) if total else 0
 
 
-def telemetry_buckets(conn: psycopg.Connection, *, site: str, device: str | None,
+def telemetry_buckets(conn: psycopg.Connection[Any], *, site: str, device: str | None,
                       metric: str | None, start: datetime, end: datetime, bucket: timedelta,
                       limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
     """time_bucket aggregates (min, max, avg, count, last) per device and metric; (page, total)."""
@@ -69,10 +68,10 @@ def telemetry_buckets(conn: psycopg.Connection, *, site: str, device: str | None
     rows = conn.execute(
         sql.SQL("{} ORDER BY 1, 2, 3 LIMIT %(limit)s OFFSET %(offset)s").format(grouped),
         {**params, "limit": limit, "offset": offset}).fetchall()
-    return [dict(r) for r in rows], int(_n(total))
+    return [dict(r) for r in rows], int(total["n"]) if total else 0
 
 
-def latest_values(conn: psycopg.Connection, *, site: str, device: str | None,
+def latest_values(conn: psycopg.Connection[Any], *, site: str, device: str | None,
                   since: datetime) -> list[dict[str, Any]]:
     """The newest reading of each device and metric of a site received after `since`."""
     params: dict[str, Any] = {"site": site, "since": since, "device": device}
@@ -85,12 +84,15 @@ def latest_values(conn: psycopg.Connection, *, site: str, device: str | None,
     return [dict(r) for r in rows]
 
 
-def dead_letters(conn: psycopg.Connection, *, site: str | None, limit: int, offset: int
+class DeadLetterNotFound(NotFound):
+    """No such dead letter (in the caller's scope)."""
+
+
+def dead_letters(conn: psycopg.Connection[Any], *, site: str | None, limit: int, offset: int
                  ) -> tuple[list[dict[str, Any]], int]:
     """Newest dead letters first (of one site's topics when `site` is given); (page, total).
 
-    The raw payload is shown safely: as text with undecodable bytes replaced (cut at 4 KiB)
-    and in full as base64.
+    Payloads are not listed (one may be large): `dead_letter_payload` returns one.
     """
     params = {"site": site, "limit": limit, "offset": offset}
     total = conn.execute(
@@ -98,23 +100,23 @@ def dead_letters(conn: psycopg.Connection, *, site: str | None, limit: int, offs
         " WHERE %(site)s::text IS NULL OR split_part(topic, '/', 3) = %(site)s",
         params).fetchone()
     rows = conn.execute(
-        "SELECT id, received_at, source, topic, payload, reason FROM dead_letters"
+        "SELECT id, received_at, last_received_at, count, source, topic, item, reason, size"
+        " FROM dead_letters"
         " WHERE %(site)s::text IS NULL OR split_part(topic, '/', 3) = %(site)s"
-        " ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s", params).fetchall()
-    items = []
-    for row in rows:
-        r = _as_dict(row, ("id", "received_at", "source", "topic", "payload", "reason"))
-        raw = bytes(r["payload"])
-        items.append({"id": r["id"], "received_at": r["received_at"], "source": r["source"],
-                      "topic": r["topic"], "reason": r["reason"], "size": len(raw),
-                      "payload_text": raw[:MAX_PAYLOAD_TEXT].decode("utf-8", "replace"),
-                      "payload_base64": base64.b64encode(raw).decode("ascii")})
-    return items, int(_n(total))
+        " ORDER BY last_received_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s",
+        params).fetchall()
+    return [dict(r) for r in rows], int(total["n"]) if total else 0
 
 
-def _as_dict(row: Any, names: tuple[str, ...]) -> dict[str, Any]:
-    return row if isinstance(row, dict) else dict(zip(names, row, strict=True))
-
-
-def _n(row: Any) -> Any:
-    return row["n"] if isinstance(row, dict) else row[0]
+def dead_letter_payload(conn: psycopg.Connection[Any], dead_letter_id: int, *,
+                        site: str | None, cap: int) -> dict[str, Any]:
+    """One dead letter's raw payload, cut at `cap` bytes (the database cuts it, not Python)."""
+    row = conn.execute(
+        "SELECT id, size, substring(payload FROM 1 FOR %(cap)s) AS payload FROM dead_letters"
+        " WHERE id = %(id)s AND (%(site)s::text IS NULL OR split_part(topic, '/', 3) = %(site)s)",
+        {"id": dead_letter_id, "site": site, "cap": cap}).fetchone()
+    if row is None:
+        raise DeadLetterNotFound(f"dead letter {dead_letter_id} not found")
+    raw = bytes(row["payload"])
+    return {"id": row["id"], "size": row["size"], "truncated": row["size"] > len(raw),
+            "payload": raw}

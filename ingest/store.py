@@ -1,12 +1,16 @@
 """Writing parsed batches: telemetry through COPY + ON CONFLICT, statuses, scans, dead letters,
 devices' last_seen/online, and the ingest_events outbox — all in the caller's transaction.
+
+Connections return rows as dicts (caretaker/db.py). Sites are never created here: messages
+naming an unknown site, and scans of an unknown guard, become dead letters.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,13 +18,16 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ingest.batch import Batch, DeadLetter, StatusItem, status_changes
+from ingest.batch import Batch, DeadLetter, StatusItem, status_changes, without
 from ingest.payloads import Scan, datetime_to_ms, us_to_datetime
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "caretaker_events"
-RULE_METRICS_EVERY = 5.0  # seconds between re-reads of the metrics enabled rules use
+EVENT_METRICS_EVERY = 5.0  # seconds between asking again which metrics need outbox events
+
+# Given by the composition root: which metrics' new readings the outbox must carry.
+MetricsProvider = Callable[[psycopg.Connection[Any]], Sequence[str]]
 
 STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS _ingest_telemetry ("
@@ -33,7 +40,7 @@ SELECT timestamptz 'epoch' + ts_us * interval '1 microsecond', site_id, device_i
        value, text_value
 FROM _ingest_telemetry
 ON CONFLICT DO NOTHING"""
-# Same insert, and one outbox row with the new readings of the metrics that rules watch.
+# Same insert, and one outbox row with the new readings of the metrics asked for (or all).
 INSERT_TELEMETRY_EVENTS = """
 WITH ins AS (
     INSERT INTO telemetry (time, site_id, device_id, metric, value, text_value)
@@ -47,7 +54,7 @@ ev AS (
     SELECT 'telemetry', jsonb_agg(jsonb_build_object('site', site_id, 'device', device_id,
                'metric', metric, 'ts', (extract(epoch FROM time) * 1000)::bigint,
                'value', value, 'text', text_value) ORDER BY time)
-    FROM ins WHERE metric = ANY(%(metrics)s) HAVING count(*) > 0
+    FROM ins WHERE %(all)s OR metric = ANY(%(metrics)s) HAVING count(*) > 0
     RETURNING 1)
 SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM ev) AS events"""
 
@@ -68,74 +75,114 @@ class Written:
         return self.telemetry + self.statuses + self.scans
 
 
-def _first(row: Any) -> Any:
-    return next(iter(row.values())) if isinstance(row, dict) else row[0]
-
-
-def _col(row: Any, index: int, key: str) -> Any:
-    return row[key] if isinstance(row, dict) else row[index]
-
-
-def notify(conn: psycopg.Connection, kinds: Iterable[str]) -> None:
+def notify(conn: psycopg.Connection[Any], kinds: Iterable[str]) -> None:
     """Tell the workers listening on caretaker_events which kinds have new outbox rows."""
     for kind in sorted(kinds):
         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, kind))
 
 
-def register_sites(conn: psycopg.Connection, sites: Iterable[str]) -> None:
-    """Create unknown sites as auto-registered (name = id); known sites are untouched."""
-    ids = sorted(set(sites))
-    if ids:
-        conn.execute(
-            "INSERT INTO sites (id, name, auto_registered)"
-            " SELECT s, s, true FROM unnest(%s::text[]) AS s ON CONFLICT DO NOTHING", (ids,))
+def admit(conn: psycopg.Connection[Any], batch: Batch) -> Batch:
+    """The batch without messages of unknown sites and scans of unknown guards (dead letters).
+
+    Unknown devices of a known site are welcome (auto-registered as unassigned); a site is
+    created only by configuration, never by a topic.
+    """
+    sites = batch.sites()
+    if not sites:
+        return batch
+    known = {r["id"] for r in conn.execute(
+        "SELECT id FROM sites WHERE id = ANY(%s)", (sorted(sites),)).fetchall()}
+    unknown_sites = sites - known
+    keys = sorted(k for k in batch.scans if k[0] in known)
+    unknown_guards: set[tuple[str, str]] = set()
+    if keys:
+        found = {(r["site_id"], r["id"]) for r in conn.execute(
+            "SELECT site_id, id FROM guards"
+            " WHERE (site_id, id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            ([k[0] for k in keys], [k[1] for k in keys])).fetchall()}
+        unknown_guards = set(keys) - found
+    if not unknown_sites and not unknown_guards:
+        return batch
+    return without(batch, unknown_sites, unknown_guards)
 
 
-def store_scans(conn: psycopg.Connection, site_id: str, guard_id: str, scans: Sequence[Scan], *,
-                received_at: datetime) -> int:
-    """Store a guard's scans (idempotent by scan_id + time) with one outbox event; rows inserted.
+def store_scans(conn: psycopg.Connection[Any], site_id: str, guard_id: str,
+                scans: Sequence[Scan], *, received_at: datetime) -> list[uuid.UUID]:
+    """Store a guard's scans with one outbox event; return the scan_ids newly stored.
 
+    A scan_id is stored once whatever its timestamp: the `scan_ids` table (scan_id primary
+    key, written in the same statement) decides, so concurrent writers cannot both store it.
     The checkpoint is found by (site, tag); an unknown tag is kept with checkpoint_id NULL.
     Runs in the caller's transaction (the HTTP route's or the ingest batch's).
     """
     if not scans:
-        return 0
-    register_sites(conn, [site_id])
+        return []
+    first: dict[uuid.UUID, Scan] = {}
+    for scan in scans:
+        first.setdefault(scan.scan_id, scan)
+    # one lock order (by scan_id) for every writer: no deadlock between them
     items = [{"scan_id": str(s.scan_id), "time": s.ts.isoformat(), "tag": s.tag,
-              "result": s.result, "readings": s.readings, "note": s.note} for s in scans]
-    row = conn.execute(
+              "result": s.result, "readings": s.readings, "note": s.note}
+             for _, s in sorted(first.items())]
+    rows = conn.execute(
         "WITH s AS (SELECT * FROM jsonb_to_recordset(%(items)s) AS s(scan_id uuid,"
         "  time timestamptz, tag text, result text, readings jsonb, note text)),"
+        " ids AS (INSERT INTO scan_ids (scan_id, time) SELECT scan_id, time FROM s"
+        "  ORDER BY scan_id ON CONFLICT DO NOTHING RETURNING scan_id),"
         " ins AS (INSERT INTO scans (time, scan_id, site_id, guard_id, tag, checkpoint_id,"
         "  result, readings, note, received_at)"
         "  SELECT s.time, s.scan_id, %(site)s, %(guard)s, s.tag, c.id, s.result,"
         "   coalesce(s.readings, '{}'), s.note, %(received_at)s"
-        "  FROM s LEFT JOIN checkpoints c ON c.site_id = %(site)s AND c.tag = s.tag"
+        "  FROM s JOIN ids USING (scan_id)"
+        "  LEFT JOIN checkpoints c ON c.site_id = %(site)s AND c.tag = s.tag"
         "  ON CONFLICT DO NOTHING RETURNING scan_id, time),"
         " ev AS (INSERT INTO ingest_events (kind, payload)"
         "  SELECT 'scans', jsonb_agg(jsonb_build_object('site', %(site)s::text,"
         "   'scan_id', scan_id, 'ts', (extract(epoch FROM time) * 1000)::bigint) ORDER BY time)"
         "  FROM ins HAVING count(*) > 0 RETURNING 1)"
-        " SELECT count(*) AS inserted FROM ins",
+        " SELECT scan_id FROM ins",
         {"items": Jsonb(items), "site": site_id, "guard": guard_id, "received_at": received_at},
-    ).fetchone()
-    inserted = int(_first(row))
-    if inserted:
+    ).fetchall()
+    stored = [r["scan_id"] for r in rows]
+    if stored:
         notify(conn, ["scans"])
-    return inserted
+    return stored
 
 
-def store_dead_letters(conn: psycopg.Connection, dead: Sequence[DeadLetter], *,
+def store_dead_letters(conn: psycopg.Connection[Any], dead: Sequence[DeadLetter], *,
                        source: str = "mqtt") -> int:
-    """Keep messages that could not be ingested: topic, raw bytes, reason, receive time."""
+    """Keep what could not be ingested (topic, raw bytes, item, reason); return how many.
+
+    A dead letter received again (a redelivery, a retained message at each re-subscribe) is
+    counted on its first row — keyed by source, topic, payload hash and item — not added.
+    """
     if not dead:
         return 0
-    with conn.cursor().copy(
-        "COPY dead_letters (received_at, source, topic, payload, reason) FROM STDIN"
-    ) as copy:
-        for d in dead:
-            copy.write_row((us_to_datetime(d.received_ms * 1000), source, d.topic,
-                            d.payload, d.reason))
+    merged: dict[tuple[str, bytes, int | None], list[Any]] = {}
+    for d in dead:
+        key = (d.topic, d.payload, d.item)
+        when = us_to_datetime(d.received_ms * 1000)
+        seen = merged.get(key)
+        if seen is None:
+            merged[key] = [when, when, d.reason, 1]
+        else:  # the same message twice in one batch: one row, counted twice
+            seen[0], seen[1], seen[2], seen[3] = (min(seen[0], when), max(seen[1], when),
+                                                  d.reason, seen[3] + 1)
+    keys = sorted(merged, key=lambda k: (k[0], k[1], -1 if k[2] is None else k[2]))
+    conn.execute(
+        "INSERT INTO dead_letters AS d (received_at, last_received_at, source, topic, payload,"
+        " item, reason, count)"
+        " SELECT u.first, u.last, %s, u.topic, u.payload, u.item, u.reason, u.n"
+        " FROM unnest(%s::timestamptz[], %s::timestamptz[], %s::text[], %s::bytea[],"
+        "  %s::integer[], %s::text[], %s::bigint[])"
+        "  AS u(first, last, topic, payload, item, reason, n)"
+        " ON CONFLICT (source, topic, payload_hash, item) DO UPDATE SET"
+        "  count = d.count + excluded.count,"
+        "  last_received_at = greatest(d.last_received_at, excluded.last_received_at),"
+        "  reason = excluded.reason",
+        (source, [merged[k][0] for k in keys], [merged[k][1] for k in keys],
+         [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+         [merged[k][2] for k in keys], [merged[k][3] for k in keys]))
     return len(dead)
 
 
@@ -164,11 +211,12 @@ def copy_text(rows: Sequence[tuple[Any, ...]]) -> bytes:
     return "".join(lines).encode()
 
 
-def store_telemetry(conn: psycopg.Connection, rows: Sequence[tuple[Any, ...]], *,
-                    event_metrics: Sequence[str] = (), copy_data: bytes | None = None
+def store_telemetry(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]], *,
+                    event_metrics: Sequence[str] | None = (), copy_data: bytes | None = None
                     ) -> tuple[int, bool]:
     """COPY readings into a staging table, insert the new ones; (rows inserted, event written).
 
+    New readings of `event_metrics` (None: of every metric) get one outbox event.
     `copy_data` is `copy_text(rows)` when the caller built it already.
     """
     if not rows:
@@ -177,14 +225,17 @@ def store_telemetry(conn: psycopg.Connection, rows: Sequence[tuple[Any, ...]], *
     cur.execute(STAGING)
     with cur.copy("COPY _ingest_telemetry FROM STDIN") as copy:
         copy.write(copy_data if copy_data is not None else copy_text(rows))
-    if event_metrics:
-        row = cur.execute(INSERT_TELEMETRY_EVENTS, {"metrics": list(event_metrics)}).fetchone()
-        return int(_col(row, 0, "inserted")), int(_col(row, 1, "events")) > 0
+    if event_metrics is None or event_metrics:
+        row = cur.execute(INSERT_TELEMETRY_EVENTS, {"all": event_metrics is None,
+                                                    "metrics": list(event_metrics or ())}
+                          ).fetchone()
+        assert row is not None  # an aggregate query returns one row
+        return int(row["inserted"]), int(row["events"]) > 0
     cur.execute(INSERT_TELEMETRY)
     return cur.rowcount, False
 
 
-def touch_devices(conn: psycopg.Connection, seen: dict[tuple[str, str], int]
+def touch_devices(conn: psycopg.Connection[Any], seen: dict[tuple[str, str], int]
                   ) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
     """Mark devices that sent telemetry as seen and online, registering unknown ones.
 
@@ -193,7 +244,6 @@ def touch_devices(conn: psycopg.Connection, seen: dict[tuple[str, str], int]
     if not seen:
         return [], []
     keys = sorted(seen)  # one lock order for every worker: no deadlocks between them
-    register_sites(conn, (s for s, _ in keys))
     sites = [s for s, _ in keys]
     devices = [d for _, d in keys]
     times = [us_to_datetime(seen[k] * 1000) for k in keys]
@@ -219,11 +269,10 @@ def touch_devices(conn: psycopg.Connection, seen: dict[tuple[str, str], int]
     registered: list[tuple[str, str]] = []
     events: list[dict[str, Any]] = []
     for r in rows:
-        site, device = _col(r, 0, "site_id"), _col(r, 1, "id")
-        if _col(r, 3, "inserted"):
+        site, device = r["site_id"], r["id"]
+        if r["inserted"]:
             registered.append((site, device))
-        events.append({"site": site, "device": device,
-                       "ts": datetime_to_ms(_col(r, 2, "last_seen")),
+        events.append({"site": site, "device": device, "ts": datetime_to_ms(r["last_seen"]),
                        "status": "online", "source": "telemetry"})
     if events:
         conn.execute(
@@ -234,7 +283,8 @@ def touch_devices(conn: psycopg.Connection, seen: dict[tuple[str, str], int]
     return registered, events
 
 
-def store_statuses(conn: psycopg.Connection, items: Sequence[StatusItem]) -> list[dict[str, Any]]:
+def store_statuses(conn: psycopg.Connection[Any], items: Sequence[StatusItem]
+                   ) -> list[dict[str, Any]]:
     """Apply status messages that change a device's online state; return their outbox events."""
     if not items:
         return []
@@ -242,7 +292,6 @@ def store_statuses(conn: psycopg.Connection, items: Sequence[StatusItem]) -> lis
     for item in items:
         by_device.setdefault((item.site, item.device), []).append(item)
     keys = sorted(by_device)
-    register_sites(conn, (s for s, _ in keys))
     sites = [s for s, _ in keys]
     devices = [d for _, d in keys]
     conn.execute(
@@ -250,7 +299,7 @@ def store_statuses(conn: psycopg.Connection, items: Sequence[StatusItem]) -> lis
         " SELECT s, d, d, 'unassigned' FROM unnest(%s::text[], %s::text[]) AS u(s, d)"
         " ORDER BY s, d ON CONFLICT DO NOTHING", (sites, devices))
     current = {
-        (_col(r, 0, "site_id"), _col(r, 1, "id")): _col(r, 2, "online")
+        (r["site_id"], r["id"]): r["online"]
         for r in conn.execute(
             "SELECT site_id, id, online FROM devices"
             " WHERE (site_id, id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
@@ -282,33 +331,42 @@ def store_statuses(conn: psycopg.Connection, items: Sequence[StatusItem]) -> lis
     return events
 
 
-class RuleMetrics:
-    """The metrics enabled rules use (telemetry outbox filter), re-read every few seconds."""
+class EventMetrics:
+    """Which metrics' new readings go to the outbox, asked of a provider every few seconds.
 
-    def __init__(self, every: float = RULE_METRICS_EVERY) -> None:
+    The provider comes from the composition root (the rules know which metrics they watch;
+    the ingest does not know the rules). Without one, every metric's readings do: a missing
+    wiring costs outbox volume, never a reading a rule should have seen.
+    """
+
+    def __init__(self, provider: MetricsProvider | None = None,
+                 every: float = EVENT_METRICS_EVERY) -> None:
+        self.provider = provider
         self.every = every
         self._metrics: list[str] = []
         self._read_at = float("-inf")
 
-    def get(self, conn: psycopg.Connection) -> list[str]:
-        """The cached list, refreshed from `rules` when it is older than `every` seconds."""
+    def get(self, conn: psycopg.Connection[Any]) -> list[str] | None:
+        """The metrics (None: all), asked again when the answer is older than `every` seconds."""
+        if self.provider is None:
+            return None
         if time.monotonic() - self._read_at >= self.every:
-            exists = _first(conn.execute("SELECT to_regclass('rules') IS NOT NULL").fetchone())
-            self._metrics = [
-                _first(r) for r in conn.execute(
-                    "SELECT DISTINCT metric FROM rules WHERE enabled AND metric IS NOT NULL"
-                ).fetchall()
-            ] if exists else []
+            self._metrics = sorted(set(self.provider(conn)))
             self._read_at = time.monotonic()
         return self._metrics
 
 
-def write_batch(conn: psycopg.Connection, batch: Batch, *, rule_metrics: Sequence[str] = ()
-                ) -> Written:
-    """Write a whole batch in the caller's transaction, with its outbox rows and NOTIFY."""
+def write_batch(conn: psycopg.Connection[Any], batch: Batch, *,
+                event_metrics: Sequence[str] | None = ()) -> Written:
+    """Write a whole batch in the caller's transaction, with its outbox rows and NOTIFY.
+
+    New readings of `event_metrics` (None: of every metric) get one telemetry outbox event.
+    """
+    batch = admit(conn, batch)
     out = Written()
     out.dead_letters = store_dead_letters(conn, batch.dead)
-    out.telemetry, tel_event = store_telemetry(conn, batch.telemetry, event_metrics=rule_metrics,
+    out.telemetry, tel_event = store_telemetry(conn, batch.telemetry,
+                                               event_metrics=event_metrics,
                                                copy_data=batch.copy_data)
     if tel_event:
         out.events.add("telemetry")
@@ -324,7 +382,7 @@ def write_batch(conn: psycopg.Connection, batch: Batch, *, rule_metrics: Sequenc
         received_at = us_to_datetime(batch.scans_received_ms * 1000)
         for (site, guard), scans in sorted(batch.scans.items()):
             # store_scans notifies for itself; the HTTP route calls it alone
-            out.scans += store_scans(conn, site, guard, scans, received_at=received_at)
+            out.scans += len(store_scans(conn, site, guard, scans, received_at=received_at))
     notify(conn, out.events)
     if out.registered:
         log.info("auto-registered %d device(s) as unassigned: %s", len(out.registered),

@@ -21,11 +21,19 @@ from typing import Any
 import psycopg
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
+from caretaker import db
 from caretaker.settings import Settings, get_settings
 from ingest.batch import Batch, DeadLetter, Message, assemble
 from ingest.metrics import WorkerStats
 from ingest.mqtt import Received, Subscriber, wall_ms
-from ingest.store import RuleMetrics, Written, copy_text, store_dead_letters, write_batch
+from ingest.store import (
+    EventMetrics,
+    MetricsProvider,
+    Written,
+    copy_text,
+    store_dead_letters,
+    write_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +51,8 @@ class IngestWorker:
     """One ingest process's loop: collect a batch, write it in one transaction, acknowledge."""
 
     def __init__(self, settings: Settings, *, index: int = 0,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None,
+                 event_metrics: MetricsProvider | None = None) -> None:
         self.settings = settings
         self.stop = stop or threading.Event()
         self.client_id = f"{settings.ingest_client_id}-{index}"
@@ -52,7 +61,7 @@ class IngestWorker:
                                      group=settings.ingest_share_group,
                                      receive_maximum=settings.ingest_max_pending)
         self.stats = WorkerStats(self.client_id)
-        self.rule_metrics = RuleMetrics()
+        self.event_metrics = EventMetrics(event_metrics)
         self._conn: psycopg.Connection[Any] | None = None
         self._totals = {"messages": 0, "rows": 0, "dead": 0}
         self._parsed: queue.Queue[tuple[list[Received], Batch]] = queue.Queue(maxsize=2)
@@ -145,8 +154,8 @@ class IngestWorker:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.settings.db_url(), autocommit=True,
-                                         connect_timeout=5)
+            self._conn = db.connect(self.settings.db_url(), autocommit=True,
+                                    connect_timeout=5)
         return self._conn
 
     def _drop_connection(self) -> None:
@@ -172,11 +181,11 @@ class IngestWorker:
             with attempt:
                 try:
                     conn = self._connection()
-                    metrics = self.rule_metrics.get(conn)
+                    metrics = self.event_metrics.get(conn)
                     with conn.transaction():
                         try:
                             with conn.transaction():
-                                written = write_batch(conn, batch, rule_metrics=metrics)
+                                written = write_batch(conn, batch, event_metrics=metrics)
                         except UNREACHABLE:
                             raise
                         except psycopg.Error as exc:
@@ -204,13 +213,13 @@ class IngestWorker:
         t["dead"] += written.dead_letters
 
     def _one_by_one(self, conn: psycopg.Connection[Any], messages: list[Message],
-                    metrics: list[str]) -> Written:
+                    metrics: list[str] | None) -> Written:
         """Write each message alone: one the database refuses becomes a dead letter."""
         total = Written()
         for msg in messages:
             try:
                 with conn.transaction():  # a savepoint inside the batch's transaction
-                    w = write_batch(conn, assemble([msg]), rule_metrics=metrics)
+                    w = write_batch(conn, assemble([msg]), event_metrics=metrics)
             except UNREACHABLE:
                 raise
             except psycopg.Error as exc:
@@ -244,10 +253,11 @@ class IngestWorker:
 
 
 def main(settings: Settings | None = None, *, index: int = 0,
-         stop: threading.Event | None = None) -> None:
+         stop: threading.Event | None = None,
+         event_metrics: MetricsProvider | None = None) -> None:
     """Run one ingest worker until SIGTERM/SIGINT (or `stop` is set)."""
     settings = settings or get_settings()
-    worker = IngestWorker(settings, index=index, stop=stop)
+    worker = IngestWorker(settings, index=index, stop=stop, event_metrics=event_metrics)
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop.set())

@@ -116,3 +116,10 @@ def list_rules(conn: psycopg.Connection[Any], *, filters: dict[str, Any], scope:
                              offset=offset)
     return [(rule_from_row(r), {"created_at": r["created_at"], "updated_at": r["updated_at"]})
             for r in rows], total
+
+
+def watched_metrics(conn: psycopg.Connection[Any]) -> list[str]:
+    """The metrics enabled rules watch: their new readings go to the ingest's outbox."""
+    return [r["metric"] for r in conn.execute(
+        "SELECT DISTINCT metric FROM rules WHERE enabled AND metric IS NOT NULL"
+        " ORDER BY metric").fetchall()]

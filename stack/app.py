@@ -42,7 +42,9 @@ from caretaker.retention import apply_retention
 from caretaker.scheduler import Job
 from caretaker.settings import Settings, get_settings
 from caretaker.site_config import LoadResult, Section, load_site_config
+from ingest.store import MetricsProvider
 from rules import config as rule_config
+from rules.catalog import watched_metrics
 from rules.engine import rule_jobs
 from rules.patrol import config as patrol_config
 from rules.patrol.engine import patrol_jobs
@@ -71,6 +73,11 @@ ROUTERS: tuple[APIRouter, ...] = (
 )
 
 
+def ingest_event_metrics() -> MetricsProvider:
+    """What `caretaker ingest` gives its workers: the metrics whose readings rules watch."""
+    return watched_metrics
+
+
 def load_site(conn: psycopg.Connection[Any], doc: Any, *, now: datetime) -> LoadResult:
     """Apply a whole site configuration document (registry and every section)."""
     return load_site_config(conn, doc, now=now, sections=SECTIONS)
@@ -80,7 +87,8 @@ def worker_jobs(settings: Settings) -> list[Job]:
     """The periodic jobs of `caretaker rules`: retention, patrol, rules and tickets."""
     return [
         Job("retention", 3600, lambda conn, now: apply_retention(
-            conn, days=settings.retention_days, now=now)),
+            conn, days=settings.retention_days, now=now,
+            dead_letter_days=settings.dead_letter_retention_days)),
         *patrol_jobs(settings),
         *rule_jobs(settings),
     ]

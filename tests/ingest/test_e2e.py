@@ -39,6 +39,7 @@ def test_every_shape_end_to_end(database: str, mqtt: tuple[str, int]) -> None:
         c.execute("INSERT INTO sites (id, name) VALUES (%s, 'S')", (site,))
         c.execute("INSERT INTO checkpoints (site_id, id, name, tag) VALUES (%s, 'cp-1', 'G', 'T1')",
                   (site,))
+        c.execute("INSERT INTO guards (site_id, id, name) VALUES (%s, 'g-li', 'Li')", (site,))
     try:
         with running_worker(settings):
             pub = Publisher(mqtt, v5=True)
@@ -114,6 +115,9 @@ def test_bad_payloads_dead_letter_and_good_ones_all_stored(database: str,
     settings = ingest_settings(database, mqtt, ingest_batch_ms=200)
     site = f"s{uuid.uuid4().hex[:8]}"
     base = f"caretaker/v1/{site}/"
+    with psycopg.connect(database) as c:  # a topic of an unknown site is a dead letter
+        c.execute("INSERT INTO sites (id, name) VALUES (%s, 'S')", (site,))
+        c.execute("INSERT INTO guards (site_id, id, name) VALUES (%s, 'g1', 'G')", (site,))
     now = int(time.time() * 1000)
     stream: list[tuple[str, bytes]] = []
     for i in range(300):
@@ -156,7 +160,10 @@ def test_a_message_the_database_refuses_is_dead_lettered_alone(database: str,
     with psycopg.connect(database) as c:
         c.execute("ALTER TABLE telemetry ADD CONSTRAINT sane CHECK (value IS NULL OR value < 1e9)")
     settings = ingest_settings(database, mqtt, ingest_batch_ms=500)
-    base = f"caretaker/v1/s{uuid.uuid4().hex[:8]}/devices"
+    site = f"s{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database) as c:
+        c.execute("INSERT INTO sites (id, name) VALUES (%s, 'S')", (site,))
+    base = f"caretaker/v1/{site}/devices"
     now = int(time.time() * 1000)
     stream = [(f"{base}/d{i}/telemetry", f'{{"ts": {now - i}, "values": {{"v": {i}}}}}'.encode())
               for i in range(50)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from ingest.batch import Message, StatusItem, assemble, status_changes
@@ -15,6 +16,7 @@ from ingest.payloads import (
     parse_status,
     parse_telemetry,
     parse_topic,
+    telemetry_rows,
 )
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -121,14 +123,14 @@ def test_status_payloads() -> None:
 
 def test_scans_single_and_array() -> None:
     sid = uuid.uuid4()
-    one = parse_scans("s", "g-li", {"scan_id": str(sid), "tag": "T1", "ts": TS}, now=NOW)
-    assert len(one) == 1 and one[0].scan_id == sid and one[0].result == "ok"
+    one, bad = parse_scans("s", "g-li", {"scan_id": str(sid), "tag": "T1", "ts": TS}, now=NOW)
+    assert len(one) == 1 and bad == [] and one[0].scan_id == sid and one[0].result == "ok"
     assert one[0].ts == datetime.fromtimestamp(TS / 1000, UTC) and one[0].readings == {}
     body = (f'[{{"scan_id": "{uuid.uuid4()}", "tag": "T1", "ts": {TS}, "result": "abnormal",'
             f' "readings": {{"pressure": 0.2, "no_leaks": false, "x": null}}, "note": "leak"}},'
             f' {{"scan_id": "{uuid.uuid4()}", "tag": "T2", "ts": {TS + 1000}}}]')
-    many = parse_scans("s", "g-li", body.encode(), now=NOW)
-    assert [s.tag for s in many] == ["T1", "T2"]
+    many, bad = parse_scans("s", "g-li", body.encode(), now=NOW)
+    assert [s.tag for s in many] == ["T1", "T2"] and bad == []
     assert many[0].result == "abnormal" and many[0].readings["no_leaks"] is False
     assert many[0].note == "leak"
 
@@ -145,17 +147,50 @@ def test_scans_single_and_array() -> None:
      "reading 'a' has wrong type"),
     ({"scan_id": str(uuid.uuid4()), "tag": "T", "ts": TS, "note": 5}, "note must be"),
     ({"scan_id": str(uuid.uuid4()), "tag": "T", "ts": TS, "color": "red"}, "unknown scan field"),
+    # decoded by another JSON parser (the API's), text may hold what PostgreSQL cannot store
+    ({"scan_id": str(uuid.uuid4()), "tag": "T\ud800", "ts": TS}, "tag must be"),
+    ({"scan_id": str(uuid.uuid4()), "tag": "T", "ts": TS, "note": "a\x00b"}, "note must be"),
+    ({"scan_id": str(uuid.uuid4()), "tag": "T", "ts": TS, "readings": {"k\ud800": 1}},
+     "readings contain"),
 ])
 def test_bad_scans(item: dict[str, object], reason: str) -> None:
-    with pytest.raises(PayloadError) as err:
-        parse_scans("s", "g", [item], now=NOW)
+    with pytest.raises(PayloadError) as err:  # alone, a bad scan refuses the message
+        parse_scans("s", "g", item, now=NOW)
     assert err.value.reason.startswith(reason), err.value.reason
+    # in an array it is refused alone, with its index and its own JSON; the others are kept
+    good = {"scan_id": str(uuid.uuid4()), "tag": "T", "ts": TS}
+    scans, bad = parse_scans("s", "g", [good, item, good], now=NOW)
+    assert [str(s.scan_id) for s in scans] == [good["scan_id"]]  # a repeated id counts once
+    assert [b.index for b in bad] == [1] and bad[0].reason.startswith(reason), bad[0].reason
+    if "\\ud800" in repr(item):  # not JSON any more: kept as the item's repr, escaped
+        assert b"\\ud800" in bad[0].payload
+    else:
+        assert orjson.loads(bad[0].payload) == item
+
+
+def test_each_bad_entry_of_a_telemetry_array_is_refused_alone() -> None:
+    entries: list[object] = [{"ts": TS + i, "values": {"v": i}} for i in range(5000)]
+    entries[1234] = {"ts": TS, "values": {"ok": 1, "bad": [1]}}  # half read, then refused
+    entries[4000] = "junk"
+    rows, bad = telemetry_rows(orjson.dumps(entries), now_ms=NOW_MS, site="s", device="d")
+    assert len(rows) == 4998 and {r[3] for r in rows} == {"v"}
+    assert [(b.index, b.reason) for b in bad] == [
+        (1234, "value of 'bad' has wrong type list (number, boolean or string expected)"),
+        (4000, "array entry is not an object")]
+    assert orjson.loads(bad[0].payload) == entries[1234] and bad[1].payload == b'"junk"'
+    batch = assemble([Message("caretaker/v1/s/devices/d/telemetry", orjson.dumps(entries),
+                              NOW_MS)])
+    assert len(batch.telemetry) == 4998 and batch.seen == {("s", "d"): NOW_MS}
+    assert [(d.item, d.reason.split(":")[0]) for d in batch.dead] == [
+        (1234, "item 1234"), (4000, "item 4000")]
 
 
 def test_bad_scan_ids_and_empty() -> None:
     for site, guard in (("bad site", "g"), ("s", "g" * 65)):
         with pytest.raises(PayloadError, match="invalid"):
             parse_scans(site, guard, [], now=NOW)
+    with pytest.raises(PayloadError, match="scan is not an object"):
+        parse_scans("s", "g", b'"a string"', now=NOW)
     with pytest.raises(PayloadError, match="empty array"):
         parse_scans("s", "g", b"[]", now=NOW)
 
@@ -187,3 +222,14 @@ def test_status_changes_only_on_transitions() -> None:
     assert status_changes(True, [on, on]) == []
     assert status_changes(True, [off, off, on]) == [off, on]
     assert status_changes(False, [off]) == []
+
+
+def test_an_array_with_no_good_item_is_one_dead_letter_with_its_raw_bytes() -> None:
+    raw = b'[{"ts": "noon", "values": {"a": 1}}, 7]'
+    batch = assemble([Message("caretaker/v1/s/devices/d/telemetry", raw, NOW_MS),
+                      Message("caretaker/v1/s/guards/g/scans", b'[{"tag": "T"}]', NOW_MS)])
+    assert batch.telemetry == [] and batch.seen == {} and batch.scans == {}
+    assert [(d.payload, d.item, d.reason) for d in batch.dead] == [
+        (raw, None, "all 2 items refused; item 0: timestamp is not a number: 'noon'"),
+        (b'[{"tag": "T"}]', None,
+         "all 1 items refused; item 0: scan_id is missing or not a UUID")]

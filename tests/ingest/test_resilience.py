@@ -47,6 +47,11 @@ def _stream(site: str, n: int, devices: int = 50) -> list[tuple[str, bytes]]:
              f'{{"ts": {base + i}, "values": {{"seq": {i}}}}}'.encode()) for i in range(n)]
 
 
+def _add_site(url: str, site: str) -> None:
+    with psycopg.connect(url) as c:  # a topic of an unknown site is a dead letter
+        c.execute("INSERT INTO sites (id, name) VALUES (%s, 'S')", (site,))
+
+
 def _ingest(settings_env_: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "stack.cli", "ingest", *args],
@@ -68,6 +73,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(database: str, mqtt: tuple
     env = settings_env(settings)
     prepare_session(settings)  # the broker keeps messages for the worker from now on
     site = f"k{uuid.uuid4().hex[:8]}"
+    _add_site(database, site)
     proc = _ingest(env, tmp_path / "ingest.log")
     try:
         publisher = threading.Thread(target=publish, args=(mqtt, _stream(site, n)))
@@ -112,6 +118,7 @@ def test_database_stopped_and_restarted_mid_stream_loses_nothing(
     n = 3000
     settings = ingest_settings(own_postgres.url, mqtt, ingest_batch_size=200)
     site = f"p{uuid.uuid4().hex[:8]}"
+    _add_site(own_postgres.url, site)
     stream = _stream(site, n)
 
     def paced() -> None:
@@ -145,7 +152,9 @@ def test_two_workers_share_the_stream(database: str, mqtt: tuple[str, int],
         prepare_session(settings, i)
     proc = _ingest(settings_env(settings), tmp_path / "ingest.log", "--workers", "2")
     try:
-        publish(mqtt, _stream(f"w{uuid.uuid4().hex[:8]}", n))
+        site = f"w{uuid.uuid4().hex[:8]}"
+        _add_site(database, site)
+        publish(mqtt, _stream(site, n))
         assert wait_until(lambda: _count(database) >= n, timeout=60)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

@@ -1,15 +1,21 @@
-"""Batch writes against the real database: idempotence, outbox rows, devices, scans."""
+"""Batch writes against the real database: idempotence, outbox rows, devices, scans,
+dead letters (one per bad item, counted when received again), unknown sites and guards."""
 
 from __future__ import annotations
 
+import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import orjson
 import psycopg
+from psycopg.rows import dict_row
 
+from caretaker.retention import apply_retention
 from ingest.batch import Message, assemble
 from ingest.payloads import parse_scans
-from ingest.store import store_scans, write_batch
+from ingest.store import EventMetrics, store_scans, write_batch
+from rules.catalog import watched_metrics
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -19,6 +25,11 @@ def _site(conn: psycopg.Connection) -> None:
     conn.execute("INSERT INTO sites (id, name) VALUES ('s', 'Site')")
     conn.execute("INSERT INTO checkpoints (site_id, id, name, tag)"
                  " VALUES ('s', 'cp-1', 'Gate', 'T1')")
+    conn.execute("INSERT INTO guards (site_id, id, name) VALUES ('s', 'g-li', 'Li')")
+
+
+def _count(conn: psycopg.Connection, table: str) -> int:
+    return int(conn.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"])  # noqa: S608
 
 
 def test_store_scans_resolves_checkpoints_and_is_idempotent(conn: psycopg.Connection) -> None:
@@ -26,9 +37,10 @@ def test_store_scans_resolves_checkpoints_and_is_idempotent(conn: psycopg.Connec
     body = [{"scan_id": str(uuid.uuid4()), "tag": "T1", "ts": NOW_MS - 1000},
             {"scan_id": str(uuid.uuid4()), "tag": "UNKNOWN", "ts": NOW_MS - 500,
              "result": "abnormal", "readings": {"p": 0.1}}]
-    scans = parse_scans("s", "g-li", body, now=NOW)
-    assert store_scans(conn, "s", "g-li", scans, received_at=NOW) == 2
-    assert store_scans(conn, "s", "g-li", scans, received_at=NOW) == 0
+    scans, _ = parse_scans("s", "g-li", body, now=NOW)
+    stored = store_scans(conn, "s", "g-li", scans, received_at=NOW)
+    assert sorted(stored) == sorted(s.scan_id for s in scans)
+    assert store_scans(conn, "s", "g-li", scans, received_at=NOW) == []
     rows = conn.execute("SELECT tag, checkpoint_id, result, readings, guard_id, received_at"
                         " FROM scans ORDER BY time").fetchall()
     assert [(r["tag"], r["checkpoint_id"], r["result"]) for r in rows] == [
@@ -52,19 +64,17 @@ def test_write_batch_redelivered_writes_nothing_twice(conn: psycopg.Connection) 
                 f'{{"ts": {ts}, "values": {{"pressure": 0.4, "flow": 3, "mode": "auto"}}}}'
                 .encode(),
                 NOW_MS),
-        Message("caretaker/v1/new-site/devices/x9/telemetry", b'{"on": true}', NOW_MS),
+        Message("caretaker/v1/s/devices/x9/telemetry", b'{"on": true}', NOW_MS),
         Message("caretaker/v1/s/devices/p2/status", b"offline", NOW_MS, lwt=True),
         Message("caretaker/v1/s/devices/p2/telemetry", b"[]", NOW_MS),
     ]
-    from ingest.store import RuleMetrics
-
-    metrics = RuleMetrics().get(conn)
+    metrics = EventMetrics(watched_metrics).get(conn)
     assert metrics == ["pressure"]
-    first = write_batch(conn, assemble(msgs), rule_metrics=metrics)
+    first = write_batch(conn, assemble(msgs), event_metrics=metrics)
     assert (first.telemetry, first.dead_letters) == (4, 1)
-    assert sorted(first.registered) == [("new-site", "x9"), ("s", "p1")]
+    assert sorted(first.registered) == [("s", "p1"), ("s", "x9")]
     assert first.events == {"telemetry", "status"}
-    again = write_batch(conn, assemble(msgs), rule_metrics=metrics)
+    again = write_batch(conn, assemble(msgs), event_metrics=metrics)
     assert (again.telemetry, again.statuses, again.events) == (0, 0, set())
     assert conn.execute("SELECT count(*) AS n FROM telemetry").fetchone()["n"] == 4
     tel = conn.execute("SELECT payload FROM ingest_events WHERE kind = 'telemetry'").fetchall()
@@ -76,13 +86,137 @@ def test_write_batch_redelivered_writes_nothing_twice(conn: psycopg.Connection) 
     dev = {r["id"]: r for r in conn.execute("SELECT * FROM devices").fetchall()}
     assert dev["x9"]["status"] == "unassigned" and dev["x9"]["online"] is True
     assert dev["p2"]["online"] is False and dev["p1"]["last_seen"] == NOW
-    site = conn.execute("SELECT auto_registered FROM sites WHERE id = 'new-site'").fetchone()
-    assert site["auto_registered"] is True
-    dead = conn.execute("SELECT topic, payload, reason FROM dead_letters").fetchall()
-    assert len(dead) == 2 and dead[0]["payload"] == b"[]" and dead[0]["reason"] == "empty array"
+    # the bad message, received twice, is one dead letter counted twice
+    dead = conn.execute("SELECT topic, payload, reason, count, item FROM dead_letters").fetchall()
+    assert [(bytes(d["payload"]), d["reason"], d["count"], d["item"]) for d in dead] == [
+        (b"[]", "empty array", 2, None)]
+
+
+def test_outbox_events_for_the_metrics_asked_for_or_all(conn: psycopg.Connection) -> None:
+    _site(conn)
+    asked: list[int] = []
+    cache = EventMetrics(lambda c: asked.append(1) or ["b", "a", "b"], every=3600)
+    assert cache.get(conn) == ["a", "b"] and cache.get(conn) == ["a", "b"] and len(asked) == 1
+    assert EventMetrics().get(conn) is None  # no provider: every metric
+    reading = Message("caretaker/v1/s/devices/d/telemetry", b'{"a": 1, "z": 2}', NOW_MS)
+    for metrics, expected in (([], None), (["z"], ["z"]), (None, ["a", "z"])):
+        conn.execute("DELETE FROM telemetry")
+        conn.execute("DELETE FROM ingest_events")
+        write_batch(conn, assemble([reading]), event_metrics=metrics)
+        row = conn.execute("SELECT payload FROM ingest_events WHERE kind = 'telemetry'"
+                           ).fetchone()
+        got = None if row is None else sorted(e["metric"] for e in row["payload"])
+        assert got == expected, metrics
+
+
+def test_an_unknown_site_is_a_dead_letter_not_a_new_site(conn: psycopg.Connection) -> None:
+    _site(conn)
+    scan = orjson.dumps({"scan_id": str(uuid.uuid4()), "tag": "T1", "ts": NOW_MS - 1000})
+    msgs = [Message("caretaker/v1/nowhere/devices/x9/telemetry", b'{"on": true}', NOW_MS),
+            Message("caretaker/v1/nowhere/devices/x9/status", b"online", NOW_MS),
+            Message("caretaker/v1/nowhere/guards/g-li/scans", scan, NOW_MS),
+            Message("caretaker/v1/s/guards/g-nobody/scans", scan, NOW_MS),
+            Message("caretaker/v1/s/devices/new-one/telemetry", b'{"on": true}', NOW_MS)]
+    written = write_batch(conn, assemble(msgs))
+    assert (written.telemetry, written.scans, written.dead_letters) == (1, 0, 4)
+    assert written.registered == [("s", "new-one")]  # a known site's new device: welcome
+    assert [r["id"] for r in conn.execute("SELECT id FROM sites").fetchall()] == ["s"]
+    assert _count(conn, "devices") == 1 and _count(conn, "scans") == 0
+    dead = conn.execute("SELECT topic, reason FROM dead_letters ORDER BY topic").fetchall()
+    assert [(d["topic"].split("/", 2)[2], d["reason"]) for d in dead] == [
+        ("nowhere/devices/x9/status", "unknown site 'nowhere'"),
+        ("nowhere/devices/x9/telemetry", "unknown site 'nowhere'"),
+        ("nowhere/guards/g-li/scans", "unknown site 'nowhere'"),
+        ("s/guards/g-nobody/scans", "unknown guard 'g-nobody' of site 's'")]
+
+
+def test_each_bad_item_is_a_dead_letter_and_the_good_items_are_stored(
+        conn: psycopg.Connection) -> None:
+    _site(conn)
+    points: list[object] = [{"ts": NOW_MS - 10_000_000 + i, "values": {"v": i}}
+                            for i in range(5000)]
+    points[777] = {"ts": "soon", "values": {"v": -1}}
+    scans: list[object] = [{"scan_id": str(uuid.uuid4()), "tag": "T1", "ts": NOW_MS - 9000 + i}
+                           for i in range(10)]
+    scans[3] = {"scan_id": "not-a-uuid", "tag": "T1", "ts": NOW_MS}
+    msgs = [Message("caretaker/v1/s/devices/d1/telemetry", orjson.dumps(points), NOW_MS),
+            Message("caretaker/v1/s/guards/g-li/scans", orjson.dumps(scans), NOW_MS)]
+    for _ in range(2):  # delivered, then delivered again: nothing twice
+        written = write_batch(conn, assemble(msgs))
+    assert (_count(conn, "telemetry"), _count(conn, "scans"), _count(conn, "dead_letters")) == (
+        4999, 9, 2)
+    assert written.dead_letters == 2 and written.telemetry == 0 and written.scans == 0
+    dead = conn.execute("SELECT topic, item, reason, payload, count FROM dead_letters"
+                        " ORDER BY topic").fetchall()
+    assert [(d["topic"].rsplit("/", 1)[1], d["item"], d["reason"], d["count"]) for d in dead] == [
+        ("telemetry", 777, "item 777: timestamp is not a number: 'soon'", 2),
+        ("scans", 3, "item 3: scan_id is missing or not a UUID", 2)]
+    assert orjson.loads(dead[0]["payload"]) == points[777]
+
+
+def test_a_scan_id_is_stored_once_whatever_its_timestamp(conn: psycopg.Connection,
+                                                         database: str) -> None:
+    _site(conn)
+    conn.commit()
+    sid = str(uuid.uuid4())
+
+    def scan(ts: int) -> list[object]:
+        return parse_scans("s", "g-li", {"scan_id": sid, "tag": "T1", "ts": ts}, now=NOW)[0]
+
+    assert len(store_scans(conn, "s", "g-li", scan(NOW_MS - 5000), received_at=NOW)) == 1
+    assert store_scans(conn, "s", "g-li", scan(NOW_MS - 4000), received_at=NOW) == []
+    conn.commit()
+    # two writers at once: the second waits for the first's scan_id and then stores nothing
+    other = str(uuid.uuid4())
+    with psycopg.connect(database, row_factory=dict_row) as a, \
+            psycopg.connect(database, row_factory=dict_row) as b:
+        first = parse_scans("s", "g-li", {"scan_id": other, "tag": "T1", "ts": NOW_MS - 3000},
+                            now=NOW)[0]
+        second = parse_scans("s", "g-li", {"scan_id": other, "tag": "T1", "ts": NOW_MS - 2000},
+                             now=NOW)[0]
+        assert len(store_scans(a, "s", "g-li", first, received_at=NOW)) == 1
+        pid = b.info.backend_pid
+        result: list[object] = []
+        thread = threading.Thread(target=lambda: result.append(
+            store_scans(b, "s", "g-li", second, received_at=NOW)))
+        thread.start()
+        waiting = "SELECT wait_event_type AS w FROM pg_stat_activity WHERE pid = %s"
+        blocked = False
+        for _ in range(1000):  # until b is blocked on a's uncommitted scan_id
+            blocked = conn.execute(waiting, (pid,)).fetchone()["w"] == "Lock"
+            conn.rollback()  # a new snapshot of pg_stat_activity next time
+            if blocked:
+                break
+            threading.Event().wait(0.01)
+        a.commit()
+        thread.join(10)
+        b.commit()
+    assert blocked and result == [[]]
+    assert conn.execute("SELECT count(*) AS n FROM scans WHERE scan_id = ANY(%s::uuid[])",
+                        ([sid, other],)).fetchone()["n"] == 2
+
+
+def test_retention_prunes_old_dead_letters_and_scan_ids(conn: psycopg.Connection) -> None:
+    _site(conn)
+    old, recent = NOW - timedelta(days=40), NOW - timedelta(days=2)
+    write_batch(conn, assemble([
+        Message("caretaker/v1/s/devices/d/telemetry", b"{old", int(old.timestamp() * 1000)),
+        Message("caretaker/v1/s/devices/d/telemetry", b"{recent",
+                int(recent.timestamp() * 1000))]))
+    scans, _ = parse_scans("s", "g-li", [
+        {"scan_id": str(uuid.uuid4()), "tag": "T1", "ts": int(t.timestamp() * 1000)}
+        for t in (NOW - timedelta(days=400), recent)], now=NOW)
+    store_scans(conn, "s", "g-li", scans, received_at=NOW)
+    apply_retention(conn, days=365, now=NOW, dead_letter_days=30)
+    left = conn.execute("SELECT payload FROM dead_letters").fetchall()
+    assert [bytes(r["payload"]) for r in left] == [b"{recent"]
+    assert [r["scan_id"] for r in conn.execute("SELECT scan_id FROM scan_ids").fetchall()] == [
+        scans[1].scan_id]
+    assert _count(conn, "scans") == 1
 
 
 def test_text_values_and_odd_metric_names_survive_copy(conn: psycopg.Connection) -> None:
+    _site(conn)
     payload = (b'{"values": {"back\\\\slash": "tab\\there\\\\ and\\nnewline\\r",'
                b' "x": 1e-300, "big": 12345678901234567890,'
                b' "\xe6\xb8\xa9\xe5\xba\xa6": "\xe6\xad\xa3\xe5\xb8\xb8"}}')
