@@ -295,7 +295,10 @@ def consume(conn: psycopg.Connection[Any], now: datetime, *, limit: int = 20) ->
                 log.exception("ingest batch %s cannot be processed; dead-lettered", row["id"])
                 conn.execute(
                     "INSERT INTO dead_letters (source, topic, payload, reason)"
-                    " VALUES ('rules', %s, %s, %s)",
+                    " VALUES ('rules', %s, %s, %s)"
+                    " ON CONFLICT (source, topic, payload_hash, item) DO UPDATE"
+                    " SET count = dead_letters.count + 1, last_received_at = now(),"
+                    " reason = excluded.reason",
                     (f"ingest_events/{row['kind']}", json.dumps(row["payload"]).encode(),
                      f"{type(exc).__name__}: {exc}"[:1000]))
     conn.execute("DELETE FROM ingest_events WHERE id = ANY(%s)", ([r["id"] for r in rows],))
