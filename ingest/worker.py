@@ -12,8 +12,6 @@ import logging
 import os
 import queue
 import signal
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -22,6 +20,7 @@ import psycopg
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from caretaker.settings import Settings, get_settings
+from caretaker.supervisor import Child, Supervisor
 from ingest.batch import Batch, DeadLetter, Message, assemble
 from ingest.metrics import WorkerStats
 from ingest.mqtt import Received, Subscriber, wall_ms
@@ -47,10 +46,13 @@ class IngestWorker:
         self.settings = settings
         self.stop = stop or threading.Event()
         self.client_id = f"{settings.ingest_client_id}-{index}"
-        host, port = settings.mqtt()
-        self.subscriber = Subscriber(host, port, client_id=self.client_id,
-                                     group=settings.ingest_share_group,
-                                     receive_maximum=settings.ingest_max_pending)
+        shared = settings.ingest_workers > 1
+        self.subscriber = Subscriber(settings.mqtt_login(self.client_id),
+                                     client_id=self.client_id,
+                                     group=settings.ingest_share_group if shared else None,
+                                     stale_group=settings.ingest_share_group,
+                                     receive_maximum=settings.ingest_max_pending,
+                                     max_bytes=settings.ingest_max_pending_bytes)
         self.stats = WorkerStats(self.client_id)
         self.rule_metrics = RuleMetrics()
         self._conn: psycopg.Connection[Any] | None = None
@@ -254,29 +256,21 @@ def main(settings: Settings | None = None, *, index: int = 0,
     worker.run()
 
 
-def supervise(workers: int) -> None:
-    """Run `workers` ingest processes (one per CPU is plenty); restart any that dies."""
+def supervise(workers: int, settings: Settings | None = None) -> None:
+    """Run `workers` ingest processes sharing the topics; restart any that dies, with back-off."""
+    settings = settings or get_settings()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-
-    def spawn(i: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "stack.cli", "ingest",
-                                 "--index", str(i)], env=os.environ.copy())
-
-    procs = {i: spawn(i) for i in range(workers)}
-    log.info("started %d ingest workers: pids %s", workers,
-             ", ".join(str(p.pid) for p in procs.values()))
-    while not stop.wait(1.0):
-        for i, proc in procs.items():
-            code = proc.poll()
-            if code is not None:
-                log.warning("ingest worker %d exited with %s; restarting it", i, code)
-                procs[i] = spawn(i)
-    for proc in procs.values():
-        proc.terminate()
-    for proc in procs.values():
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    logs = settings.state_dir / "logs"
+    children = [Child(f"ingest-{i}", ["ingest", "--index", str(i)], logs / f"ingest-{i}.log")
+                for i in range(workers)]
+    env = {**os.environ, "CARETAKER_INGEST_WORKERS": str(workers)}
+    supervisor = Supervisor(children, env)
+    supervisor.start_all()
+    log.info("started %d ingest workers (logs in %s)", workers, logs)
+    try:
+        while not stop.wait(0.5):
+            supervisor.poll()
+    finally:
+        supervisor.stop_all()
