@@ -240,11 +240,7 @@ def ensure_service_credentials(conn: psycopg.Connection[Any], state_dir: Path, *
         changed = True
     if changed:
         data[SECRETS_KEY] = known
-        state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        os.chmod(tmp, 0o600)
-        tmp.replace(path)
+        _write_secrets(path, data)
     return changed
 
 
@@ -256,3 +252,45 @@ def sync_broker(conn: psycopg.Connection[Any], broker: LocalMosquitto) -> bool:
     """
     write_files(broker.root, list_credentials(conn), owner=broker.owner)
     return broker.reload()
+
+
+def device_logins(conn: psycopg.Connection[Any], state_dir: Path,
+                  keys: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Logins for devices the simulator connects as (`site/device` keys), on the embedded broker.
+
+    Created once and kept in `<state>/secrets.json` like the service logins (one whose password
+    is not there is replaced); devices of sites the database does not know get none.
+    """
+    path = state_dir / "secrets.json"
+    data = _read_secrets(path)
+    known: dict[str, str] = dict(data.get(SECRETS_KEY, {}))
+    live = {c.username: c for c in list_credentials(conn)}
+    sites = {r[0] if not isinstance(r, dict) else r["id"]
+             for r in conn.execute("SELECT id FROM sites").fetchall()}
+    out: dict[str, tuple[str, str]] = {}
+    changed = False
+    for key in keys:
+        site, _, device = key.partition("/")
+        if site not in sites:
+            continue
+        username = username_for("device", site, device)
+        cred = live.get(username)
+        if cred is None or username not in known or not verify_password(known[username],
+                                                                         cred.password_hash):
+            if cred is not None:
+                revoke(conn, username)
+            _, known[username] = create(conn, kind="device", site_id=site, subject=device)
+            changed = True
+        out[key] = (username, known[username])
+    if changed:
+        data[SECRETS_KEY] = known
+        _write_secrets(path, data)
+    return out
+
+
+def _write_secrets(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)

@@ -324,11 +324,15 @@ class _Stack:
         from caretaker import tokens
         from caretaker.db import connect
         from caretaker.migrations import migrate
+        from caretaker.mqtt_credentials import ensure_service_credentials, sync_broker
 
         with connect(self.settings.db_url()) as conn:
             applied = migrate(conn)
             if applied:
                 log.info("applied %d migration(s)", len(applied))
+            if self.broker is not None:  # logins of the ingest and simulator; broker reloads
+                ensure_service_credentials(conn, self.paths.root)
+                sync_broker(conn, self.broker)
             token = _read_token(self.paths)
             if token is None or tokens.lookup(conn, token) is None:
                 token = tokens.create_token(conn, role="admin", name="caretaker up")
@@ -448,14 +452,13 @@ class _Stack:
         if self.broker is not None:
             servers["mosquitto"] = {"pid": self.broker.pid, "port": self.broker.port,
                                     "log": str(self.broker.log)}
-        host, port = s.mqtt()
         return {
             "supervisor_pid": os.getpid(),
             "started_at": self.started_at.isoformat(),
             "ready": self.ready,
             "demo": self.demo,
             "api_url": api_url(s),
-            "mqtt_url": f"mqtt://{host}:{port}",
+            "mqtt_url": s.mqtt().url(),  # the password redacted
             "database": redact(s.database_url) if s.database_url else
             f"postgresql://caretaker@127.0.0.1:{s.db_port}/caretaker",
             "servers": servers,

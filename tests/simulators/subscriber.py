@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt_client
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from tests.fix_servers import Broker, paho_client
 
 
 @dataclass(frozen=True)
@@ -25,16 +25,15 @@ class Received:
 class Subscriber:
     """Subscribes to topic filters at QoS 1 and keeps what arrives, in order."""
 
-    def __init__(self, host: str, port: int, *filters: str) -> None:
+    def __init__(self, mqtt: Broker, *filters: str) -> None:
         self.messages: list[Received] = []
         self._lock = threading.Lock()
         ready = threading.Event()
-        self.client = mqtt_client.Client(CallbackAPIVersion.VERSION2,
-                                         client_id=f"t-sub-{uuid.uuid4().hex[:8]}",
-                                         protocol=MQTTProtocolVersion.MQTTv5)
+        target = mqtt.take("ingest")  # a login that may read caretaker/v1/#
+        self.client = paho_client(target)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: ready.set() if len(a) else None
-        self.client.connect(host, port)
+        self.client.connect(target.host, target.port)
         self.client.loop_start()
         self.client.subscribe([(f, 1) for f in filters])
         assert ready.wait(5), "subscription not acknowledged"
