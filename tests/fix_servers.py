@@ -203,9 +203,17 @@ class Broker:
         self.apply()
 
     def apply(self) -> None:
-        """Write the password and ACL files and make the broker reload them."""
-        write_files(self.server.root, self.credentials, owner=self.server.owner)
+        """Write the password and ACL files (and secrets.json) and make the broker reload."""
+        self.write()
         self.server.reload()
+
+    def write(self) -> None:
+        write_files(self.server.root, self.credentials, owner=self.server.owner)
+        path = self.state_dir / "secrets.json"
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data[SECRETS_KEY] = self.passwords
+        path.write_text(json.dumps(data))
+        os.chmod(path, 0o600)
 
 
 def wait_for_login(target: MqttTarget, timeout: float = 10.0) -> None:
@@ -233,11 +241,8 @@ def start_broker(state: Path, port: int | None = None, **kwargs: Any) -> Broker:
     for i in range(POOL):
         broker.add("service", "simulator", username=f"t-pub-{i}", write=False)
         broker.add("service", "ingest", username=f"t-sub-{i}", write=False)
-    secrets = state / "secrets.json"
-    secrets.write_text(json.dumps({SECRETS_KEY: broker.passwords}))
-    os.chmod(secrets, 0o600)
     broker.server.write_config()
-    write_files(broker.server.root, broker.credentials, owner=broker.server.owner)
+    broker.write()
     broker.server.start()
     return broker
 

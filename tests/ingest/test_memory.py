@@ -11,8 +11,13 @@ import pytest
 
 from caretaker.servers import LocalPostgres
 from tests.fix_servers import Broker
-from tests.ingest.helpers import ingest_settings, prepare_session, publish, settings_env, \
-    wait_until
+from tests.ingest.helpers import (
+    ingest_settings,
+    prepare_session,
+    publish,
+    settings_env,
+    wait_until,
+)
 from tests.ingest.test_resilience import _count, _ingest, own_postgres  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.e2e
