@@ -115,18 +115,23 @@ class Settings(BaseSettings):
         password = json.loads(secrets.read_text())["db_password"]
         return f"postgresql://caretaker:{quote(password)}@127.0.0.1:{self.db_port}/caretaker"
 
-    def mqtt(self) -> MqttTarget:
+    def mqtt_target(self) -> MqttTarget:
         """The broker and this process's default login (from the URL, if it gives one)."""
         if self.mqtt_url:
             return parse_mqtt_url(self.mqtt_url, self.mqtt_ca_file)
         return MqttTarget("127.0.0.1", self.mqtt_port)
+
+    def mqtt(self) -> tuple[str, int]:
+        """The broker's host and port only (a reachability check); clients use mqtt_target()."""
+        target = self.mqtt_target()
+        return target.host, target.port
 
     def mqtt_login(self, username: str) -> MqttTarget:
         """The broker with a service login: the URL's, else the one `caretaker up` created.
 
         The embedded broker's service passwords live in `<state_dir>/secrets.json`.
         """
-        target = self.mqtt()
+        target = self.mqtt_target()
         if target.username:
             return target
         secrets = self.state_dir / "secrets.json"

@@ -184,7 +184,7 @@ def _simulated_device_logins(keys: list[str]) -> dict[str, MqttTarget]:
             sync_broker(conn, LocalMosquitto(settings.state_dir, settings.mqtt_port))
     except (OperationalError, RuntimeError):
         return {}  # no database: those devices use the shared connection
-    target = settings.mqtt()
+    target = settings.mqtt_target()
     return {key: target.login(user, password) for key, (user, password) in logins.items()}
 
 
@@ -239,7 +239,7 @@ def mqtt_create(
     except CaretakerError as exc:
         fail(exc.message)
     reloaded = False if settings.mqtt_url else _sync_embedded_broker()
-    target = settings.mqtt()
+    target = settings.mqtt_target()
     typer.echo(f"created {kind} login {cred.username}" + (
         "; the embedded broker accepts it now" if reloaded else
         "; run `caretaker mqtt-credentials export DIR` for your broker" if settings.mqtt_url

@@ -458,7 +458,7 @@ class _Stack:
             "ready": self.ready,
             "demo": self.demo,
             "api_url": api_url(s),
-            "mqtt_url": s.mqtt().url(),  # the password redacted
+            "mqtt_url": s.mqtt_target().url(),  # the password redacted
             "database": redact(s.database_url) if s.database_url else
             f"postgresql://caretaker@127.0.0.1:{s.db_port}/caretaker",
             "servers": servers,

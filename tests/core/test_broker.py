@@ -41,3 +41,18 @@ def test_anonymous_and_wrong_password_are_refused(mqtt: Broker) -> None:
     wrong = mqtt.target(SIMULATOR_USER)._replace(password="not-the-password")
     assert connack(wrong) == "Not authorized"
     assert connack(mqtt.target(SIMULATOR_USER)) == "Success"
+
+
+def test_the_broker_does_not_run_as_root(mqtt: Broker) -> None:
+    import os
+    import pwd
+
+    import psutil
+
+    config = mqtt.server.config.read_text()
+    assert "allow_anonymous false" in config and "use_username_as_clientid true" in config
+    assert "user root" not in config
+    pid = mqtt.server.pid
+    assert pid is not None
+    expected = pwd.getpwnam("mosquitto").pw_uid if os.geteuid() == 0 else os.geteuid()
+    assert psutil.Process(pid).uids().effective == expected

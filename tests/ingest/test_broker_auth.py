@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -201,3 +202,17 @@ def test_ingest_client_id_cannot_be_taken_over(database: str, stack: Broker) -> 
     thief.loop_stop()
     with running_worker(settings):  # the session survived: everything queued arrives
         assert wait_until(lambda: _count(database, "SELECT count(*) FROM telemetry") == n)
+
+
+def test_export_writes_the_files_for_your_broker(database: str, stack: Broker,
+                                                tmp_path: Path) -> None:
+    pump = create(database, stack, "--device", "pump-1")
+    done = cli(database, stack, "mqtt-credentials", "export", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    passwords = (tmp_path / "out" / "passwords").read_text()
+    acl = (tmp_path / "out" / "acl").read_text()
+    assert "device/riverside/pump-1:$7$101$" in passwords and pump.password not in passwords
+    assert "caretaker-ingest-0:$7$" in passwords and "caretaker-simulator:$7$" in passwords
+    assert "user device/riverside/pump-1\ntopic write caretaker/v1/riverside/devices/pump-1/" \
+           "telemetry\n" in acl
+    assert "user caretaker-ingest-0\ntopic read caretaker/v1/#\n" in acl
