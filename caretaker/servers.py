@@ -194,7 +194,9 @@ class LocalMosquitto:
     Run as root, the broker drops to the `mosquitto` user, which owns the state it writes.
     """
 
-    def __init__(self, state_dir: Path, port: int, *, autosave_interval: int = 5) -> None:
+    def __init__(self, state_dir: Path, port: int, *, autosave_interval: int = 5,
+                 tls_port: int | None = None, certfile: Path | None = None,
+                 keyfile: Path | None = None) -> None:
         self.state_dir = state_dir
         self.port = port
         self.root = state_dir / "mqtt"
@@ -206,6 +208,9 @@ class LocalMosquitto:
         # Seconds between saves of the in-memory store: what a crash (kill -9) can lose at
         # most; a graceful stop always saves (bench/broker_crash.py measures it).
         self.autosave_interval = autosave_interval
+        # An optional TLS listener (mqtts://) beside the plain one; the certificate and key
+        # are copied into the state directory, where the broker's user can read them.
+        self.tls_port, self.certfile, self.keyfile = tls_port, certfile, keyfile
         self._executor: TCPExecutor | None = None
 
     @property
@@ -233,6 +238,7 @@ class LocalMosquitto:
             # The client id is the user name: nobody can connect as the ingest and discard
             # its persistent session, and each ingest worker has a login of its own.
             "use_username_as_clientid true\n"
+            + self._tls_listener() +
             "persistence true\n"
             f"persistence_location {self.root}/\n"
             f"autosave_interval {self.autosave_interval}\n"
@@ -247,6 +253,17 @@ class LocalMosquitto:
             "log_type error\nlog_type warning\n"
         )
         self._own_state()
+
+    def _tls_listener(self) -> str:
+        if self.tls_port is None or self.certfile is None or self.keyfile is None:
+            return ""
+        cert, key = self.root / "server.crt", self.root / "server.key"
+        shutil.copyfile(self.certfile, cert)
+        shutil.copyfile(self.keyfile, key)
+        os.chmod(key, 0o600)
+        return (f"listener {self.tls_port} 127.0.0.1\n"
+                f"certfile {cert}\nkeyfile {key}\n"
+                "use_username_as_clientid true\n")
 
     def _own_state(self) -> None:
         """Give the broker's user its directory and files (it reads them after dropping root)."""
