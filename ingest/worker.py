@@ -3,7 +3,8 @@
 A batch closes at `ingest_batch_size` messages, `ingest_batch_ms` after its first message,
 or when the stream pauses. While the database is unreachable the batch is retried with
 back-off and nothing is acknowledged; the broker stops sending once its in-flight window is
-full, so memory stays bounded and the backlog waits at the broker.
+full, and the subscriber stops reading once the messages held pass `ingest_max_pending_bytes`,
+so memory stays bounded (in messages and bytes) and the backlog waits at the broker.
 """
 
 from __future__ import annotations
