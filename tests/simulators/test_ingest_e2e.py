@@ -144,7 +144,7 @@ def test_a_device_silent_with_last_will_goes_offline_in_the_database(
                         " start: 20s, duration: 40s}\n")
     simulate(Options(config=config, scenario=str(scenario), speed=20, duration=100, interval=5,
                      guards=False, progress=False), target=mqtt.take("simulator"),
-             now=datetime.now(UTC))
+             now=datetime.now(UTC), device_logins=mqtt.devices)  # a real Last Will
     with psycopg.connect(ingest, autocommit=True) as conn:
         _poll(conn, "SELECT count(*) FROM device_status WHERE site_id = %s", (site,), 2 * 18 + 2)
         history = conn.execute(
