@@ -30,21 +30,23 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from caretaker.migrations import migrate  # noqa: E402
-from caretaker.servers import LocalMosquitto, LocalPostgres, free_port  # noqa: E402
+from caretaker.servers import LocalPostgres, free_port  # noqa: E402
+from caretaker.settings import MqttTarget  # noqa: E402
 from ingest.metrics import LAG_BOUNDS, quantile  # noqa: E402
+from tests.fix_servers import Broker, start_broker  # noqa: E402 - logins like the tests'
 
 DEVICES = 500
 TELEMETRY = "caretaker/v1/+/devices/+/telemetry"
 
 
-def _client(client_id: str, *, clean: bool = True, receive_maximum: int | None = None):  # noqa: ANN202
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+def _client(target: MqttTarget, *, clean: bool = True,  # noqa: ANN202
+            receive_maximum: int | None = None):
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                    protocol=MQTTProtocolVersion.MQTTv5)
+    from tests.fix_servers import paho_client
+
+    c = paho_client(target)  # the broker makes the client id the user name
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 0 if clean else 3600
     if receive_maximum:
@@ -52,13 +54,13 @@ def _client(client_id: str, *, clean: bool = True, receive_maximum: int | None =
     return c, props
 
 
-def publisher(port: int, site: str, devices: list[int], count: int, go: mp.Event,
+def publisher(target: MqttTarget, site: str, devices: list[int], count: int, go: mp.Event,
               done: mp.Queue, rate: float = 0.0) -> None:
     """Publish `count` messages round-robin over `devices`, ts = publish time (ms).
 
     With `rate` (messages/s of this process) the publisher paces itself.
     """
-    c, props = _client(f"bench-pub-{uuid.uuid4().hex[:8]}")
+    c, props = _client(target)
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
     acked = [0]
@@ -70,7 +72,7 @@ def publisher(port: int, site: str, devices: list[int], count: int, go: mp.Event
             finished.set()
 
     c.on_publish = on_publish
-    c.connect("127.0.0.1", port, properties=props)
+    c.connect(target.host, target.port, properties=props)
     c.loop_start()
     topics = [f"caretaker/v1/{site}/devices/dev-{d}/telemetry" for d in devices]
     last = dict.fromkeys(range(len(devices)), 0)
@@ -94,11 +96,11 @@ def publisher(port: int, site: str, devices: list[int], count: int, go: mp.Event
     c.loop_stop()
 
 
-def counter(port: int, expected: int, ready: mp.Event, out: mp.Queue, client_id: str) -> None:
+def counter(target: MqttTarget, expected: int, ready: mp.Event, out: mp.Queue) -> None:
     """The ceiling: a bare paho subscriber (QoS 1, auto-ack) that only counts."""
     from paho.mqtt.subscribeoptions import SubscribeOptions
 
-    c, props = _client(client_id, clean=False, receive_maximum=50000)
+    c, props = _client(target, clean=False, receive_maximum=50000)
     n = [0]
     first = [0.0]
     finished = threading.Event()
@@ -113,7 +115,7 @@ def counter(port: int, expected: int, ready: mp.Event, out: mp.Queue, client_id:
     c.on_message = on_message
     c.on_subscribe = lambda *_: ready.set()
     c.on_connect = lambda cl, *_: cl.subscribe(TELEMETRY, options=SubscribeOptions(qos=1))
-    c.connect("127.0.0.1", port, clean_start=False, properties=props)
+    c.connect(target.host, target.port, clean_start=False, properties=props)
     c.loop_start()
     finished.wait(900)
     out.put((first[0], time.time(), n[0]))
@@ -121,22 +123,22 @@ def counter(port: int, expected: int, ready: mp.Event, out: mp.Queue, client_id:
     c.loop_stop()
 
 
-def prepare_counter_session(port: int, client_id: str) -> None:
+def prepare_counter_session(target: MqttTarget) -> None:
     """Create the counter's persistent subscription, offline (for the drain run)."""
     from paho.mqtt.subscribeoptions import SubscribeOptions
 
-    c, props = _client(client_id, clean=False)
+    c, props = _client(target, clean=False)
     ok = threading.Event()
     c.on_subscribe = lambda *_: ok.set()
     c.on_connect = lambda cl, *_: cl.subscribe(TELEMETRY, options=SubscribeOptions(qos=1))
-    c.connect("127.0.0.1", port, clean_start=True, properties=props)
+    c.connect(target.host, target.port, clean_start=True, properties=props)
     c.loop_start()
     assert ok.wait(10)
     c.disconnect()
     c.loop_stop()
 
 
-def publish_all(port: int, site: str, messages: int, publishers: int,
+def publish_all(broker: Broker, site: str, messages: int, publishers: int,
                 rate: float = 0.0) -> tuple[float, float]:
     """Run the publisher processes; (first publish start, last acked) wall times."""
     go, done = mp.Event(), mp.Queue()
@@ -144,8 +146,8 @@ def publish_all(port: int, site: str, messages: int, publishers: int,
     procs = []
     for p in range(publishers):
         devs = list(range(p, DEVICES, publishers))
-        proc = mp.Process(target=publisher,
-                          args=(port, site, devs, per, go, done, rate / publishers))
+        proc = mp.Process(target=publisher, args=(broker.take("simulator"), site, devs, per, go,
+                                                  done, rate / publishers))
         proc.start()
         procs.append(proc)
     time.sleep(1.0)  # let them connect
@@ -156,24 +158,25 @@ def publish_all(port: int, site: str, messages: int, publishers: int,
     return min(r[0] for r in results), max(r[1] for r in results)
 
 
-def run_ceiling(port: int, messages: int, publishers: int, *, drain: bool) -> dict[str, float]:
-    cid = f"bench-count-{uuid.uuid4().hex[:6]}"
+def run_ceiling(broker: Broker, messages: int, publishers: int, *, drain: bool
+                ) -> dict[str, float]:
+    login = broker.add("service", "ingest", username=f"bench-count-{uuid.uuid4().hex[:6]}")
     total = messages // publishers * publishers
     ready, out = mp.Event(), mp.Queue()
     site = f"c{uuid.uuid4().hex[:6]}"
     if drain:
-        prepare_counter_session(port, cid)
-        t0, t1 = publish_all(port, site, total, publishers)
+        prepare_counter_session(login)
+        t0, t1 = publish_all(broker, site, total, publishers)
         start = time.time()
-        proc = mp.Process(target=counter, args=(port, total, ready, out, cid))
+        proc = mp.Process(target=counter, args=(login, total, ready, out))
         proc.start()
         first, last, n = out.get(timeout=900)
         proc.join()
         return {"messages": n, "seconds": last - start, "rate": n / (last - start)}
-    proc = mp.Process(target=counter, args=(port, total, ready, out, cid))
+    proc = mp.Process(target=counter, args=(login, total, ready, out))
     proc.start()
     assert ready.wait(20)
-    t0, t1 = publish_all(port, site, total, publishers)
+    t0, t1 = publish_all(broker, site, total, publishers)
     first, last, n = out.get(timeout=900)
     proc.join()
     return {"messages": n, "seconds": last - t0, "rate": n / (last - t0),
@@ -203,26 +206,25 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_ingest(url: str, port: int, messages: int, publishers: int, *, drain: bool,
+def run_ingest(url: str, broker: Broker, messages: int, publishers: int, *, drain: bool,
                state: Path, rate: float = 0.0, workers: int = 1) -> dict[str, float]:
     total = messages // publishers * publishers
     client_id = f"bench-ingest-{uuid.uuid4().hex[:6]}"
     group = f"g{uuid.uuid4().hex[:6]}"
-    env = {**os.environ, "CARETAKER_DATABASE_URL": url,
-           "CARETAKER_MQTT_URL": f"mqtt://127.0.0.1:{port}",
+    # No login in the URL: each worker finds its own (`<client id>-<n>`) in secrets.json.
+    env = {**os.environ, "CARETAKER_DATABASE_URL": url, "CARETAKER_MQTT_URL": broker.url(),
            "CARETAKER_INGEST_CLIENT_ID": client_id, "CARETAKER_INGEST_SHARE_GROUP": group,
-           "CARETAKER_STATE_DIR": str(state)}
+           "CARETAKER_INGEST_WORKERS": str(workers), "CARETAKER_STATE_DIR": str(state)}
     site = f"i{uuid.uuid4().hex[:6]}"
     with psycopg.connect(url) as c:  # a topic of an unknown site is a dead letter
         c.execute("INSERT INTO sites (id, name) VALUES (%s, 'Benchmark')", (site,))
     # the worker's session and subscription exist before anything is published
-    from caretaker.settings import Settings
     from ingest.mqtt import Subscriber
 
     for w in range(workers):
-        sub = Subscriber("127.0.0.1", port, client_id=f"{client_id}-{w}",
-                         group=Settings(ingest_share_group=group).ingest_share_group,
-                         receive_maximum=100)
+        login = broker.add("service", "ingest", username=f"{client_id}-{w}")
+        sub = Subscriber(login, client_id=login.username or "", receive_maximum=100,
+                         group=group if workers > 1 else None)
         sub.start()
         assert sub.subscribed.wait(10)
         sub.stop()
@@ -233,9 +235,9 @@ def run_ingest(url: str, port: int, messages: int, publishers: int, *, drain: bo
     if not drain:
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         time.sleep(2.0)  # import + connect
-        t0, t1 = publish_all(port, site, total, publishers, rate)
+        t0, t1 = publish_all(broker, site, total, publishers, rate)
     else:
-        publish_all(port, site, total, publishers)
+        publish_all(broker, site, total, publishers)
         t0 = time.time()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 900
@@ -280,10 +282,10 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="caretaker-bench-"))
     os.chmod(state, 0o755)
     pg = LocalPostgres(state, free_port())
-    broker = LocalMosquitto(state, free_port())
+    broker: Broker | None = None
     try:
         pg.start()
-        broker.start()
+        broker = start_broker(state)
         with psycopg.connect(pg.url) as conn:
             migrate(conn)
         print(f"bench: {args.messages} messages x 3 values, {DEVICES} devices, QoS 1, "
@@ -292,8 +294,8 @@ def main() -> None:
         results = {}
         for drain in (False, True):
             mode = "drain" if drain else "live"
-            c = run_ceiling(broker.port, args.messages, args.publishers, drain=drain)
-            i = run_ingest(pg.url, broker.port, args.messages, args.publishers, drain=drain,
+            c = run_ceiling(broker, args.messages, args.publishers, drain=drain)
+            i = run_ingest(pg.url, broker, args.messages, args.publishers, drain=drain,
                            state=state, workers=args.workers)
             results[mode] = (c, i)
             pub = f" (publishers alone reached {c['publish_rate']:,.0f} msg/s)" if not drain else ""
@@ -315,7 +317,7 @@ def main() -> None:
         # latency below saturation: a paced stream, where queueing at the broker does not
         # dominate the figure as it does when publishers outrun the consumer
         paced = min(args.messages, int(args.paced_rate * 20))
-        i = run_ingest(pg.url, broker.port, paced, args.publishers, drain=False, state=state,
+        i = run_ingest(pg.url, broker, paced, args.publishers, drain=False, state=state,
                        rate=args.paced_rate, workers=args.workers)
         print(f"\n[paced] {args.paced_rate:,.0f} msg/s offered for {paced / args.paced_rate:.0f}s")
         print(f"  ingest: {i['rate']:,.0f} msg/s committed, rows lost: {i['lost']}, "
@@ -324,7 +326,8 @@ def main() -> None:
               f"p99 {i['p99'] * 1000:.0f} ms (from the ingest's lag histogram)")
         print(f"  peak RSS of the ingest process: {i['rss_mb']:.0f} MB")
     finally:
-        broker.stop()
+        if broker is not None:
+            broker.server.stop()
         pg.stop(mode="immediate")
         shutil.rmtree(state, ignore_errors=True)
 

@@ -25,7 +25,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,9 @@ from psycopg.rows import dict_row
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from caretaker.migrations import migrate  # noqa: E402
-from caretaker.servers import LocalMosquitto, LocalPostgres, free_port  # noqa: E402
+from caretaker.servers import LocalPostgres, free_port  # noqa: E402
+from caretaker.settings import MqttTarget  # noqa: E402
+from tests.fix_servers import Broker, start_broker  # noqa: E402 - logins like the tests'
 
 SITE = "bench"
 BACKGROUND = 500  # pumps streaming normal values
@@ -44,21 +45,19 @@ TIMEOUT_S = 10.0  # the offline rule's timeout for the heartbeat devices
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _client(client_id: str):  # noqa: ANN202
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+def _client(target: MqttTarget):  # noqa: ANN202
+    from tests.fix_servers import paho_client
 
-    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                    protocol=MQTTProtocolVersion.MQTTv5)
+    c = paho_client(target)  # the broker makes the client id the user name
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
     return c
 
 
-def background(port: int, rate: float, stop: Any, out: Any) -> None:
+def background(target: MqttTarget, rate: float, stop: Any, out: Any) -> None:
     """Publish normal pump readings round-robin at `rate` msg/s until `stop`."""
-    c = _client(f"bench-bg-{uuid.uuid4().hex[:6]}")
-    c.connect("127.0.0.1", port)
+    c = _client(target)
+    c.connect(target.host, target.port)
     c.loop_start()
     topics = [f"caretaker/v1/{SITE}/devices/bg-{d}/telemetry" for d in range(BACKGROUND)]
     sent = 0
@@ -146,18 +145,16 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="caretaker-rbench-"))
     os.chmod(state, 0o755)
     pg = LocalPostgres(state, free_port())
-    broker = LocalMosquitto(state, free_port())
+    broker: Broker | None = None
     procs: list[subprocess.Popen[bytes]] = []
     try:
         pg.start()
-        broker.start()
+        broker = start_broker(state)  # service logins in secrets.json, as `caretaker up` does
         with psycopg.connect(pg.url) as conn:
             migrate(conn)
         setup(pg.url, args.faults, args.silent)
         env = {**os.environ, "CARETAKER_DATABASE_URL": pg.url,
-               "CARETAKER_MQTT_URL": f"mqtt://127.0.0.1:{broker.port}",
-               "CARETAKER_INGEST_CLIENT_ID": f"rb-{uuid.uuid4().hex[:6]}",
-               "CARETAKER_STATE_DIR": str(state)}
+               "CARETAKER_MQTT_URL": broker.url(), "CARETAKER_STATE_DIR": str(state)}
         for name in ("ingest", "rules"):
             log = (state / f"{name}.log").open("wb")
             procs.append(subprocess.Popen([sys.executable, "-m", "stack.cli", name],
@@ -169,10 +166,12 @@ def main() -> None:
         assert committed.ready.wait(10)
 
         stop_bg, bg_out = mp.Event(), mp.Queue()  # type: ignore[var-annotated]
-        bg = mp.Process(target=background, args=(broker.port, args.rate, stop_bg, bg_out))
+        bg = mp.Process(target=background, args=(broker.take("simulator"), args.rate, stop_bg,
+                                                 bg_out))
         bg.start()
-        pub = _client(f"bench-faults-{uuid.uuid4().hex[:6]}")
-        pub.connect("127.0.0.1", broker.port)
+        faults = broker.take("simulator")
+        pub = _client(faults)
+        pub.connect(faults.host, faults.port)
         pub.loop_start()
         time.sleep(3.0)  # let the background stream settle
 
@@ -260,7 +259,8 @@ def main() -> None:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        broker.stop()
+        if broker is not None:
+            broker.server.stop()
         pg.stop(mode="immediate")
         shutil.rmtree(state, ignore_errors=True)
 

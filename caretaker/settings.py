@@ -6,7 +6,8 @@ import json
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from typing import NamedTuple
+from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +15,45 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from caretaker.durations import Duration
 
 CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+class MqttTarget(NamedTuple):
+    """Where and how an MQTT client connects: the broker, its login, and TLS."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+
+    def login(self, username: str, password: str | None) -> MqttTarget:
+        """The same broker with another login."""
+        return self._replace(username=username, password=password)
+
+    def url(self) -> str:
+        """The URL with the password redacted (for logs and `caretaker status`)."""
+        user = f"{quote(self.username, safe='')}:***@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+    def __repr__(self) -> str:  # never print the password
+        return f"MqttTarget({self.url()})"
+
+    def __str__(self) -> str:
+        return self.url()
+
+
+def parse_mqtt_url(url: str, ca_file: str | None = None) -> MqttTarget:
+    """`mqtt://[user:pass@]host[:port]` or `mqtts://...` (TLS, default port 8883)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError(f"CARETAKER_MQTT_URL must start with mqtt:// or mqtts://, not "
+                         f"{parts.scheme or url!r}://")
+    tls = parts.scheme == "mqtts"
+    return MqttTarget(parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883),
+                      unquote(parts.username) if parts.username else None,
+                      unquote(parts.password) if parts.password is not None else None,
+                      tls, ca_file)
 
 
 class Settings(BaseSettings):
@@ -24,7 +64,9 @@ class Settings(BaseSettings):
     state_dir: Path = CHECKOUT / ".caretaker"
     # External servers; when unset, the embedded ones under state_dir are used.
     database_url: str | None = None
+    # mqtt://user:pass@host:port, or mqtts://... for TLS (CA bundle: mqtt_ca_file).
     mqtt_url: str | None = None
+    mqtt_ca_file: str | None = None
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -41,6 +83,12 @@ class Settings(BaseSettings):
     ingest_share_group: str = "caretaker"
     # Messages held in memory before the ingest stops reading from the socket.
     ingest_max_pending: int = Field(default=50000, ge=100)
+    # Payload bytes held in memory before the ingest stops reading from the socket (sized for
+    # a 2 GiB machine; one more message of up to max_packet_size may arrive past it).
+    ingest_max_pending_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    # Ingest processes: one takes a plain persistent subscription (kept by Mosquitto 2.0
+    # across restarts); several share `$share/<ingest_share_group>/...`.
+    ingest_workers: int = Field(default=1, ge=1)
 
     rules_tick_ms: int = Field(default=500, ge=10)
     # Patrol: clock tick (gaps appear within tick + settle of a window closing), how long a
@@ -84,12 +132,24 @@ class Settings(BaseSettings):
         password = json.loads(secrets.read_text())["db_password"]
         return f"postgresql://caretaker:{quote(password)}@127.0.0.1:{self.db_port}/caretaker"
 
-    def mqtt(self) -> tuple[str, int]:
-        """The broker's host and port."""
+    def mqtt_target(self) -> MqttTarget:
+        """The broker and this process's default login (from the URL, if it gives one)."""
         if self.mqtt_url:
-            parts = urlsplit(self.mqtt_url)
-            return parts.hostname or "127.0.0.1", parts.port or 1883
-        return "127.0.0.1", self.mqtt_port
+            return parse_mqtt_url(self.mqtt_url, self.mqtt_ca_file)
+        return MqttTarget("127.0.0.1", self.mqtt_port)
+
+    def mqtt_login(self, username: str) -> MqttTarget:
+        """The broker with a service login: the URL's, else the one `caretaker up` created.
+
+        The embedded broker's service passwords live in `<state_dir>/secrets.json`.
+        """
+        target = self.mqtt_target()
+        if target.username:
+            return target
+        secrets = self.state_dir / "secrets.json"
+        stored = json.loads(secrets.read_text()).get("mqtt_passwords", {}) \
+            if secrets.exists() else {}
+        return target.login(username, stored.get(username))
 
 
 @lru_cache

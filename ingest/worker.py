@@ -3,17 +3,15 @@
 A batch closes at `ingest_batch_size` messages, `ingest_batch_ms` after its first message,
 or when the stream pauses. While the database is unreachable the batch is retried with
 back-off and nothing is acknowledged; the broker stops sending once its in-flight window is
-full, so memory stays bounded and the backlog waits at the broker.
+full, and the subscriber stops reading once the messages held pass `ingest_max_pending_bytes`,
+so memory stays bounded (in messages and bytes) and the backlog waits at the broker.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import signal
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -56,10 +54,13 @@ class IngestWorker:
         self.settings = settings
         self.stop = stop or threading.Event()
         self.client_id = f"{settings.ingest_client_id}-{index}"
-        host, port = settings.mqtt()
-        self.subscriber = Subscriber(host, port, client_id=self.client_id,
-                                     group=settings.ingest_share_group,
-                                     receive_maximum=settings.ingest_max_pending)
+        shared = settings.ingest_workers > 1
+        self.subscriber = Subscriber(settings.mqtt_login(self.client_id),
+                                     client_id=self.client_id,
+                                     group=settings.ingest_share_group if shared else None,
+                                     stale_group=settings.ingest_share_group,
+                                     receive_maximum=settings.ingest_max_pending,
+                                     max_bytes=settings.ingest_max_pending_bytes)
         self.stats = WorkerStats(self.client_id)
         self.event_metrics = EventMetrics(event_metrics)
         self._conn: psycopg.Connection[Any] | None = None
@@ -262,31 +263,3 @@ def main(settings: Settings | None = None, *, index: int = 0,
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop.set())
     worker.run()
-
-
-def supervise(workers: int) -> None:
-    """Run `workers` ingest processes (one per CPU is plenty); restart any that dies."""
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-
-    def spawn(i: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "stack.cli", "ingest",
-                                 "--index", str(i)], env=os.environ.copy())
-
-    procs = {i: spawn(i) for i in range(workers)}
-    log.info("started %d ingest workers: pids %s", workers,
-             ", ".join(str(p.pid) for p in procs.values()))
-    while not stop.wait(1.0):
-        for i, proc in procs.items():
-            code = proc.poll()
-            if code is not None:
-                log.warning("ingest worker %d exited with %s; restarting it", i, code)
-                procs[i] = spawn(i)
-    for proc in procs.values():
-        proc.terminate()
-    for proc in procs.values():
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()

@@ -1,11 +1,14 @@
 """Publishing over real MQTT (paho-mqtt 2.x, MQTT v5, QoS 1), throttled by an in-flight window.
 
-One shared connection publishes for the whole fleet (a gateway); a device that needs a real
-Last Will gets a connection of its own, with `offline` (retained) as its will, marked with
-the MQTT v5 user property source=lwt. The connections are driven from the caller's thread
-(no paho network thread): a publish writes straight to the socket, and the caller's waits
-(`idle`) service the sockets. This is about three times faster than paho's threaded loop.
-The only module of the simulator that imports paho.
+One shared connection publishes for the whole fleet (a gateway), with the simulator's service
+login; a device that needs a real Last Will gets a connection of its own, with its own device
+login and `offline` (retained) as its will, marked with the MQTT v5 user property
+source=lwt. A device without a login of its own stays on the shared connection, and its
+"dropped connection" is announced there as the broker would (the same message and property).
+The connections are driven from the caller's thread (no paho network thread): a publish
+writes straight to the socket, and the caller's waits (`idle`) service the sockets. This is
+about three times faster than paho's threaded loop. The only module of the simulator that
+imports paho.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ import select
 import socket
 import time
 import uuid
+from collections.abc import Mapping
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from caretaker.settings import MqttTarget
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +47,13 @@ class Publisher:
     producer cannot overrun the broker.
     """
 
-    def __init__(self, host: str, port: int, *, window: int = 1000,
+    def __init__(self, target: MqttTarget, *, window: int = 1000,
+                 device_logins: Mapping[str, MqttTarget] | None = None,
                  client_prefix: str | None = None, keepalive: int = 30,
                  connect_timeout: float = 10.0) -> None:
-        self.host, self.port = host, port
+        self.target = target
+        self.host, self.port = target.host, target.port
+        self.device_logins = dict(device_logins or {})
         self.window = window
         self.keepalive = keepalive
         self.connect_timeout = connect_timeout
@@ -53,13 +62,20 @@ class Publisher:
         self.acked = 0
         self._own: dict[str, mqtt.Client] = {}
         self._shared: mqtt.Client | None = None
+        self._virtual: dict[str, str] = {}  # device key → will topic, for devices without login
         self._since_service = 0
 
     # -- connections --------------------------------------------------------------------------
 
-    def _client(self, client_id: str, will_topic: str | None = None) -> mqtt.Client:
+    def _client(self, client_id: str, target: MqttTarget,
+                will_topic: str | None = None) -> mqtt.Client:
+        # A broker that forces the client id to the user name (ours) ignores `client_id`.
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=MQTTProtocolVersion.MQTTv5)
+        if target.username:
+            client.username_pw_set(target.username, target.password)
+        if target.tls:
+            client.tls_set(ca_certs=target.ca_file)
         client.max_inflight_messages_set(self.window)
         client.max_queued_messages_set(0)
         if will_topic:
@@ -93,18 +109,35 @@ class Publisher:
     def shared(self) -> mqtt.Client:
         """The fleet's shared connection, opened on first use."""
         if self._shared is None:
-            self._shared = self._client(f"{self.prefix}-fleet")
+            self._shared = self._client(f"{self.prefix}-fleet", self.target)
         return self._shared
 
     def open(self, key: str, will_topic: str) -> None:
         """Open (or re-open) device `key`'s own connection with its Last Will `offline`."""
-        if key in self._own:
+        if key in self._own or key in self._virtual:
+            return
+        login = self.device_logins.get(key)
+        if login is None:
+            self._virtual[key] = will_topic
             return
         safe = key.replace("/", ".")
-        self._own[key] = self._client(f"{self.prefix}-{safe}", will_topic)
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            try:
+                self._own[key] = self._client(f"{self.prefix}-{safe}", login, will_topic)
+                return
+            except PublishError:  # a login just created: the broker may not have reloaded
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def drop(self, key: str) -> None:
         """Close device `key`'s connection without DISCONNECT: the broker publishes its will."""
+        if key in self._virtual:
+            props = Properties(PacketTypes.PUBLISH)
+            props.UserProperty = [WILL_PROPERTY]
+            self.publish(self._virtual.pop(key), b"offline", retain=True, properties=props)
+            return
         client = self._own.get(key)
         if client is None:
             return
@@ -120,7 +153,7 @@ class Publisher:
 
     def connected(self, key: str) -> bool:
         """True while device `key` has its own open connection."""
-        return key in self._own
+        return key in self._own or key in self._virtual
 
     def _clients(self) -> list[mqtt.Client]:
         return [*self._own.values(), *([self._shared] if self._shared else [])]
@@ -167,7 +200,7 @@ class Publisher:
         self.acked += 1
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False,
-                client: str | None = None) -> None:
+                client: str | None = None, properties: Properties | None = None) -> None:
         """Publish at QoS 1 on the device's own connection (if open) or the shared one."""
         conn = self._own.get(client) if client else None
         if conn is None:
@@ -180,7 +213,7 @@ class Publisher:
                 for c in self._clients():
                     self._service(c, 0.01 if c is conn else 0.0)
         self.unacked += 1
-        info = conn.publish(topic, payload, qos=QOS, retain=retain)
+        info = conn.publish(topic, payload, qos=QOS, retain=retain, properties=properties)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             # NO_CONN: paho keeps the message and sends it after reconnecting.
             self.unacked -= 1

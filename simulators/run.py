@@ -8,12 +8,13 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from caretaker.settings import MqttTarget
 from simulators import scenarios as sc
 from simulators.devices import MODELS
 from simulators.fleet import fleet_from_config, generate_fleet, load_config
@@ -25,6 +26,7 @@ from simulators.stream import (
     Publish,
     events,
     expected_telemetry,
+    own_clients,
     status_topic,
 )
 
@@ -154,6 +156,9 @@ def build_plan(opts: Options, *, now: datetime) -> tuple[Plan, float]:
     return plan, (math.inf if opts.backfill is not None else speed)
 
 
+DeviceLogins = Callable[[list[str]], Mapping[str, MqttTarget]]
+
+
 class Sink(Protocol):
     """Where events go: the Publisher, or a test's recorder."""
 
@@ -198,15 +203,22 @@ def pace(stream: Iterable[Event], sink: Sink, *, start: float, speed: float,
             on_event(event)
 
 
-def simulate(opts: Options, *, host: str, port: int, now: datetime) -> Stats:
-    """Run a simulation against the broker at host:port; returns what was published."""
+def simulate(opts: Options, *, target: MqttTarget, now: datetime,
+             device_logins: DeviceLogins | None = None) -> Stats:
+    """Run a simulation against the broker `target` names; returns what was published.
+
+    `device_logins` gives the devices that need a connection of their own (a real Last Will)
+    their logins; without one a device publishes through the shared connection.
+    """
     from tqdm import tqdm
 
     from simulators.publisher import Publisher
 
     plan, speed = build_plan(opts, now=now)
     stats = Stats()
-    publisher = Publisher(host, port, window=opts.window)
+    own = sorted(own_clients(plan))
+    logins = device_logins(own) if device_logins is not None and own else {}
+    publisher = Publisher(target, window=opts.window, device_logins=logins)
     publisher.shared()  # fail fast when the broker cannot be reached
     log.info("simulating %d devices (%s), interval %.3g s, seed %d, scenario %s, %s",
              len(plan.devices), "generated" if opts.devices else "site config", plan.interval,

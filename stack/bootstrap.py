@@ -1,4 +1,4 @@
-"""Database bootstrap of `caretaker up`: migrations, the admin token, the demo's example site."""
+"""Database bootstrap of `caretaker up`: migrations, MQTT logins, the admin token, the demo."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from caretaker import tokens
 from caretaker.clock import system_clock
 from caretaker.db import connect
 from caretaker.migrations import migrate
+from caretaker.mqtt_credentials import ensure_service_credentials, sync_broker
+from caretaker.servers import LocalMosquitto
 from caretaker.settings import Settings
 from caretaker.site_config import SiteConfigError, example_document
 from stack.app import load_site
@@ -16,12 +18,20 @@ from stack.files import StackError, StackFiles, read_token, write_secret
 log = logging.getLogger("stack.up")
 
 
-def prepare_database(settings: Settings, paths: StackFiles, *, demo: bool) -> str:
-    """Apply migrations, make sure the admin token exists, load the demo site; the admin token."""
+def prepare_database(settings: Settings, paths: StackFiles, *, demo: bool,
+                     broker: LocalMosquitto | None = None) -> str:
+    """Apply migrations, make sure the admin token exists, load the demo site; the admin token.
+
+    With the embedded `broker`, also the ingest's and simulator's logins: the broker's password
+    and ACL files are written from the database and it reloads them.
+    """
     with connect(settings.db_url()) as conn:
         applied = migrate(conn)
         if applied:
             log.info("applied %d migration(s)", len(applied))
+        if broker is not None:
+            ensure_service_credentials(conn, paths.root)
+            sync_broker(conn, broker)
         token = read_token(paths)
         if token is None or tokens.lookup(conn, token) is None:
             token = tokens.create_token(conn, role="admin", name="caretaker up")

@@ -10,12 +10,15 @@ from typing import Annotated, Literal
 
 import typer
 
-from caretaker.settings import get_settings
+from caretaker.settings import MqttTarget, get_settings
 
 app = typer.Typer(help="Caretaker: equipment telemetry and patrol inspection for properties.",
                   no_args_is_help=True, add_completion=False)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+mqtt_app = typer.Typer(help="MQTT logins of devices, guard handhelds and services.",
+                       no_args_is_help=True)
+app.add_typer(mqtt_app, name="mqtt-credentials")
 
 
 def _logging(verbose: bool = False) -> None:
@@ -148,14 +151,16 @@ def ingest(
                      ] = 0,
 ) -> None:
     """Run the MQTT ingest: telemetry, device status and scans into the database."""
-    from ingest.worker import main as run
-    from ingest.worker import supervise
+    from stack.workers import run_ingest, supervise_ingest
 
     _logging()
+    settings = get_settings()
     if workers > 1:
-        supervise(workers)
+        if not settings.mqtt_url:  # the embedded broker: each worker logs in as itself
+            _sync_embedded_broker(ingest_workers=workers)
+        supervise_ingest(workers, settings)
     else:
-        run(index=index)
+        run_ingest(settings, index=index)
 
 
 @app.command()
@@ -204,11 +209,148 @@ def simulate(
             rate=rate, guards=guards, window=window,
             guard_rates=parse_rates(guard_rates) if guard_rates else None,
             start=start if start is None or start.tzinfo else start.replace(tzinfo=UTC))
-        host, port = settings.mqtt()
-        stats = run(opts, host=host, port=port, now=system_clock())
+        from caretaker.mqtt_credentials import SIMULATOR_USER
+
+        target = settings.mqtt_login(SIMULATOR_USER)
+        stats = run(opts, target=target, now=system_clock(),
+                    device_logins=None if settings.mqtt_url else _simulated_device_logins)
     except (ValueError, OSError, PublishError) as exc:
         fail(str(exc))
     typer.echo(stats.summary())
+
+
+def _simulated_device_logins(keys: list[str]) -> dict[str, MqttTarget]:
+    """Logins of the simulated devices that need their own connection (embedded broker)."""
+    from psycopg import OperationalError
+
+    from caretaker.db import connect
+    from caretaker.mqtt_credentials import device_logins, sync_broker
+    from caretaker.servers import LocalMosquitto
+
+    settings = get_settings()
+    try:
+        with connect() as conn:
+            logins = device_logins(conn, settings.state_dir, keys)
+            sync_broker(conn, LocalMosquitto(settings.state_dir, settings.mqtt_port))
+    except (OperationalError, RuntimeError):
+        return {}  # no database: those devices use the shared connection
+    target = settings.mqtt_target()
+    return {key: target.login(user, password) for key, (user, password) in logins.items()}
+
+
+def _sync_embedded_broker(*, ingest_workers: int = 1) -> bool:
+    """Write the embedded broker's password and ACL files from the table; reload it.
+
+    False when no embedded broker runs (the files are read when it starts).
+    """
+    from caretaker.db import connect
+    from caretaker.mqtt_credentials import ensure_service_credentials, sync_broker
+    from caretaker.servers import LocalMosquitto
+
+    settings = get_settings()
+    with connect() as conn:
+        ensure_service_credentials(conn, settings.state_dir, ingest_workers=ingest_workers)
+        return sync_broker(conn, LocalMosquitto(settings.state_dir, settings.mqtt_port))
+
+
+def _credential_username(site: str | None, device: str | None, guard: str | None,
+                         username: str | None) -> str:
+    from caretaker.mqtt_credentials import username_for
+
+    if username and not (site or device or guard):
+        return username
+    if not site or (device is None) == (guard is None) or username:
+        fail("give --site and one of --device/--guard (or --username alone)")
+    kind, subject = ("device", device) if device is not None else ("guard", guard)
+    return username_for(kind, site, str(subject))
+
+
+@mqtt_app.command("create")
+def mqtt_create(
+    site: Annotated[str, typer.Option(help="the site of the device or guard")],
+    device: Annotated[str | None, typer.Option(help="a device id")] = None,
+    guard: Annotated[str | None, typer.Option(help="a guard id (their handheld)")] = None,
+) -> None:
+    """Create a device's or guard handheld's MQTT login; the last line is JSON with the
+    password (shown once; only its hash is stored)."""
+    import json
+
+    from caretaker.db import connect
+    from caretaker.errors import CaretakerError
+    from caretaker.mqtt_credentials import create
+
+    if (device is None) == (guard is None):
+        fail("give one of --device or --guard")
+    kind, subject = ("device", device) if device is not None else ("guard", guard)
+    settings = get_settings()
+    try:
+        with connect() as conn:
+            cred, password = create(conn, kind=kind, site_id=site, subject=str(subject))
+    except CaretakerError as exc:
+        fail(exc.message)
+    reloaded = False if settings.mqtt_url else _sync_embedded_broker()
+    target = settings.mqtt_target()
+    typer.echo(f"created {kind} login {cred.username}" + (
+        "; the embedded broker accepts it now" if reloaded else
+        "; run `caretaker mqtt-credentials export DIR` for your broker" if settings.mqtt_url
+        else ""), err=True)
+    typer.echo(json.dumps({"username": cred.username, "password": password,
+                           "client_id": cred.username, "host": target.host,
+                           "port": target.port, "tls": target.tls,
+                           "topics": cred.topics()}))
+
+
+@mqtt_app.command("revoke")
+def mqtt_revoke(
+    site: Annotated[str | None, typer.Option(help="the site of the device or guard")] = None,
+    device: Annotated[str | None, typer.Option(help="a device id")] = None,
+    guard: Annotated[str | None, typer.Option(help="a guard id")] = None,
+    username: Annotated[str | None, typer.Option(help="the login's user name")] = None,
+) -> None:
+    """Withdraw an MQTT login: the embedded broker disconnects and refuses it at once."""
+    from caretaker.db import connect
+    from caretaker.mqtt_credentials import revoke
+
+    name = _credential_username(site, device, guard, username)
+    settings = get_settings()
+    with connect() as conn:
+        if not revoke(conn, name):
+            fail(f"no live MQTT login {name!r}")
+    reloaded = False if settings.mqtt_url else _sync_embedded_broker()
+    typer.echo(f"revoked {name}" + ("; the embedded broker refuses it now" if reloaded else
+               "; export the files again for your broker" if settings.mqtt_url else ""))
+
+
+@mqtt_app.command("list")
+def mqtt_list(
+    revoked: Annotated[bool, typer.Option("--revoked", help="include revoked logins")] = False,
+) -> None:
+    """MQTT logins: user name, kind, site, subject, created (never a password or hash)."""
+    from caretaker.db import connect
+    from caretaker.mqtt_credentials import list_credentials
+
+    with connect() as conn:
+        creds = list_credentials(conn, revoked=revoked)
+    for c in creds:
+        p = c.public()
+        typer.echo(f"{p['username']:<48} {p['kind']:<8} {p['site'] or '-':<16} "
+                   f"{p['subject']:<16} {p['created'][:19]}"
+                   + (f" revoked {p['revoked'][:19]}" if p["revoked"] else ""))
+
+
+@mqtt_app.command("export")
+def mqtt_export(
+    directory: Annotated[Path, typer.Argument(help="where to write `passwords` and `acl`")],
+) -> None:
+    """Write Mosquitto's password and ACL files for a broker you run (see README, Security)."""
+    from caretaker.db import connect
+    from caretaker.mqtt_credentials import list_credentials, write_files
+
+    with connect() as conn:
+        passwords, acl = write_files(directory, list_credentials(conn))
+    typer.echo(f"wrote {passwords} and {acl}: point password_file and acl_file at them, set "
+               "allow_anonymous false and use_username_as_clientid true, and send the "
+               "broker SIGHUP")
 
 
 @app.command()

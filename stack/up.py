@@ -43,16 +43,12 @@ from stack.files import (
     write_state,
 )
 from stack.status import api_url, banner, health, redact
+from stack.workers import caretaker_argv
 
 log = logging.getLogger("stack.up")
 
 READY_TIMEOUT = 180.0
 BROKER_TIMEOUT = 20.0
-
-
-def caretaker_argv(*args: str) -> list[str]:
-    """The command line of a `caretaker <args>` process run by this interpreter."""
-    return [sys.executable, "-m", "stack.cli", *args]
 
 
 # ---------------------------------------------------------------- up
@@ -218,8 +214,10 @@ class _Stack:
         return self.pg is not None and postmaster_pid(self.pg) is not None
 
     def _prepare_database(self) -> None:
-        """Migrations, the admin token and (for the demo) the example site: stack/bootstrap.py."""
-        self.token = bootstrap.prepare_database(self.settings, self.paths, demo=self.demo)
+        """Migrations, MQTT service logins, the admin token and (for the demo) the example site:
+        stack/bootstrap.py."""
+        self.token = bootstrap.prepare_database(self.settings, self.paths, demo=self.demo,
+                                                broker=self.broker)
 
     def _children(self) -> list[Child]:
         wanted = PROCESSES + (DEMO_PROCESSES if self.demo else ())
@@ -306,14 +304,13 @@ class _Stack:
         if self.broker is not None:
             servers["mosquitto"] = {"pid": self.broker_child.pid if self.broker_child else None,
                                     "port": self.broker.port, "log": str(self.broker.log)}
-        host, port = s.mqtt()
         return {
             "supervisor_pid": os.getpid(),
             "started_at": self.started_at.isoformat(),
             "ready": self.ready,
             "demo": self.demo,
             "api_url": api_url(s),
-            "mqtt_url": f"mqtt://{host}:{port}",
+            "mqtt_url": s.mqtt_target().url(),  # the password redacted
             "database": redact(s.database_url) if s.database_url else
             f"postgresql://caretaker@127.0.0.1:{s.db_port}/caretaker",
             "servers": servers,

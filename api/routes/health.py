@@ -28,9 +28,9 @@ def health(request: Request) -> JSONResponse:
             conn.execute("SELECT 1")
     except Exception:
         database = False
-    host, port = get_settings().mqtt()
+    broker_at = get_settings().mqtt_target()
     try:
-        with socket.create_connection((host, port), timeout=2):
+        with socket.create_connection((broker_at.host, broker_at.port), timeout=2):
             broker = True
     except OSError:
         broker = False

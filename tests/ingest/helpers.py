@@ -4,42 +4,44 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from caretaker.settings import Settings
+from caretaker.settings import MqttTarget, Settings
 from ingest.mqtt import Subscriber
 from ingest.worker import IngestWorker
+from tests.fix_servers import Broker, paho_client
 
 
-def ingest_settings(database: str, mqtt: tuple[str, int], **extra: Any) -> Settings:
-    """Settings for a worker of this test: own client id and shared-subscription group."""
-    tag = uuid.uuid4().hex[:10]
-    return Settings(database_url=database, mqtt_url=f"mqtt://{mqtt[0]}:{mqtt[1]}",
-                    ingest_client_id=f"t-{tag}", ingest_share_group=f"g{tag}", **extra)
+def ingest_settings(database: str, mqtt: Broker, **extra: Any) -> Settings:
+    """Settings for this test's workers: worker i logs in as caretaker-ingest-i, its password
+    in the broker's secrets.json (as under `caretaker up`)."""
+    return Settings(database_url=database, mqtt_url=mqtt.url(), state_dir=mqtt.state_dir,
+                    **extra)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a subprocess the same settings."""
     return {"CARETAKER_DATABASE_URL": str(settings.database_url),
             "CARETAKER_MQTT_URL": str(settings.mqtt_url),
+            "CARETAKER_STATE_DIR": str(settings.state_dir),
             "CARETAKER_INGEST_CLIENT_ID": settings.ingest_client_id,
             "CARETAKER_INGEST_SHARE_GROUP": settings.ingest_share_group,
+            "CARETAKER_INGEST_WORKERS": str(settings.ingest_workers),
             "CARETAKER_INGEST_BATCH_SIZE": str(settings.ingest_batch_size)}
 
 
 def prepare_session(settings: Settings, index: int = 0) -> None:
     """Create worker `index`'s persistent session and subscription, then leave it offline."""
-    host, port = settings.mqtt()
-    sub = Subscriber(host, port, client_id=f"{settings.ingest_client_id}-{index}",
-                     group=settings.ingest_share_group, receive_maximum=100)
+    client_id = f"{settings.ingest_client_id}-{index}"
+    group = settings.ingest_share_group if settings.ingest_workers > 1 else None
+    sub = Subscriber(settings.mqtt_login(client_id), client_id=client_id, group=group,
+                     receive_maximum=100)
     sub.start()
     assert sub.subscribed.wait(10), "subscription not confirmed"
     sub.stop()
@@ -47,13 +49,12 @@ def prepare_session(settings: Settings, index: int = 0) -> None:
 
 def forget_session(settings: Settings, workers: int = 1) -> None:
     """Remove the workers' sessions so the shared broker stops queueing for them."""
-    host, port = settings.mqtt()
     for i in range(workers):
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{settings.ingest_client_id}-{i}",
-                        protocol=MQTTProtocolVersion.MQTTv5)
+        target = settings.mqtt_login(f"{settings.ingest_client_id}-{i}")
+        c = paho_client(target)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0
-        c.connect(host, port, clean_start=True, properties=props)
+        c.connect(target.host, target.port, clean_start=True, properties=props)
         c.loop_start()
         deadline = time.monotonic() + 5
         while not c.is_connected() and time.monotonic() < deadline:
@@ -80,13 +81,12 @@ def running_worker(settings: Settings, index: int = 0) -> Iterator[IngestWorker]
 class Publisher:
     """A QoS 1 publisher that can wait until the broker has every message."""
 
-    def __init__(self, mqtt: tuple[str, int], *, v5: bool = False) -> None:
-        self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}",
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311)
+    def __init__(self, mqtt: Broker | MqttTarget, *, v5: bool = False) -> None:
+        target = mqtt.take("simulator") if isinstance(mqtt, Broker) else mqtt
+        self.client = paho_client(target, v5=v5)
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)
-        self.client.connect(*mqtt)
+        self.client.connect(target.host, target.port)
         self.client.loop_start()
         self.infos: list[paho.MQTTMessageInfo] = []
 
@@ -106,7 +106,7 @@ class Publisher:
         self.client.loop_stop()
 
 
-def publish(mqtt: tuple[str, int], messages: Iterable[tuple[str, bytes | str]]) -> None:
+def publish(mqtt: Broker | MqttTarget, messages: Iterable[tuple[str, bytes | str]]) -> None:
     """Publish every message at QoS 1 and wait until the broker has them all."""
     pub = Publisher(mqtt)
     pub.publish_all(messages)

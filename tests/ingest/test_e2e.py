@@ -12,6 +12,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from psycopg.rows import dict_row
 
+from tests.fix_servers import Broker
 from tests.ingest.helpers import (
     Publisher,
     forget_session,
@@ -29,7 +30,7 @@ def _count(database: str, sql: str, params: Any = ()) -> int:
         return int(c.execute(sql, params).fetchone()[0])  # type: ignore[index]
 
 
-def test_every_shape_end_to_end(database: str, mqtt: tuple[str, int]) -> None:
+def test_every_shape_end_to_end(database: str, mqtt: Broker) -> None:
     settings = ingest_settings(database, mqtt)
     site = f"s{uuid.uuid4().hex[:8]}"
     base = f"caretaker/v1/{site}"
@@ -111,7 +112,7 @@ BAD = [
 
 
 def test_bad_payloads_dead_letter_and_good_ones_all_stored(database: str,
-                                                           mqtt: tuple[str, int]) -> None:
+                                                           mqtt: Broker) -> None:
     settings = ingest_settings(database, mqtt, ingest_batch_ms=200)
     site = f"s{uuid.uuid4().hex[:8]}"
     base = f"caretaker/v1/{site}/"
@@ -154,7 +155,7 @@ def test_bad_payloads_dead_letter_and_good_ones_all_stored(database: str,
 
 
 def test_a_message_the_database_refuses_is_dead_lettered_alone(database: str,
-                                                               mqtt: tuple[str, int]) -> None:
+                                                               mqtt: Broker) -> None:
     # A rule only the database knows (here a CHECK constraint) refuses one reading: the batch
     # is written again message by message, and only that message becomes a dead letter.
     with psycopg.connect(database) as c:

@@ -20,6 +20,7 @@ import pytest
 from caretaker.migrations import migrate
 from caretaker.servers import LocalPostgres, free_port
 from caretaker.settings import CHECKOUT
+from tests.fix_servers import Broker
 from tests.ingest.helpers import (
     forget_session,
     ingest_settings,
@@ -66,7 +67,7 @@ def _exactly_once(url: str, n: int) -> None:
     assert row == (n, n, 0, n - 1)
 
 
-def test_kill_9_mid_stream_then_restart_loses_nothing(database: str, mqtt: tuple[str, int],
+def test_kill_9_mid_stream_then_restart_loses_nothing(database: str, mqtt: Broker,
                                                       tmp_path: Path) -> None:
     n = 20_000
     settings = ingest_settings(database, mqtt, ingest_batch_size=2000)
@@ -114,7 +115,7 @@ def own_postgres() -> Iterator[LocalPostgres]:
 
 
 def test_database_stopped_and_restarted_mid_stream_loses_nothing(
-        own_postgres: LocalPostgres, mqtt: tuple[str, int]) -> None:
+        own_postgres: LocalPostgres, mqtt: Broker) -> None:
     n = 3000
     settings = ingest_settings(own_postgres.url, mqtt, ingest_batch_size=200)
     site = f"p{uuid.uuid4().hex[:8]}"
@@ -144,10 +145,10 @@ def test_database_stopped_and_restarted_mid_stream_loses_nothing(
     _exactly_once(own_postgres.url, n)
 
 
-def test_two_workers_share_the_stream(database: str, mqtt: tuple[str, int],
+def test_two_workers_share_the_stream(database: str, mqtt: Broker,
                                       tmp_path: Path) -> None:
     n = 6000
-    settings = ingest_settings(database, mqtt, ingest_batch_size=500)
+    settings = ingest_settings(database, mqtt, ingest_batch_size=500, ingest_workers=2)
     for i in range(2):
         prepare_session(settings, i)
     proc = _ingest(settings_env(settings), tmp_path / "ingest.log", "--workers", "2")

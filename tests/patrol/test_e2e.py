@@ -22,6 +22,7 @@ from rules.patrol.engine import patrol_jobs
 from simulators.guards import Plan, Rates, plan_scans
 from simulators.stream import scans_as_events
 from stack.app import load_site
+from tests.fix_servers import Broker
 from tests.ingest.helpers import (
     Publisher,
     forget_session,
@@ -63,7 +64,7 @@ def api_gaps(client: TestClient, headers: dict[str, str]) -> set[Gap]:
 
 
 @contextmanager
-def ingest(database: str, mqtt: tuple[str, int]) -> Iterator[None]:
+def ingest(database: str, mqtt: Broker) -> Iterator[None]:
     settings = ingest_settings(database, mqtt)
     try:
         with running_worker(settings):
@@ -88,7 +89,7 @@ def plan(doc: dict[str, Any], seed: int) -> Plan:
     return p
 
 
-def test_live_guards_gaps_within_seconds(database: str, mqtt: tuple[str, int],
+def test_live_guards_gaps_within_seconds(database: str, mqtt: Broker,
                                          conn: psycopg.Connection[Any], client: TestClient,
                                          admin: dict[str, str]) -> None:
     clock = FakeClock(START - timedelta(minutes=5))
@@ -155,7 +156,7 @@ def test_live_guards_gaps_within_seconds(database: str, mqtt: tuple[str, int],
     assert repeats == sum(1 for s in p if s.repeat)
 
 
-def test_backfilled_history_gives_the_same_gaps(database: str, mqtt: tuple[str, int],
+def test_backfilled_history_gives_the_same_gaps(database: str, mqtt: Broker,
                                                 conn: psycopg.Connection[Any], client: TestClient,
                                                 admin: dict[str, str]) -> None:
     doc = riverside(conn, START)

@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from rules.config import load_rules
 from rules.model import parse_rule
 from stack.workers import run_rules as rules_main
+from tests.fix_servers import Broker
 from tests.ingest.helpers import (
     Publisher,
     forget_session,
@@ -36,7 +37,7 @@ def _rows(database: str, query: str) -> list[dict[str, object]]:
 
 
 def test_published_fault_becomes_one_alarm_and_one_work_order(database: str,
-                                                              mqtt: tuple[str, int]) -> None:
+                                                              mqtt: Broker) -> None:
     site = f"e{uuid.uuid4().hex[:8]}"
     with psycopg.connect(database, row_factory=dict_row) as c:
         c.execute("INSERT INTO sites (id, name) VALUES (%s, 'E2E')", (site,))
@@ -89,7 +90,7 @@ def test_published_fault_becomes_one_alarm_and_one_work_order(database: str,
 
 
 def test_simulated_fault_scenario_yields_the_expected_tickets(
-        database: str, mqtt: tuple[str, int], client: TestClient,
+        database: str, mqtt: Broker, client: TestClient,
         make_token: Callable[..., dict[str, str]]) -> None:
     """`caretaker simulate --scenario faults` on the example site, sped up 60 times."""
     import os
@@ -104,7 +105,7 @@ def test_simulated_fault_scenario_yields_the_expected_tickets(
         load_site(c, example_document(), now=datetime.now(UTC))
     settings = ingest_settings(database, mqtt)
     env = {**os.environ, "CARETAKER_DATABASE_URL": database,
-           "CARETAKER_MQTT_URL": f"mqtt://{mqtt[0]}:{mqtt[1]}"}
+           "CARETAKER_MQTT_URL": mqtt.url(), "CARETAKER_STATE_DIR": str(mqtt.state_dir)}
     stop = threading.Event()
     rules = threading.Thread(target=rules_main, args=(settings,), kwargs={"stop": stop},
                              daemon=True)

@@ -8,7 +8,8 @@ import uuid
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt_client
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from tests.fix_servers import Broker, paho_client
 
 
 @dataclass(frozen=True)
@@ -25,19 +26,25 @@ class Received:
 class Subscriber:
     """Subscribes to topic filters at QoS 1 and keeps what arrives, in order."""
 
-    def __init__(self, host: str, port: int, *filters: str) -> None:
+    def __init__(self, mqtt: Broker, *filters: str) -> None:
         self.messages: list[Received] = []
         self._lock = threading.Lock()
         ready = threading.Event()
-        self.client = mqtt_client.Client(CallbackAPIVersion.VERSION2,
-                                         client_id=f"t-sub-{uuid.uuid4().hex[:8]}",
-                                         protocol=MQTTProtocolVersion.MQTTv5)
+        target = mqtt.take("ingest")  # a login that may read caretaker/v1/#
+        self.client = paho_client(target)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: ready.set() if len(a) else None
-        self.client.connect(host, port)
+        self.client.connect(target.host, target.port)
         self.client.loop_start()
-        # A message this client sends itself arrives after all the broker queued for it before.
-        self._barrier, self._flushed = f"t-barrier/{uuid.uuid4().hex}", threading.Event()
+        # A barrier published once the others are done arrives after all the broker queued for
+        # this subscriber before (Mosquitto routes messages in the order it receives them); it
+        # is published by a login that may write, as the ingest's login may only read.
+        self._barrier = f"caretaker/v1/t-barrier-{uuid.uuid4().hex[:12]}/devices/b/telemetry"
+        self._flushed = threading.Event()
+        writer = mqtt.take("simulator")
+        self._writer = paho_client(writer)
+        self._writer.connect(writer.host, writer.port)
+        self._writer.loop_start()
         self.client.subscribe([(f, 1) for f in (*filters, self._barrier)])
         assert ready.wait(5), "subscription not acknowledged"
 
@@ -58,12 +65,13 @@ class Subscriber:
             time.sleep(0.05)
         # anything extra (duplicates) the broker holds for us arrives before the barrier
         self._flushed.clear()
-        self.client.publish(self._barrier, b"", qos=1)
+        self._writer.publish(self._barrier, b"{}", qos=1)
         assert self._flushed.wait(10), "the barrier message did not come back"
         with self._lock:
             return list(self.messages)
 
     def close(self) -> None:
         """Disconnect."""
-        self.client.disconnect()
-        self.client.loop_stop()
+        for client in (self.client, self._writer):
+            client.disconnect()
+            client.loop_stop()

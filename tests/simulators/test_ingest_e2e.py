@@ -13,17 +13,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import psycopg
 import pytest
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from simulators.publisher import Publisher
 from simulators.run import Options, build_plan, simulate
 from simulators.stream import Publish, events
+from tests.fix_servers import Broker
 from tests.simulators.test_publish import site_copy
 
 pytestmark = pytest.mark.e2e
@@ -31,13 +28,10 @@ START = datetime(2026, 11, 22, 5, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def ingest(settings_env: dict[str, str], mqtt: tuple[str, int],
+def ingest(settings_env: dict[str, str], mqtt: Broker,
            tmp_path: Path) -> Iterator[str]:
     """`caretaker ingest` running on this test's database; yields the database URL."""
-    tag = uuid.uuid4().hex[:10]
-    client_id = f"t-sim-{tag}"
-    env = {**os.environ, **settings_env, "CARETAKER_INGEST_CLIENT_ID": client_id,
-           "CARETAKER_INGEST_SHARE_GROUP": f"g{tag}"}
+    env = {**os.environ, **settings_env}
     log = tmp_path / "ingest.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "stack.cli", "ingest"], env=env,
@@ -53,15 +47,14 @@ def ingest(settings_env: dict[str, str], mqtt: tuple[str, int],
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        _forget_session(mqtt, f"{client_id}-0")
 
 
-def _wait_until_ingesting(database: str, mqtt: tuple[str, int],
+def _wait_until_ingesting(database: str, mqtt: Broker,
                           proc: subprocess.Popen[bytes], log: Path) -> None:
     """Publish a probe reading until the ingest has stored one (it has subscribed by then)."""
     site = f"probe-{uuid.uuid4().hex[:8]}"
     probe = f"caretaker/v1/{site}/devices/probe/telemetry"
-    publisher = Publisher(*mqtt)
+    publisher = Publisher(mqtt.take("simulator"))
     deadline = time.monotonic() + 60
     try:
         with psycopg.connect(database, autocommit=True) as conn:
@@ -75,21 +68,6 @@ def _wait_until_ingesting(database: str, mqtt: tuple[str, int],
     finally:
         publisher.close()
     raise AssertionError("the ingest stored nothing within 60 s:\n" + log.read_text())
-
-
-def _forget_session(mqtt: tuple[str, int], client_id: str) -> None:
-    """End the ingest's persistent session so the shared broker stops queueing for it."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=MQTTProtocolVersion.MQTTv5)
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 0
-    client.connect(*mqtt, clean_start=True, properties=props)
-    client.loop_start()
-    deadline = time.monotonic() + 5
-    while not client.is_connected() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    client.disconnect()
-    client.loop_stop()
 
 
 def _register(database: str, config: Path, site: str) -> None:
@@ -114,7 +92,7 @@ def _poll(conn: psycopg.Connection, sql: str, params: tuple, want: int,
         time.sleep(0.2)
 
 
-def test_simulated_history_arrives_as_telemetry_rows(ingest: str, mqtt: tuple[str, int],
+def test_simulated_history_arrives_as_telemetry_rows(ingest: str, mqtt: Broker,
                                                      tmp_path: Path) -> None:
     config, site = site_copy(tmp_path)
     _register(ingest, config, site)
@@ -143,7 +121,7 @@ def test_simulated_history_arrives_as_telemetry_rows(ingest: str, mqtt: tuple[st
                 scans[item["scan_id"]] = (e.topic.split("/")[4], item["tag"])
     assert len(scans) >= 6
 
-    simulate(Options(progress=False, **options), host=mqtt[0], port=mqtt[1],
+    simulate(Options(progress=False, **options), target=mqtt.take("simulator"),
              now=datetime.now(UTC))
 
     with psycopg.connect(ingest, autocommit=True) as conn:
@@ -176,15 +154,15 @@ def test_simulated_history_arrives_as_telemetry_rows(ingest: str, mqtt: tuple[st
 
 
 def test_a_device_silent_with_last_will_goes_offline_in_the_database(
-        ingest: str, mqtt: tuple[str, int], tmp_path: Path) -> None:
+        ingest: str, mqtt: Broker, tmp_path: Path) -> None:
     config, site = site_copy(tmp_path)
     _register(ingest, config, site)
     scenario = tmp_path / "lwt.yaml"
     scenario.write_text("faults:\n  - {kind: silent, devices: [meter-pumps], lwt: true,"
                         " start: 20s, duration: 40s}\n")
     simulate(Options(config=config, scenario=str(scenario), speed=20, duration=100, interval=5,
-                     guards=False, progress=False), host=mqtt[0], port=mqtt[1],
-             now=datetime.now(UTC))
+                     guards=False, progress=False), target=mqtt.take("simulator"),
+             now=datetime.now(UTC), device_logins=mqtt.devices)  # a real Last Will
     with psycopg.connect(ingest, autocommit=True) as conn:
         _poll(conn, "SELECT count(*) FROM device_status WHERE site_id = %s", (site,), 2 * 18 + 2)
         history = conn.execute(

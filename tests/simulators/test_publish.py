@@ -19,6 +19,7 @@ from simulators.fleet import load_config, valid_id
 from simulators.publisher import Publisher
 from simulators.run import Options, build_plan, simulate
 from simulators.stream import Publish, events
+from tests.fix_servers import Broker
 from tests.simulators.subscriber import Subscriber
 
 pytestmark = pytest.mark.e2e
@@ -35,12 +36,12 @@ def site_copy(tmp_path: Path) -> tuple[Path, str]:
     return path, site
 
 
-def run(mqtt: tuple[str, int], **options) -> None:
-    simulate(Options(guards=False, progress=False, **options), host=mqtt[0], port=mqtt[1],
-             now=datetime.now(UTC))
+def run(mqtt: Broker, **options) -> None:
+    simulate(Options(guards=False, progress=False, **options), target=mqtt.take("simulator"),
+             now=datetime.now(UTC), device_logins=mqtt.devices)
 
 
-def test_same_seed_gives_identical_messages(mqtt: tuple[str, int], tmp_path: Path) -> None:
+def test_same_seed_gives_identical_messages(mqtt: Broker, tmp_path: Path) -> None:
     config, site = site_copy(tmp_path)
     received = []
     for seed in (9, 9, 10):
@@ -49,7 +50,7 @@ def test_same_seed_gives_identical_messages(mqtt: tuple[str, int], tmp_path: Pat
         plan, _ = build_plan(Options(guards=False, **options), now=datetime.now(UTC))
         expected = [(e.topic, e.payload) for e in events(plan) if isinstance(e, Publish)
                     and e.topic.startswith(f"caretaker/v1/{site}/")]
-        sub = Subscriber(*mqtt, f"caretaker/v1/{site}/#")
+        sub = Subscriber(mqtt, f"caretaker/v1/{site}/#")
         run(mqtt, **options)
         got = sub.wait_for(len(expected))
         sub.close()
@@ -60,9 +61,9 @@ def test_same_seed_gives_identical_messages(mqtt: tuple[str, int], tmp_path: Pat
     assert received[0] != received[2]
 
 
-def test_backfill_one_day_of_the_example_site(mqtt: tuple[str, int], tmp_path: Path) -> None:
+def test_backfill_one_day_of_the_example_site(mqtt: Broker, tmp_path: Path) -> None:
     config, site = site_copy(tmp_path)
-    sub = Subscriber(*mqtt, f"caretaker/v1/{site}/#")
+    sub = Subscriber(mqtt, f"caretaker/v1/{site}/#")
     before = time.time()
     run(mqtt, config=config, backfill=86400)
     expected = 18 * 1440  # 18 devices, one reading a minute for 24 h
@@ -83,34 +84,35 @@ def test_backfill_one_day_of_the_example_site(mqtt: tuple[str, int], tmp_path: P
 
 
 def test_a_dropped_connection_makes_the_broker_send_the_last_will(
-        mqtt: tuple[str, int]) -> None:
-    topic = f"caretaker/v1/t-{uuid.uuid4().hex[:8]}/devices/meter-1/status"
-    sub = Subscriber(*mqtt, topic)
-    publisher = Publisher(*mqtt)
-    publisher.open("s/meter-1", topic)
-    publisher.publish(topic, b"online", retain=True, client="s/meter-1")
+        mqtt: Broker) -> None:
+    site = f"t-{uuid.uuid4().hex[:8]}"
+    topic = f"caretaker/v1/{site}/devices/meter-1/status"
+    sub = Subscriber(mqtt, topic)
+    publisher = Publisher(mqtt.take("simulator"), device_logins=mqtt.devices([f"{site}/meter-1"]))
+    publisher.open(f"{site}/meter-1", topic)
+    publisher.publish(topic, b"online", retain=True, client=f"{site}/meter-1")
     assert [m.payload for m in sub.wait_for(1)] == [b"online"]
-    publisher.drop("s/meter-1")  # nobody publishes `offline`: only the broker, as the will
+    publisher.drop(f"{site}/meter-1")  # nobody publishes `offline`: only the broker, as the will
     got = sub.wait_for(2, timeout=10)
     publisher.close()
     sub.close()
     assert [m.payload for m in got] == [b"online", b"offline"]
     assert got[1].user_properties == (("source", "lwt"),) and got[0].user_properties == ()
-    late = Subscriber(*mqtt, topic)  # the will is retained
+    late = Subscriber(mqtt, topic)  # the will is retained
     retained = late.wait_for(1, timeout=5)
     late.close()
     assert [(m.payload, m.retain) for m in retained] == [(b"offline", True)]
 
 
-def test_silent_with_last_will_during_a_run(mqtt: tuple[str, int], tmp_path: Path) -> None:
+def test_silent_with_last_will_during_a_run(mqtt: Broker, tmp_path: Path) -> None:
     config, site = site_copy(tmp_path)
     scenario = tmp_path / "lwt.yaml"
     scenario.write_text("faults:\n"
                         "  - {kind: silent, devices: [meter-pumps], lwt: true, start: 20s,"
                         " duration: 40s}\n"
                         "  - {kind: silent, devices: [tank-roof-b], start: 20s, duration: 40s}\n")
-    status = Subscriber(*mqtt, f"caretaker/v1/{site}/devices/+/status")
-    telemetry = Subscriber(*mqtt, f"caretaker/v1/{site}/devices/+/telemetry")
+    status = Subscriber(mqtt, f"caretaker/v1/{site}/devices/+/status")
+    telemetry = Subscriber(mqtt, f"caretaker/v1/{site}/devices/+/telemetry")
     began = time.monotonic()
     run(mqtt, config=config, scenario=str(scenario), speed=20, duration=120, interval=5)
     ended = time.monotonic()
@@ -139,7 +141,7 @@ def test_silent_with_last_will_during_a_run(mqtt: tuple[str, int], tmp_path: Pat
                for d in {m.topic.split("/")[4] for m in got} - {"meter-pumps"})
 
 
-def test_bad_payload_fault_publishes_the_bad_payloads(mqtt: tuple[str, int],
+def test_bad_payload_fault_publishes_the_bad_payloads(mqtt: Broker,
                                                       tmp_path: Path) -> None:
     config, site = site_copy(tmp_path)
     options = dict(config=config, scenario="bad-payloads", backfill=300, start=START)
@@ -147,7 +149,7 @@ def test_bad_payload_fault_publishes_the_bad_payloads(mqtt: tuple[str, int],
     expected = [(e.topic, e.payload) for e in events(plan)
                 if isinstance(e, Publish) and e.kind == "bad"]
     assert len(expected) == 5 * 12
-    sub = Subscriber(*mqtt, "caretaker/v1/+/devices/+/telemetry")
+    sub = Subscriber(mqtt, "caretaker/v1/+/devices/+/telemetry")
     run(mqtt, **options)
     got = sub.wait_for(len(expected) + 18 * 5)
     sub.close()
@@ -169,9 +171,10 @@ def _good(payload: bytes) -> bool:
                for i in items)
 
 
-def test_cli_simulates_a_generated_fleet(mqtt: tuple[str, int]) -> None:
-    sub = Subscriber(*mqtt, "caretaker/v1/+/devices/+/+")
-    env = {**os.environ, "CARETAKER_MQTT_URL": f"mqtt://{mqtt[0]}:{mqtt[1]}"}
+def test_cli_simulates_a_generated_fleet(mqtt: Broker) -> None:
+    sub = Subscriber(mqtt, "caretaker/v1/+/devices/+/+")
+    env = {**os.environ, "CARETAKER_MQTT_URL": mqtt.url(),
+           "CARETAKER_STATE_DIR": str(mqtt.state_dir)}
     done = subprocess.run(
         [sys.executable, "-m", "stack.cli", "simulate", "--devices", "250",
          "--duration", "3s", "--interval", "1s", "--seed", "4"],
