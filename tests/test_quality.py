@@ -57,6 +57,31 @@ def test_import_layers_are_kept() -> None:
     assert "broken" in proc.stdout and " 0 broken" in proc.stdout
 
 
+def test_no_module_imports_itself_round_a_cycle() -> None:
+    """The layers forbid cycles between packages; this forbids them between modules too."""
+    import grimp
+
+    graph = grimp.build_graph(*PACKAGES)
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in sorted(graph.modules):
+        if start in state:
+            continue
+        path, todo = [start], [iter(sorted(graph.find_modules_directly_imported_by(start)))]
+        state[start] = 1
+        while todo:
+            nxt = next(todo[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                todo.pop()
+            elif state.get(nxt) == 1:
+                cycle = path[path.index(nxt):] + [nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                todo.append(iter(sorted(graph.find_modules_directly_imported_by(nxt))))
+
+
 def test_the_lock_pins_every_dependency_with_hashes() -> None:
     lock = (ROOT / "requirements.lock").read_text()
     pinned = {_name(m.group(1)): m.group(2)
