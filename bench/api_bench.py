@@ -19,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,9 +28,10 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from caretaker.migrations import migrate  # noqa: E402
-from caretaker.servers import LocalMosquitto, LocalPostgres, free_port  # noqa: E402
+from caretaker.servers import LocalPostgres, free_port  # noqa: E402
 from caretaker.tokens import create_token  # noqa: E402
 from simulators.fleet import DEVICES_PER_SITE  # noqa: E402
+from tests.fix_servers import broker_dir, start_broker  # noqa: E402 - logins like the tests'
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,14 +118,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=15, help="seconds of ingest first")
     args = parser.parse_args()
 
-    state = Path(tempfile.mkdtemp(prefix="caretaker-apibench-"))
-    os.chmod(state, 0o755)
+    state = broker_dir()  # the mosquitto user must reach it
     pg = LocalPostgres(state, free_port())
-    broker = LocalMosquitto(state, free_port())
     procs: list[subprocess.Popen[bytes]] = []
+    broker = None
     try:
         pg.start()
-        broker.start()
+        broker = start_broker(state)  # with the service logins `caretaker up` creates
         with psycopg.connect(pg.url) as conn:
             migrate(conn)
         sites = [f"sim-site-{i:03d}" for i in range(1, -(-args.devices // DEVICES_PER_SITE) + 1)]
@@ -135,11 +134,10 @@ def main() -> None:
                              (site, site, "Asia/Shanghai"))
             token = create_token(conn, role="admin", name="api bench", expires="never")
         api_port = free_port()
-        # With MQTT credentials (the broker's ACL), the ingest and the simulator need
-        # theirs here: CARETAKER_MQTT_URL=mqtt://user:pass@host:port per process.
+        # No login in the URL: the ingest and the simulator each find their own service login
+        # in the state directory's secrets.json, as under `caretaker up`.
         env = {**os.environ, "CARETAKER_DATABASE_URL": pg.url,
-               "CARETAKER_MQTT_URL": f"mqtt://127.0.0.1:{broker.port}",
-               "CARETAKER_STATE_DIR": str(state)}
+               "CARETAKER_MQTT_URL": broker.url(), "CARETAKER_STATE_DIR": str(state)}
 
         def start(*args_: str) -> None:
             log = (state / f"{args_[0]}.log").open("wb")
@@ -188,7 +186,8 @@ def main() -> None:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        broker.stop()
+        if broker is not None:
+            broker.server.stop()
         pg.stop(mode="immediate")
         shutil.rmtree(state, ignore_errors=True)
 
