@@ -17,7 +17,7 @@ from tests.ingest.helpers import (
     running_worker,
     wait_until,
 )
-from tests.ingest.test_resilience import _count, _exactly_once, _stream
+from tests.ingest.test_resilience import _add_site, _count, _exactly_once, _stream
 
 pytestmark = pytest.mark.e2e
 N = 20_000
@@ -54,6 +54,7 @@ def test_graceful_restarts_mid_stream_lose_nothing(database: str, mqtt: Broker) 
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     settings = ingest_settings(database, mqtt)
+    _add_site(database, "restart")  # a topic naming an unknown site is a dead letter
     with running_worker(settings):
         thread, sent = publish_in_background(mqtt, _stream("restart", N))
         for at in sorted(rng.uniform(0.05, 0.9) for _ in range(3)):
@@ -67,6 +68,7 @@ def test_graceful_restarts_mid_stream_lose_nothing(database: str, mqtt: Broker) 
 
 def test_restart_with_a_backlog_waiting_loses_nothing(database: str, mqtt: Broker) -> None:
     settings = ingest_settings(database, mqtt)
+    _add_site(database, "backlog")
     prepare_session(settings)  # the ingest's session exists; the ingest is stopped
     thread, sent = publish_in_background(mqtt, _stream("backlog", N))
     assert wait_until(lambda: sent[0] >= N // 2, timeout=60, every=0.005)
