@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
-from pydantic import BaseModel, BeforeValidator, StringConstraints
+from pydantic import BaseModel, BeforeValidator
 
 from api.errors import ApiError
 from caretaker.tokens import Principal
@@ -37,8 +37,6 @@ When = Annotated[datetime, BeforeValidator(_not_a_number)]
 Day = Annotated[date, BeforeValidator(_not_a_number)]
 """A date query parameter (ISO 8601 only)."""
 
-IDENT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
-Ident = Annotated[str, StringConstraints(pattern=IDENT_PATTERN)]
 
 
 class Page(BaseModel, Generic[T]):

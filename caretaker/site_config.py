@@ -30,6 +30,7 @@ from pydantic import (
 
 from caretaker import registry
 from caretaker.errors import Invalid
+from caretaker.ids import Ident
 
 # A further section's loader: fn(conn, site_id, value, *, now=now), given the section's
 # validated value; errors it raises as `Invalid` are reported with the section's name.
@@ -46,7 +47,6 @@ class Section:
 REGISTRY_SECTIONS = ("site", "zones", "device_types", "devices", "guards", "checkpoints")
 EXAMPLE = "riverside.yaml"
 
-Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 Name = Annotated[str, StringConstraints(min_length=1)]
 # Free text the database can store: no NUL character (PostgreSQL text refuses it).
 NO_NUL = r"^[^\x00]*$"

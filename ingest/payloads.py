@@ -19,8 +19,8 @@ from typing import Any, Literal
 import orjson
 
 from caretaker.clock import system_clock
+from caretaker.ids import is_ident
 
-IDENT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Metric names: printable, no control characters (they go through COPY and into labels).
 METRIC = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 MAX_TEXT = 1024
@@ -95,7 +95,7 @@ class Scan:
 
 def check_ident(value: object, what: str) -> str:
     """Return `value` if it is a valid id (`[A-Za-z0-9_.-]{1,64}`), else raise PayloadError."""
-    if not isinstance(value, str) or not IDENT.fullmatch(value):
+    if not isinstance(value, str) or not is_ident(value):
         shown = value[:80] if isinstance(value, str) else type(value).__name__
         raise PayloadError(f"invalid {what} id {shown!r}")
     return value

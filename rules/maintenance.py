@@ -11,8 +11,9 @@ import psycopg
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from caretaker.errors import Invalid, NotFound
+from caretaker.ids import Ident
 from caretaker.paging import Where, fetch_page
-from caretaker.site_config import Ident, Text
+from caretaker.site_config import Text
 
 COLUMNS = ("device_id", "starts_at", "ends_at", "reason", "created_by")
 

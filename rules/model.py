@@ -27,8 +27,9 @@ from pydantic import (
 
 from caretaker.durations import Duration
 from caretaker.errors import Invalid
+from caretaker.ids import Ident
 from caretaker.severity import Severity
-from caretaker.site_config import Ident, ShortText, Text, problems
+from caretaker.site_config import ShortText, Text, problems
 
 KINDS = ("threshold", "count", "offline", "rate")
 Metric = Annotated[str, StringConstraints(pattern=r"^[^\x00]{1,64}$")]

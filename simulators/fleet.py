@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from caretaker.ids import is_ident
+
 log = logging.getLogger(__name__)
 
-ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Devices per generated site: a large estate, and enough sites that site scoping is exercised.
 DEVICES_PER_SITE = 100
 # The mix of a generated fleet: (device type, id prefix, weight).
@@ -46,7 +46,7 @@ class Device:
 
 def valid_id(value: str) -> bool:
     """True when `value` is a valid site, device or guard id per the MQTT interface."""
-    return ID_RE.fullmatch(value) is not None
+    return is_ident(value)
 
 
 def standard_offset(timezone: str, *, at: datetime | None = None) -> int:

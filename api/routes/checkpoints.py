@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, Reader, check_site, require, scoped_site
 from api.errors import not_found
-from api.resource import Ident, Page, PagingDep, changes_of, check_write_site
+from api.resource import Page, PagingDep, changes_of, check_write_site
 from caretaker import registry
+from caretaker.ids import Ident
 from caretaker.tokens import Principal
 
 router = APIRouter(prefix="/checkpoints", tags=["registry"])

@@ -14,7 +14,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import Db, require, scoped_site
-from api.resource import IDENT_PATTERN, Page, PagingDep
+from api.resource import Page, PagingDep
+from caretaker.ids import IDENT_PATTERN
 from caretaker.tokens import Principal
 from ingest import readback
 

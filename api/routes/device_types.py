@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, GlobalAdmin, Reader
 from api.errors import not_found
-from api.resource import Ident, Page, PagingDep, changes_of
+from api.resource import Page, PagingDep, changes_of
 from caretaker import registry
+from caretaker.ids import Ident
 
 router = APIRouter(prefix="/device-types", tags=["registry"])
 

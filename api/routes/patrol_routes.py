@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, Reader, check_site, require, scoped_site
-from api.resource import Ident, Page, PagingDep, check_write_site
+from api.resource import Page, PagingDep, check_write_site
 from caretaker.durations import Duration
 from caretaker.errors import Conflict, Invalid
+from caretaker.ids import Ident
 from caretaker.site_config import ShortText
 from caretaker.tokens import Principal
 from rules.patrol import store

@@ -13,9 +13,10 @@ from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, Reader, check_site, require, scoped_site
-from api.resource import Ident, Page, PagingDep, check_write_site
+from api.resource import Page, PagingDep, check_write_site
 from caretaker.durations import Duration
 from caretaker.errors import Invalid
+from caretaker.ids import Ident
 from caretaker.severity import Severity
 from caretaker.site_config import ShortText, Text
 from caretaker.tokens import Principal

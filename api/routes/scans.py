@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from api.deps import ClockDep, Db, Reader, require, scoped_site
 from api.errors import ApiError
 from api.patrol import own_guard
-from api.resource import IDENT_PATTERN, Page, PagingDep
+from api.resource import Page, PagingDep
+from caretaker.ids import IDENT_PATTERN
 from caretaker.tokens import Principal
 from ingest.batch import DeadLetter
 from ingest.payloads import (

@@ -10,8 +10,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, GlobalAdmin, Reader, check_site, require
 from api.errors import not_found
-from api.resource import Ident, Page, PagingDep, changes_of
+from api.resource import Page, PagingDep, changes_of
 from caretaker import registry
+from caretaker.ids import Ident
 from caretaker.tokens import Principal
 
 router = APIRouter(prefix="/sites", tags=["registry"])

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from api.deps import ClockDep, Db, Reader, scoped_site
 from api.errors import ApiError
-from api.resource import IDENT_PATTERN
+from caretaker.ids import IDENT_PATTERN
 from ingest import readback
 
 router = APIRouter(prefix="/telemetry", tags=["telemetry"])

@@ -26,7 +26,8 @@ from pydantic import (
 
 from caretaker.durations import Duration
 from caretaker.errors import Invalid
-from caretaker.site_config import Ident, ShortText, problems
+from caretaker.ids import Ident
+from caretaker.site_config import ShortText, problems
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 KINDS = ("daily", "every", "weekly", "monthly")
