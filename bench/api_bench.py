@@ -7,7 +7,7 @@ turn for the measured time; prints per endpoint the requests, errors (anything n
 or no answer), and p50/p95/p99 latency, and the ingest rate reached meanwhile.
 Prints figures; it is not a test.
 
-    .venv/bin/python bench/api_bench.py [--clients 50] [--rate 5000] [--seconds 30]
+    .venv/bin/python bench/api_bench.py [--clients 50] [--rate 5000] [--seconds 30] [--think 0]
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def _quantile(sorted_values: list[float], q: float) -> float:
 
 
 async def _client(n: int, base: str, token: str, plan: list[tuple[str, str]], until: float,
-                  results: dict[str, list[float]], errors: dict[str, list[str]]) -> None:
+                  results: dict[str, list[float]], errors: dict[str, list[str]],
+                  think: float) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
         i = n  # clients start at different places of the plan
@@ -78,15 +79,17 @@ async def _client(n: int, base: str, token: str, plan: list[tuple[str, str]], un
             elapsed = time.monotonic() - t0
             (results if ok else errors).setdefault(name, []).append(  # type: ignore[arg-type]
                 elapsed if ok else why)
+            if think:  # a console refreshing now and then, not a client in a tight loop
+                await asyncio.sleep(think)
 
 
-async def load(base: str, token: str, clients: int, seconds: float, sites: list[str]
-               ) -> tuple[dict[str, list[float]], dict[str, list[str]]]:
+async def load(base: str, token: str, clients: int, seconds: float, sites: list[str],
+               think: float = 0.0) -> tuple[dict[str, list[float]], dict[str, list[str]]]:
     plan = [(name, path) for name, paths in endpoints(sites).items() for path in paths]
     results: dict[str, list[float]] = {}
     errors: dict[str, list[str]] = {}
     until = time.monotonic() + seconds
-    await asyncio.gather(*(_client(n, base, token, plan, until, results, errors)
+    await asyncio.gather(*(_client(n, base, token, plan, until, results, errors, think)
                            for n in range(clients)))
     return results, errors
 
@@ -116,6 +119,8 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1000, help="simulated devices")
     parser.add_argument("--seconds", type=float, default=30, help="measured time")
     parser.add_argument("--warmup", type=float, default=15, help="seconds of ingest first")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="seconds each client waits between its requests (0: back to back)")
     args = parser.parse_args()
 
     state = broker_dir()  # the mosquitto user must reach it
@@ -150,13 +155,15 @@ def main() -> None:
         _wait_http(f"{base}/health", time.time() + 60)
         if args.rate > 0:
             start("simulate", "--devices", str(args.devices), "--rate", str(args.rate))
-        print(f"bench: {args.clients} clients, {len(endpoints(sites))} list endpoints, "
+        print(f"bench: {args.clients} clients ({args.think:g} s between a client's requests), "
+              f"{len(endpoints(sites))} list endpoints, "
               f"simulator offering {args.rate:,.0f} msg/s from {args.devices} devices, "
               f"{os.cpu_count()} CPUs, load average before: {os.getloadavg()[0]:.1f}")
         time.sleep(args.warmup)  # the stream reaches its rate; tables fill a little
         asyncio.run(load(base, token, args.clients, 3, sites))  # warm the API up; not counted
         n0, t0 = _ingested(pg.url), time.time()
-        results, errors = asyncio.run(load(base, token, args.clients, args.seconds, sites))
+        results, errors = asyncio.run(load(base, token, args.clients, args.seconds, sites,
+                                           args.think))
         n1, t1 = _ingested(pg.url), time.time()
         print(f"ingest meanwhile: {(n1 - n0) / (t1 - t0):,.0f} msg/s committed "
               f"({n1} messages in all)")
