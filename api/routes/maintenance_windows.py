@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, Reader, check_site, require, scoped_site
-from api.resource import Page, PagingDep, check_write_site
+from api.resource import Page, PagingDep, When, check_write_site
 from caretaker.errors import Conflict, Invalid
 from caretaker.ids import Ident
 from caretaker.site_config import Text
@@ -50,7 +50,7 @@ class WindowPublic(BaseModel):
 
 @router.get("", response_model=Page[WindowPublic])
 def list_windows(conn: Db, principal: Reader, page: PagingDep, site: Filter = None,
-                 device: Filter = None, active_at: datetime | None = None) -> dict[str, Any]:
+                 device: Filter = None, active_at: When | None = None) -> dict[str, Any]:
     """Maintenance windows, optionally only those open at `active_at`."""
     items, total = maintenance.list_windows(conn, site=site, device=device, active_at=active_at,
                                             scope=scoped_site(principal, site),

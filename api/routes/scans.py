@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from api.deps import ClockDep, Db, Reader, require, scoped_site
 from api.errors import ApiError
 from api.patrol import own_guard
-from api.resource import Page, PagingDep
+from api.resource import Page, PagingDep, When
 from caretaker.ids import IDENT_PATTERN
 from caretaker.tokens import Principal
 from ingest.batch import DeadLetter
@@ -204,8 +204,8 @@ def _results(items: list[Any], stored: set[UUID], refused: dict[int, str]
 def list_scans(conn: Db, principal: Reader, page: PagingDep, site: IdParam = None,
                guard: IdParam = None, disposition: Disposition | None = None,
                tag: Annotated[str | None, Query(max_length=MAX_TAG, pattern=r"^[^\x00]*$")
-                              ] = None, since: datetime | None = None,
-               until: datetime | None = None) -> dict[str, Any]:
+                              ] = None, since: When | None = None,
+               until: When | None = None) -> dict[str, Any]:
     """Scans with their disposition (e.g. ?disposition=unknown_tag), newest first."""
     items, total = queries.list_scans(
         conn, scope=scoped_site(principal, site), guard=own_guard(principal), site=site,

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from api.deps import ClockDep, Db, Reader, scoped_site
 from api.errors import ApiError
+from api.resource import When
 from caretaker.ids import IDENT_PATTERN
 from ingest import readback
 
@@ -80,8 +81,8 @@ def _site(principal: Any, site: str | None) -> str:
 def get_telemetry(
     conn: Db, principal: Reader, clock: ClockDep,
     site: SiteParam = None, device: DeviceParam = None, metric: MetricParam = None,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start: Annotated[When | None, Query(alias="from")] = None,
+    end: Annotated[When | None, Query(alias="to")] = None,
     bucket: Annotated[str | None, Query(max_length=32,
                                         description="30s, 5m, 1h, 1d: aggregate per bucket")
                       ] = None,

@@ -86,9 +86,15 @@ class Publisher:
         self.client = paho_client(target, v5=v5)
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)
+        self.acked = 0  # PUBACKs received: one per message, resends included
+        self.client.on_publish = self._on_publish
         self.client.connect(target.host, target.port)
         self.client.loop_start()
         self.infos: list[paho.MQTTMessageInfo] = []
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any,
+                    properties: Any) -> None:
+        self.acked += 1
 
     def publish(self, topic: str, payload: bytes | str, *, retain: bool = False,
                 properties: Properties | None = None) -> None:
@@ -100,8 +106,11 @@ class Publisher:
             self.publish(topic, payload)
 
     def close(self, timeout: float = 60) -> None:
-        for info in self.infos:
-            info.wait_for_publish(timeout)
+        """Wait until the broker acknowledged every message. paho queues a message published
+        while it is disconnected and sends it on reconnecting, but that message's info says
+        "not connected" for ever, so PUBACKs are counted instead."""
+        assert wait_until(lambda: self.acked >= len(self.infos), timeout, every=0.01), \
+            f"{len(self.infos) - self.acked} of {len(self.infos)} messages not acknowledged"
         self.client.disconnect()
         self.client.loop_stop()
 
