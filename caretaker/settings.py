@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     mqtt_port: int = 1883
+    # Seconds between the embedded broker's saves of its store: what a broker crash (kill -9)
+    # can lose at most, traded against a latency spike at each save (README, Security).
+    mqtt_autosave_seconds: int = Field(default=5, ge=1, le=3600)
     db_port: int = 5433
 
     retention_days: int = Field(default=365, ge=1)

@@ -133,8 +133,8 @@ class _Stack:
         self.demo = demo
         self.pg = LocalPostgres(paths.root, settings.db_port) if not settings.database_url \
             else None
-        self.broker = LocalMosquitto(paths.root, settings.mqtt_port) if not settings.mqtt_url \
-            else None
+        self.broker = None if settings.mqtt_url else LocalMosquitto(
+            paths.root, settings.mqtt_port, autosave_interval=settings.mqtt_autosave_seconds)
         self.supervisor = Supervisor([], self._child_env())
         self.broker_child: Child | None = None
         self.token: str | None = None
