@@ -97,7 +97,7 @@ async def require_global_admin(principal: Annotated[Principal, Depends(require()
     return principal
 
 
-ALL_ROLES = ("supervisor", "engineer", "guard", "viewer")
+ALL_ROLES = ("supervisor", "engineer", "frontdesk", "guard", "viewer")
 Reader = Annotated[Principal, Depends(require(*ALL_ROLES))]
 Admin = Annotated[Principal, Depends(require())]
 GlobalAdmin = Annotated[Principal, Depends(require_global_admin)]

@@ -18,7 +18,7 @@ import psycopg
 from caretaker.errors import Conflict, Invalid, NotFound
 from caretaker.settings import get_settings
 
-ROLES = ("admin", "supervisor", "engineer", "guard", "viewer")
+ROLES = ("admin", "supervisor", "engineer", "frontdesk", "guard", "viewer")
 PREFIX = "ct_"
 PREFIX_CHARS = 8  # of the random part, shown by `token list`
 # A token's last-used time is written at most this often (a write per request would not be).

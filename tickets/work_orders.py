@@ -13,11 +13,17 @@ from psycopg import sql
 
 from caretaker import errors
 from caretaker.paging import Where, fetch_page
-from tickets import webhook
+from tickets.notify import notify
 from tickets.policy import PRIORITY, Policy, load_policy
 
 LIVE = ("open", "acknowledged", "in_progress")
 STATES = ("open", "acknowledged", "in_progress", "resolved", "closed", "cancelled")
+SOURCES = ("alarm", "inspection", "patrol", "manual", "complaint")
+# 公区维修 common-area repair, 居家维修 in-home repair (a paid service, 有偿服务),
+# 整改 rectification, 设备 equipment, 其他 other
+CATEGORIES = ("公区维修", "居家维修", "整改", "设备", "其他")
+URGENCIES = ("急修", "零修")  # urgent / routine: set a manual ticket's deadlines
+CHANNELS = ("phone", "wechat", "front_desk", "console", "app", "system")
 
 
 class WorkOrderError(errors.Conflict):
@@ -49,6 +55,8 @@ TRANSITIONS = {
     "close": Transition(("resolved", *LIVE), "closed", "closed_at"),
     "cancel": Transition(LIVE, "cancelled", "cancelled_at"),
     "reopen": Transition(("resolved",), "in_progress", None),
+    # a dissatisfied follow-up visit sends the work back (返工)
+    "rework": Transition(("resolved", "closed"), "in_progress", None),
 }
 
 
@@ -91,7 +99,9 @@ def _row(conn: psycopg.Connection[Any], wo_id: int, *, lock: bool = False,
 def open_work_order(conn: psycopg.Connection[Any], *, site_id: str, device_id: str | None,
                     severity: str, title: str, description: str, source: str,
                     source_ref: str | None, now: datetime, rule_id: str | None = None,
-                    alarm_id: int | None = None, actor: str = "system") -> int:
+                    alarm_id: int | None = None, actor: str = "system",
+                    category: str = "设备", channel: str = "system", zone_id: str | None = None,
+                    checkpoint_id: str | None = None) -> int:
     """Open a fault ticket (or note a repeat on the recent one); return the ticket's id.
 
     Idempotent on (source, source_ref): the same fault always answers the same ticket.
@@ -130,11 +140,12 @@ def open_work_order(conn: psycopg.Connection[Any], *, site_id: str, device_id: s
     row = conn.execute(
         "INSERT INTO work_orders (site_id, device_id, rule_id, alarm_id, source, source_ref,"
         " severity, priority, title, description, opened_at, respond_by, resolve_by, repeat_of,"
-        " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " updated_at, category, channel, zone_id, checkpoint_id)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " RETURNING *",
         (site_id, device_id, rule_id, alarm_id, source, source_ref, severity,
          PRIORITY[severity], title, description, now, respond_by, resolve_by, repeat_of,
-         now)).fetchone()
+         now, category, channel, zone_id, checkpoint_id)).fetchone()
     assert row is not None
     wo_id = int(row["id"])
     if source_ref is not None:
@@ -142,7 +153,8 @@ def open_work_order(conn: psycopg.Connection[Any], *, site_id: str, device_id: s
                      " VALUES (%s, %s, %s, %s)", (source, source_ref, wo_id, now))
     _history(conn, wo_id, at=now, action="opened", to="open", actor=actor,
              note=f"repeat of #{repeat_of}" if repeat_of else None)
-    webhook.enqueue(conn, policy, "opened", dict(row), now=now)
+    notify(conn, site_id=site_id, subject="work_order", event="opened", record=dict(row),
+           now=now)
     conn.execute("SELECT pg_notify('caretaker_work_orders', %s)", (str(wo_id),))
     return wo_id
 
@@ -169,7 +181,8 @@ def _repeat_on(conn: psycopg.Connection[Any], recent: dict[str, Any], policy: Po
         (respond_by, resolve_by, now, wo_id)).fetchone()
     _history(conn, wo_id, at=now, action="reopened", frm=recent["state"], to="open", actor=actor,
              note=f"repeat fault: {description}")
-    webhook.enqueue(conn, policy, "opened", dict(row or {}), now=now, extra={"reopened": True})
+    notify(conn, site_id=recent["site_id"], subject="work_order", event="opened",
+           record=dict(row or {}), now=now, extra={"reopened": True})
     conn.execute("SELECT pg_notify('caretaker_work_orders', %s)", (str(wo_id),))
     return wo_id
 
@@ -203,15 +216,19 @@ def transition(conn: psycopg.Connection[Any], wo_id: int, action: str, *, actor:
                         satisfaction=followup.satisfaction)
     if action == "start" and wo["acknowledged_at"] is None:
         sets["acknowledged_at"] = now
-    if action == "reopen":
+    if action in ("reopen", "rework"):
         sets["resolved_at"] = None
+    if action == "rework":
+        sets["closed_at"] = None
+        sets["rework_count"] = wo["rework_count"] + 1
     assignments = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in sets)
     row = conn.execute(sql.SQL("UPDATE work_orders SET ") + assignments
                        + sql.SQL(" WHERE id = %s RETURNING *"), [*sets.values(), wo_id]).fetchone()
     _history(conn, wo_id, at=now, action=action, frm=state, to=step.to, actor=actor, note=note)
     updated = dict(row or {})
     if action == "close":
-        webhook.enqueue(conn, load_policy(conn, wo["site_id"]), "closed", updated, now=now)
+        notify(conn, site_id=wo["site_id"], subject="work_order", event="closed",
+               record=updated, now=now)
     return updated
 
 
@@ -226,6 +243,30 @@ def assign(conn: psycopg.Connection[Any], wo_id: int, assignee: str, *, actor: s
     _history(conn, wo_id, at=now, action="assigned", actor=actor,
              note=f"to {assignee}" + (f": {note}" if note else ""))
     return dict(row or {})
+
+
+def raise_severity(conn: psycopg.Connection[Any], wo_id: int, severity: str, *, now: datetime,
+                   actor: str = "system") -> bool:
+    """Raise a live ticket to a worse severity its fault reached (never lowers it).
+
+    Priority and deadlines follow the highest severity reached: the deadlines are those the
+    new severity gives from when the ticket was opened, kept if the old ones were sooner.
+    True when the ticket changed.
+    """
+    wo = _row(conn, wo_id, lock=True)
+    if wo["state"] not in LIVE or PRIORITY[severity] >= PRIORITY[wo["severity"]]:
+        return False
+    respond_by, resolve_by = load_policy(conn, wo["site_id"]).deadlines_for(
+        severity, wo["opened_at"])
+    row = conn.execute(
+        "UPDATE work_orders SET severity = %s, priority = %s, respond_by = least(respond_by, %s),"
+        " resolve_by = least(resolve_by, %s), updated_at = %s WHERE id = %s RETURNING *",
+        (severity, PRIORITY[severity], respond_by, resolve_by, now, wo_id)).fetchone()
+    _history(conn, wo_id, at=now, action="severity_raised", actor=actor,
+             note=f"{wo['severity']} -> {severity}")
+    notify(conn, site_id=wo["site_id"], subject="work_order", event="escalated",
+           record=dict(row or {}), now=now, extra={"severity_raised": severity})
+    return True
 
 
 def note_alarm_cleared(conn: psycopg.Connection[Any], wo_id: int, *, alarm_id: int, now: datetime,
@@ -257,8 +298,8 @@ def escalate_due(conn: psycopg.Connection[Any], now: datetime) -> list[tuple[int
         assert wo is not None
         _history(conn, r["work_order_id"], at=now, action="escalated", actor="system",
                  note=f"{r['deadline']} deadline {r['due_at'].isoformat()} passed")
-        webhook.enqueue(conn, load_policy(conn, wo["site_id"]), "escalated", dict(wo), now=now,
-                        extra={"deadline": r["deadline"]})
+        notify(conn, site_id=wo["site_id"], subject="work_order", event="escalated",
+               record=dict(wo), now=now, extra={"deadline": r["deadline"]})
         done.append((int(r["work_order_id"]), str(r["deadline"])))
     return done
 
