@@ -25,6 +25,7 @@ from api.routes import (
     gaps,
     guards,
     health,
+    kpis,
     maintenance_windows,
     patrol_routes,
     patrol_status,
@@ -43,6 +44,7 @@ from caretaker.scheduler import Job
 from caretaker.settings import Settings, get_settings
 from caretaker.site_config import LoadResult, Section, load_site_config
 from ingest.store import MetricsProvider
+from reports.targets import KpiTargets, save_targets
 from rules import config as rule_config
 from rules.catalog import watched_metrics
 from rules.engine import rule_jobs
@@ -62,6 +64,7 @@ SECTIONS: Mapping[str, Section] = {
     "work_order_policy": Section(PolicySpec, rule_config.load_work_order_policy),
     "routes": Section(patrol_config.Routes, patrol_config.load_routes),
     "schedules": Section(patrol_config.Schedules, patrol_config.load_schedules),
+    "kpi_targets": Section(KpiTargets, save_targets),
 }
 
 # The API's routers, mounted under /api/v1 in this order.
@@ -70,6 +73,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     guards.router, checkpoints.router, patrol_routes.router, schedules.router, scans.router,
     runs.router, gaps.router, patrol_status.router, telemetry.router, dead_letters.router,
     alarms.router, work_orders.router, maintenance_windows.router, rule_routes.router,
+    kpis.router,
 )
 
 
