@@ -19,6 +19,7 @@ from api.app import create_app
 from api.routes import (
     alarms,
     checkpoints,
+    complaints,
     dead_letters,
     device_types,
     devices,
@@ -70,6 +71,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     guards.router, checkpoints.router, patrol_routes.router, schedules.router, scans.router,
     runs.router, gaps.router, patrol_status.router, telemetry.router, dead_letters.router,
     alarms.router, work_orders.router, maintenance_windows.router, rule_routes.router,
+    complaints.router,
 )
 
 
