@@ -19,6 +19,7 @@ from api.app import create_app
 from api.routes import (
     alarms,
     checkpoints,
+    complaints,
     dead_letters,
     device_types,
     devices,
@@ -74,6 +75,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     runs.router, gaps.router, patrol_status.router, telemetry.router, dead_letters.router,
     alarms.router, work_orders.router, maintenance_windows.router, rule_routes.router,
     kpis.router,
+    complaints.router,
 )
 
 

@@ -11,10 +11,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from caretaker import errors
+from caretaker import errors, privacy
 from caretaker.paging import Where, fetch_page
 from tickets.notify import notify
-from tickets.policy import PRIORITY, Policy, load_policy
+from tickets.policy import PRIORITY, URGENCY_SEVERITY, Policy, load_policy
 
 LIVE = ("open", "acknowledged", "in_progress")
 STATES = ("open", "acknowledged", "in_progress", "resolved", "closed", "cancelled")
@@ -24,6 +24,11 @@ SOURCES = ("alarm", "inspection", "patrol", "manual", "complaint")
 CATEGORIES = ("公区维修", "居家维修", "整改", "设备", "其他")
 URGENCIES = ("急修", "零修")  # urgent / routine: set a manual ticket's deadlines
 CHANNELS = ("phone", "wechat", "front_desk", "console", "app", "system")
+MANUAL_CHANNELS = CHANNELS[:-1]  # how a person reports; "system" is the sensors' and rules'
+# Tickets about equipment: a sensor alarm or a checklist finding at an equipment checkpoint.
+EQUIPMENT_SOURCES = ("alarm", "inspection")
+# The tickets the front desk (客服) takes in and so may dispatch, close and cancel.
+FRONT_DESK_SOURCES = ("manual", "complaint")
 
 
 class WorkOrderError(errors.Conflict):
@@ -51,7 +56,7 @@ TRANSITIONS = {
     "acknowledge": Transition(("open",), "acknowledged", "acknowledged_at"),
     "start": Transition(("acknowledged",), "in_progress", "started_at"),
     "resolve": Transition(("in_progress",), "resolved", "resolved_at"),
-    # from resolved with the follow-up visit; from a live state only with a reason
+    # from resolved (the follow-up visit is a record of its own); from a live state with a reason
     "close": Transition(("resolved", *LIVE), "closed", "closed_at"),
     "cancel": Transition(LIVE, "cancelled", "cancelled_at"),
     "reopen": Transition(("resolved",), "in_progress", None),
@@ -60,13 +65,38 @@ TRANSITIONS = {
 }
 
 
-@dataclass(frozen=True)
-class FollowUp:
-    """The follow-up visit (回访) recorded when a repaired ticket is closed."""
+# Who may take each step (admin always): engineers do the repair; supervisors also close and
+# cancel; the front desk creates, dispatches (assigns), closes and cancels the tickets it takes
+# in (FRONT_DESK_SOURCES) but touches no equipment and does no repair work itself.
+ROLES = {
+    "create": ("supervisor", "engineer", "frontdesk"),
+    "acknowledge": ("supervisor", "engineer"),
+    "start": ("supervisor", "engineer"),
+    "resolve": ("supervisor", "engineer"),
+    "reopen": ("supervisor", "engineer"),
+    "assign": ("supervisor", "engineer", "frontdesk"),
+    "close": ("supervisor", "frontdesk"),
+    "cancel": ("supervisor", "frontdesk"),
+    "rework": ("supervisor", "engineer", "frontdesk"),
+}
 
-    contact: str
-    result: str
-    satisfaction: int
+
+def may(role: str, action: str, source: str | None = None) -> bool:
+    """Whether a role may take this step on a ticket from this source (None: any source)."""
+    if role == "admin":
+        return True
+    if role not in ROLES.get(action, ()):
+        return False
+    return role != "frontdesk" or source is None or source in FRONT_DESK_SOURCES
+
+
+@dataclass(frozen=True)
+class Person:
+    """A resident or staff member who reports a fault (报事人): name, unit/room, phone."""
+
+    name: str | None = None
+    unit: str | None = None
+    phone: str | None = None
 
 
 def _lock(conn: psycopg.Connection[Any], *parts: object) -> None:
@@ -159,6 +189,74 @@ def open_work_order(conn: psycopg.Connection[Any], *, site_id: str, device_id: s
     return wo_id
 
 
+def open_manual(conn: psycopg.Connection[Any], *, site_id: str, category: str, urgency: str,
+                channel: str, description: str, reporter: Person, now: datetime, actor: str,
+                title: str | None = None, zone_id: str | None = None,
+                checkpoint_id: str | None = None, device_id: str | None = None
+                ) -> dict[str, Any]:
+    """Open a manual ticket (报事报修); deadlines from the urgency in the site's policy."""
+    if category not in CATEGORIES:
+        raise Invalid(f"category must be one of {', '.join(CATEGORIES)}")
+    if urgency not in URGENCIES:
+        raise Invalid(f"urgency must be one of {', '.join(URGENCIES)}")
+    if channel not in MANUAL_CHANNELS:
+        raise Invalid(f"channel must be one of {', '.join(MANUAL_CHANNELS)}")
+    if category == "居家维修" and not reporter.unit:
+        raise Invalid("an in-home repair (居家维修) needs the reporter's unit")
+    if conn.execute("SELECT 1 FROM sites WHERE id = %s", (site_id,)).fetchone() is None:
+        raise Invalid(f"no site {site_id!r}")
+    zone_id = _place(conn, site_id, zone_id=zone_id, checkpoint_id=checkpoint_id,
+                     device_id=device_id)
+    severity = URGENCY_SEVERITY[urgency]
+    respond_by, resolve_by = load_policy(conn, site_id).deadlines_for_urgency(urgency, now)
+    row = conn.execute(
+        "INSERT INTO work_orders (site_id, device_id, source, severity, priority, title,"
+        " description, opened_at, respond_by, resolve_by, updated_at, category, urgency, channel,"
+        " reporter_name, reporter_unit, reporter_phone, zone_id, checkpoint_id)"
+        " VALUES (%s, %s, 'manual', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+        " %s) RETURNING *",
+        (site_id, device_id, severity, PRIORITY[severity],
+         title or _title(category, description), description, now, respond_by, resolve_by, now,
+         category, urgency, channel, reporter.name, reporter.unit, reporter.phone, zone_id,
+         checkpoint_id)).fetchone()
+    assert row is not None
+    wo_id = int(row["id"])
+    _history(conn, wo_id, at=now, action="opened", to="open", actor=actor,
+             note=f"{urgency} {category} via {channel}")
+    notify(conn, site_id=site_id, subject="work_order", event="opened", record=dict(row),
+           now=now)
+    conn.execute("SELECT pg_notify('caretaker_work_orders', %s)", (str(wo_id),))
+    return dict(row)
+
+
+def _title(category: str, description: str) -> str:
+    """A ticket's title when none is given: the category and the description's first line."""
+    first = description.strip().splitlines()[0] if description.strip() else ""
+    return f"{category}: {first[:60]}" if first else category
+
+
+def _place(conn: psycopg.Connection[Any], site_id: str, *, zone_id: str | None,
+           checkpoint_id: str | None, device_id: str | None) -> str | None:
+    """Check the named zone, checkpoint and device exist in the site; the ticket's zone.
+
+    Without a zone given, the zone is the checkpoint's or the device's.
+    """
+    zones: list[str | None] = []
+    if zone_id is not None and conn.execute(
+            "SELECT 1 FROM zones WHERE site_id = %s AND id = %s", (site_id, zone_id)
+    ).fetchone() is None:
+        raise Invalid(f"no zone {zone_id!r} in site {site_id!r}")
+    for table, ref in (("checkpoints", checkpoint_id), ("devices", device_id)):
+        if ref is None:
+            continue
+        found = conn.execute(sql.SQL("SELECT zone_id FROM {} WHERE site_id = %s AND id = %s")
+                             .format(sql.Identifier(table)), (site_id, ref)).fetchone()
+        if found is None:
+            raise Invalid(f"no {table[:-1]} {ref!r} in site {site_id!r}")
+        zones.append(found["zone_id"])
+    return zone_id or next((z for z in zones if z), None)
+
+
 def _repeat_on(conn: psycopg.Connection[Any], recent: dict[str, Any], policy: Policy, *,
                source: str, source_ref: str | None, description: str, now: datetime,
                actor: str) -> int:
@@ -188,32 +286,27 @@ def _repeat_on(conn: psycopg.Connection[Any], recent: dict[str, Any], policy: Po
 
 
 def transition(conn: psycopg.Connection[Any], wo_id: int, action: str, *, actor: str,
-               now: datetime, note: str | None = None, followup: FollowUp | None = None,
-               scope: str | None = None) -> dict[str, Any]:
-    """Move a ticket along its lifecycle if the step is allowed; the updated ticket."""
+               now: datetime, note: str | None = None, scope: str | None = None,
+               role: str | None = None) -> dict[str, Any]:
+    """Move a ticket along its lifecycle if the step is allowed; the updated ticket.
+
+    `role` is the caller's (None: the system's own steps, not checked).
+    """
     step = TRANSITIONS.get(action)
     if step is None:
         raise Invalid(f"unknown action {action!r}")
     wo = _row(conn, wo_id, lock=True, scope=scope)
+    _check_role(role, action, wo)
     state = wo["state"]
     if state not in step.frm:
         raise WorkOrderError(f"cannot {action} a work order that is {state}")
     if action in ("cancel", "reopen") and not note:
         raise Invalid(f"{action} needs a note saying why")
+    if action == "close" and state != "resolved" and not note:
+        raise Invalid(f"closing a work order that is {state} (not resolved) needs a reason")
     sets: dict[str, Any] = {"state": step.to, "updated_at": now}
     if step.stamp:
         sets[step.stamp] = now
-    if action == "close":
-        if state != "resolved" and not note:
-            raise Invalid(f"closing a work order that is {state} (not resolved) needs a reason")
-        if state == "resolved" and followup is None:
-            raise Invalid("closing a resolved work order records the follow-up visit: "
-                          "contact, result and satisfaction 1-5")
-        if followup is not None:
-            if not 1 <= followup.satisfaction <= 5:
-                raise Invalid("satisfaction must be 1 to 5")
-            sets.update(followup_contact=followup.contact, followup_result=followup.result,
-                        satisfaction=followup.satisfaction)
     if action == "start" and wo["acknowledged_at"] is None:
         sets["acknowledged_at"] = now
     if action in ("reopen", "rework"):
@@ -232,10 +325,19 @@ def transition(conn: psycopg.Connection[Any], wo_id: int, action: str, *, actor:
     return updated
 
 
+def _check_role(role: str | None, action: str, wo: dict[str, Any]) -> None:
+    """Refuse a step the caller's role may not take on this ticket."""
+    if role is not None and not may(role, action, wo["source"]):
+        what = "an equipment" if wo["source"] in EQUIPMENT_SOURCES else f"a {wo['source']}"
+        raise errors.Forbidden(f"role {role!r} may not {action} {what} work order")
+
+
 def assign(conn: psycopg.Connection[Any], wo_id: int, assignee: str, *, actor: str, now: datetime,
-           note: str | None = None, scope: str | None = None) -> dict[str, Any]:
-    """Give a live ticket to a person."""
+           note: str | None = None, scope: str | None = None,
+           role: str | None = None) -> dict[str, Any]:
+    """Give a live ticket to a person (派单)."""
     wo = _row(conn, wo_id, lock=True, scope=scope)
+    _check_role(role, "assign", wo)
     if wo["state"] not in (*LIVE, "resolved"):
         raise WorkOrderError(f"cannot assign a work order that is {wo['state']}")
     row = conn.execute("UPDATE work_orders SET assignee = %s, updated_at = %s WHERE id = %s"
@@ -307,7 +409,16 @@ def escalate_due(conn: psycopg.Connection[Any], now: datetime) -> list[tuple[int
 # ---- reads for the API -----------------------------------------------------------------
 
 FILTERS = {"site": "site_id", "device": "device_id", "state": "state", "severity": "severity",
-           "rule": "rule_id", "source": "source", "assignee": "assignee", "overdue": "overdue"}
+           "rule": "rule_id", "source": "source", "assignee": "assignee", "overdue": "overdue",
+           "category": "category", "urgency": "urgency", "channel": "channel"}
+
+
+def for_role(row: dict[str, Any], role: str) -> dict[str, Any]:
+    """A ticket as this role may see it: the reporter's name and phone masked unless it handles
+    tickets (caretaker.privacy.HANDLERS)."""
+    if privacy.may_see_personal(role):
+        return row
+    return privacy.masked(row, names=("reporter_name",), phones=("reporter_phone",))
 
 
 def list_work_orders(conn: psycopg.Connection[Any], *, filters: dict[str, Any], scope: str | None,

@@ -13,7 +13,7 @@ import pytest
 
 from tests.rules.helpers import at, make_site, publish, rows, run
 from tickets import webhook
-from tickets.work_orders import FollowUp, escalate_due, transition
+from tickets.work_orders import escalate_due, transition
 
 
 class Receiver:
@@ -90,8 +90,7 @@ def test_escalated_and_closed_are_sent_too(conn: psycopg.Connection) -> None:
         transition(conn, wo["id"], "acknowledge", actor="e", now=at(2000))
         transition(conn, wo["id"], "start", actor="e", now=at(2001))
         transition(conn, wo["id"], "resolve", actor="e", now=at(2002))
-        transition(conn, wo["id"], "close", actor="s", now=at(2003),
-                   followup=FollowUp("resident", "ok", 4))
+        transition(conn, wo["id"], "close", actor="s", now=at(2003))
         assert webhook.deliver_due(conn, at(2004)) == 3
         assert [b["event"] for b in receiver.received] == [
             "work_order.opened", "work_order.escalated", "work_order.closed"]

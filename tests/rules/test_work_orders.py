@@ -10,7 +10,6 @@ from rules import engine
 from tests.rules.helpers import SITE, T0, at, make_site, publish, rows, run
 from tickets.work_orders import (
     TRANSITIONS,
-    FollowUp,
     Invalid,
     WorkOrderError,
     escalate_due,
@@ -18,7 +17,6 @@ from tickets.work_orders import (
     transition,
 )
 
-FOLLOWUP = FollowUp(contact="Mr Zhou, 3-1201", result="water pressure normal", satisfaction=5)
 STATES = ("open", "acknowledged", "in_progress", "resolved", "closed", "cancelled")
 
 
@@ -41,10 +39,8 @@ def test_every_transition_allowed_or_refused(conn: psycopg.Connection, action: s
     wo_id = _open(conn)
     _force(conn, wo_id, state)
     allowed = state in TRANSITIONS[action].frm
-    followup = FOLLOWUP if state == "resolved" else None
     if allowed:
-        row = transition(conn, wo_id, action, actor="sup-wu", now=at(60), note="because",
-                         followup=followup)
+        row = transition(conn, wo_id, action, actor="sup-wu", now=at(60), note="because")
         assert row["state"] == TRANSITIONS[action].to
         [last] = rows(conn, "SELECT * FROM work_order_history WHERE work_order_id = %s"
                             " AND action = %s", wo_id, action)
@@ -52,25 +48,20 @@ def test_every_transition_allowed_or_refused(conn: psycopg.Connection, action: s
             state, TRANSITIONS[action].to, "sup-wu")
     else:
         with pytest.raises(WorkOrderError):
-            transition(conn, wo_id, action, actor="sup-wu", now=at(60), note="because",
-                       followup=followup)
+            transition(conn, wo_id, action, actor="sup-wu", now=at(60), note="because")
         assert rows(conn, "SELECT state FROM work_orders")[0]["state"] == state
 
 
-def test_the_whole_lifecycle_with_follow_up(conn: psycopg.Connection) -> None:
+def test_the_whole_lifecycle_closes_without_a_follow_up_field(conn: psycopg.Connection) -> None:
     make_site(conn, rules=[])
     wo_id = _open(conn, "critical")
     for action in ("acknowledge", "start", "resolve"):
         transition(conn, wo_id, action, actor="eng-li", now=at(60))
-    with pytest.raises(Invalid):  # a resolved ticket closes with its follow-up visit
-        transition(conn, wo_id, "close", actor="sup-wu", now=at(120), note="done")
-    with pytest.raises(Invalid):
-        transition(conn, wo_id, "close", actor="sup-wu", now=at(120),
-                   followup=FollowUp("a", "b", 6))
-    row = transition(conn, wo_id, "close", actor="sup-wu", now=at(120), followup=FOLLOWUP)
-    assert row["state"] == "closed" and row["satisfaction"] == 5
-    assert row["followup_contact"] == "Mr Zhou, 3-1201" and row["closed_at"] == at(120)
+    # the follow-up visit is a record of its own (follow_ups), not a condition of closing
+    row = transition(conn, wo_id, "close", actor="sup-wu", now=at(120))
+    assert row["state"] == "closed" and row["closed_at"] == at(120)
     assert row["acknowledged_at"] == at(60)
+    assert "satisfaction" not in row and "followup_contact" not in row
 
 
 def test_closing_unacknowledged_needs_a_reason(conn: psycopg.Connection) -> None:
@@ -128,7 +119,7 @@ def test_repeat_fault_links_recent_closed_ticket(conn: psycopg.Connection) -> No
     [first] = rows(conn, "SELECT * FROM work_orders")
     for action in ("acknowledge", "start", "resolve"):
         transition(conn, first["id"], action, actor="eng-li", now=at(100))
-    transition(conn, first["id"], "close", actor="sup", now=at(200), followup=FOLLOWUP)
+    transition(conn, first["id"], "close", actor="sup", now=at(200))
     conn.commit()
     publish(conn, "pump-1", at(3600), vibration=9.5)  # an hour later: same pump, same rule
     run(conn, at(3601))
