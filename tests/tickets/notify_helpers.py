@@ -214,9 +214,9 @@ def make_site(conn: psycopg.Connection[Any], receivers: list[dict[str, Any]] | N
 
 
 def open_ticket(conn: psycopg.Connection[Any], when: datetime = T0, *, severity: str = "critical",
-                ref: str = "x:1", site: str = SITE) -> int:
-    """A committed work order on pump-1 (critical: respond 15 min, resolve 4 h)."""
-    wo = open_work_order(conn, site_id=site, device_id="pump-1", severity=severity,
+                ref: str = "x:1", site: str = SITE, device: str = "pump-1") -> int:
+    """A committed work order on a pump (critical: respond 15 min, resolve 4 h)."""
+    wo = open_work_order(conn, site_id=site, device_id=device, severity=severity,
                          title="水泵振动超限", description="振动 11.5 mm/s，轴承异响",
                          source="inspection", source_ref=ref, now=when)
     conn.commit()
