@@ -49,9 +49,10 @@ Language = Literal["zh-CN", "en"]
 EVERYONE = "all"  # the audience that hears every notification a receiver takes
 MASK = "********"
 
-Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2000)]
+Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s\x00]+$", max_length=2000)]
 Address = Annotated[str, StringConstraints(pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+$",
                                            max_length=254)]
+Login = Annotated[str, StringConstraints(pattern=r"^[^\x00]+$", max_length=200)]
 Host = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,253}$")]
 
 
@@ -125,7 +126,7 @@ class EmailReceiver(_Receiver):
     host: Host | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     starttls: bool | None = None
-    username: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    username: Login | None = None
     password: SecretStr | None = None
 
     def target(self) -> str:

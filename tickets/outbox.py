@@ -24,7 +24,7 @@ from caretaker.backoff import backoff
 from caretaker.db import connect
 from caretaker.settings import Settings, get_settings
 from tickets import channels
-from tickets.messages import Message
+from tickets.messages import Message, compose, place_of
 from tickets.notification_policy import (
     NotificationsSpec,
     Target,
@@ -32,6 +32,7 @@ from tickets.notification_policy import (
     secrets_of,
     url_secrets,
 )
+from tickets.policy import load_policy
 
 log = logging.getLogger(__name__)
 
@@ -200,3 +201,33 @@ def delivery_job(settings: Settings) -> Callable[[psycopg.Connection[Any], datet
         return thread
 
     return job
+
+
+def send_test(conn: psycopg.Connection[Any], site_id: str, *, now: datetime,
+              settings: Settings | None = None, only: str | None = None
+              ) -> list[tuple[str, str, str | None]]:
+    """Send one test message now to each of a site's receivers (and its generic webhook);
+    (receiver, channel, None or what went wrong) for each. Nothing is queued."""
+    settings = settings or get_settings()
+    spec = load_spec(conn, site_id)
+    policy = load_policy(conn, site_id)
+    targets = [Target(r.name, r.channel, r.target()) for r in spec.receivers
+               if r.enabled and only in (None, r.name)]
+    legacy = policy.webhook_url or settings.webhook_url
+    if legacy and only in (None, "webhook"):
+        targets.append(Target(None, "webhook", legacy))
+    message = compose(subject="site", event="test", record={},
+                      place=place_of(conn, site_id, {}), language=spec.language,
+                      base=settings.link_base(),
+                      extra={"path": f"/api/v1/sites/{site_id}/escalation"})
+    payload = {"event": "test", "at": now.isoformat(), "site": site_id, **message.jsonable()}
+    out: list[tuple[str, str, str | None]] = []
+    with httpx.Client(timeout=channels.SEND_TIMEOUT) as http:
+        for t in targets:
+            receiver = spec.receiver(t.receiver)
+            row = {"channel": t.channel, "target": t.target, "payload": payload}
+            error = send(row, receiver, settings, http, now=now)
+            if error is not None:
+                error = channels.redact(error, secrets(row, receiver, settings))
+            out.append((t.receiver or "webhook", t.channel, error))
+    return out
