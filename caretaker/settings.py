@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from caretaker.durations import Duration
@@ -101,7 +101,19 @@ class Settings(BaseSettings):
     patrol_repeat_seconds: int = Field(default=300, ge=0)
     patrol_horizon_hours: int = Field(default=24, ge=1)
     patrol_catchup_days: int = Field(default=31, ge=1)
+    # Notifications (tickets/notify.py): the global generic webhook (when a site's
+    # work_order_policy names none); the base of the links in messages (default: the API's
+    # own URL); e-mail receivers' SMTP server, sender and login (a receiver may give its own);
+    # attempts before a notification is given up (back-off between them, 1 s doubling to 5 min).
     webhook_url: str | None = None
+    public_url: str | None = None
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "caretaker@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    notify_max_attempts: int = Field(default=12, ge=1, le=100)
     # Dead letters: kept this many days after they were last received; one payload is
     # returned by the API up to this many bytes (the rest is cut, and said to be).
     dead_letter_retention_days: int = Field(default=30, ge=1)
@@ -116,6 +128,10 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Lifetime of a new API token when `caretaker token create` gives no --expires.
     token_default_expiry: Duration = timedelta(days=365)
+
+    def link_base(self) -> str:
+        """Where links in notifications point: the public URL, else the API's own."""
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
     def embedded(self) -> bool:

@@ -31,7 +31,7 @@ from rules.evaluate import (
 )
 from rules.model import Decision, Reading, Rule, rule_from_row
 from rules.suppress import Mute, Target, first_mute, load_mutes
-from tickets import webhook, work_orders
+from tickets import work_orders
 from tickets.policy import Policy, load_policy
 
 log = logging.getLogger(__name__)
@@ -327,7 +327,6 @@ def tick(conn: psycopg.Connection[Any], now: datetime) -> None:
     expire_holds(ctx)
     check_silence(ctx)
     unsuppress(ctx)
-    work_orders.escalate_due(conn, now)
 
 
 def expire_holds(ctx: Context) -> int:
@@ -409,5 +408,4 @@ def rule_jobs(settings: Settings) -> list[Job]:
         # The ingest NOTIFYs after each batch; the interval is only the fallback.
         Job("rules-inbox", 0.5, lambda conn, now: consume(conn, now), wakes_on=EVENT_KINDS),
         Job("rules-clock", settings.rules_tick_ms / 1000.0, tick),
-        Job("rules-webhooks", 1.0, webhook.delivery_job(settings)),
     ]

@@ -23,6 +23,7 @@ from api.routes import (
     dead_letters,
     device_types,
     devices,
+    escalation,
     gaps,
     guards,
     health,
@@ -51,6 +52,9 @@ from rules.catalog import watched_metrics
 from rules.engine import rule_jobs
 from rules.patrol import config as patrol_config
 from rules.patrol.engine import patrol_jobs
+from tickets import outbox
+from tickets.escalation import EscalationSpec, escalate_due, save_ladder
+from tickets.notification_policy import NotificationsSpec, save_spec
 from tickets.policy import PolicySpec
 
 # The processes `caretaker up` supervises (each a `caretaker <args>` command), in start order.
@@ -66,6 +70,8 @@ SECTIONS: Mapping[str, Section] = {
     "routes": Section(patrol_config.Routes, patrol_config.load_routes),
     "schedules": Section(patrol_config.Schedules, patrol_config.load_schedules),
     "kpi_targets": Section(KpiTargets, save_targets),
+    "notifications": Section(NotificationsSpec, save_spec),
+    "escalation": Section(EscalationSpec, save_ladder),
 }
 
 # The API's routers, mounted under /api/v1 in this order.
@@ -76,6 +82,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     alarms.router, work_orders.router, maintenance_windows.router, rule_routes.router,
     kpis.router,
     complaints.router,
+    escalation.router,
 )
 
 
@@ -97,6 +104,9 @@ def worker_jobs(settings: Settings) -> list[Job]:
             dead_letter_days=settings.dead_letter_retention_days)),
         *patrol_jobs(settings),
         *rule_jobs(settings),
+        # Tickets: deadlines climb the escalation ladder; the outbox is sent in its own thread.
+        Job("tickets-escalation", 1.0, escalate_due),
+        Job("tickets-notifications", 1.0, outbox.delivery_job(settings)),
     ]
 
 

@@ -19,6 +19,8 @@ app.add_typer(token_app, name="token")
 mqtt_app = typer.Typer(help="MQTT logins of devices, guard handhelds and services.",
                        no_args_is_help=True)
 app.add_typer(mqtt_app, name="mqtt-credentials")
+notify_app = typer.Typer(help="Notifications: the site's receivers.", no_args_is_help=True)
+app.add_typer(notify_app, name="notify")
 
 
 def _logging(verbose: bool = False) -> None:
@@ -359,6 +361,31 @@ def mqtt_export(
     typer.echo(f"wrote {passwords} and {acl}: point password_file and acl_file at them, set "
                "allow_anonymous false and use_username_as_clientid true, and send the "
                "broker SIGHUP")
+
+
+@notify_app.command("test")
+def notify_test(
+    site: Annotated[str, typer.Option(help="the site whose receivers to try")],
+    receiver: Annotated[str | None, typer.Option(help="only this receiver ('webhook': the "
+                        "work-order policy's or the global webhook)")] = None,
+) -> None:
+    """Send one test message now to each receiver of a site; say what each one answered."""
+    from caretaker.clock import system_clock
+    from caretaker.db import connect
+    from tickets.outbox import send_test
+
+    with connect() as conn:
+        if conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,)).fetchone() is None:
+            fail(f"no site {site!r}")
+        results = send_test(conn, site, now=system_clock(), only=receiver)
+    if not results:
+        fail(f"site {site!r} has no receiver" + (f" named {receiver!r}" if receiver else "")
+             + ": add them under `notifications:` in its site file")
+    for name, channel, error in results:
+        typer.echo(f"{name:<24} {channel:<9} " + ("delivered" if error is None
+                                                    else f"FAILED: {error}"))
+    if any(error is not None for _, _, error in results):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -380,32 +380,6 @@ def note_alarm_cleared(conn: psycopg.Connection[Any], wo_id: int, *, alarm_id: i
              note=f"alarm {alarm_id} cleared; the ticket stays open until resolved")
 
 
-def escalate_due(conn: psycopg.Connection[Any], now: datetime) -> list[tuple[int, str]]:
-    """Escalate every passed deadline not escalated yet (each exactly once); which ones."""
-    rows = conn.execute(
-        "WITH due AS ("
-        "  SELECT id, 'respond' AS deadline, respond_by AS due_at FROM work_orders"
-        "   WHERE state = 'open' AND respond_by <= %(now)s"
-        "  UNION ALL"
-        "  SELECT id, 'resolve', resolve_by FROM work_orders"
-        "   WHERE state IN ('open', 'acknowledged', 'in_progress') AND resolve_by <= %(now)s)"
-        " INSERT INTO work_order_escalations (work_order_id, deadline, due_at, escalated_at)"
-        " SELECT id, deadline, due_at, %(now)s FROM due"
-        " ON CONFLICT DO NOTHING RETURNING work_order_id, deadline, due_at",
-        {"now": now}).fetchall()
-    done = []
-    for r in sorted(rows, key=lambda r: (r["work_order_id"], r["deadline"])):
-        wo = conn.execute("UPDATE work_orders SET overdue = true, updated_at = %s WHERE id = %s"
-                          " RETURNING *", (now, r["work_order_id"])).fetchone()
-        assert wo is not None
-        _history(conn, r["work_order_id"], at=now, action="escalated", actor="system",
-                 note=f"{r['deadline']} deadline {r['due_at'].isoformat()} passed")
-        notify(conn, site_id=wo["site_id"], subject="work_order", event="escalated",
-               record=dict(wo), now=now, extra={"deadline": r["deadline"]})
-        done.append((int(r["work_order_id"]), str(r["deadline"])))
-    return done
-
-
 # ---- reads for the API -----------------------------------------------------------------
 
 FILTERS = {"site": "site_id", "device": "device_id", "state": "state", "severity": "severity",

@@ -1,4 +1,5 @@
-"""The outbound webhook against a real local HTTP server that fails before it succeeds."""
+"""The work-order policy's webhook (the generic JSON one, as before the notification channels)
+against a real local HTTP server that fails before it succeeds."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from caretaker.settings import Settings
 from tests.rules.helpers import at, make_site, publish, rows, run
-from tickets import webhook
-from tickets.work_orders import escalate_due, transition
+from tickets import outbox
+from tickets.escalation import escalate_due
+from tickets.work_orders import transition
+
+MAX_ATTEMPTS = Settings().notify_max_attempts
 
 
 class Receiver:
@@ -63,21 +68,21 @@ def test_webhook_retried_with_backoff_until_delivered(conn: psycopg.Connection,
     make_site(conn, policy={"webhook": {"url": receiver.url}})
     publish(conn, "pump-1", at(0), vibration=9)
     run(conn, at(1))
-    [queued] = rows(conn, "SELECT * FROM webhook_outbox")
+    [queued] = rows(conn, "SELECT * FROM notification_outbox")
     assert queued["event"] == "opened"
-    assert webhook.deliver_due(conn, at(1)) == 0  # 503
-    [row] = rows(conn, "SELECT * FROM webhook_outbox")
+    assert outbox.deliver_due(conn, at(1)) == 0  # 503
+    [row] = rows(conn, "SELECT * FROM notification_outbox")
     assert row["attempts"] == 1 and row["next_attempt"] == at(2) and "503" in row["last_error"]
-    assert webhook.deliver_due(conn, at(1.5)) == 0  # not due yet: nothing sent
+    assert outbox.deliver_due(conn, at(1.5)) == 0  # not due yet: nothing sent
     assert receiver.attempts == 1
-    assert webhook.deliver_due(conn, at(2)) == 0  # 503 again; back-off doubles
-    assert rows(conn, "SELECT next_attempt FROM webhook_outbox")[0]["next_attempt"] == at(4)
-    assert webhook.deliver_due(conn, at(4)) == 1
+    assert outbox.deliver_due(conn, at(2)) == 0  # 503 again; back-off doubles
+    assert rows(conn, "SELECT next_attempt FROM notification_outbox")[0]["next_attempt"] == at(4)
+    assert outbox.deliver_due(conn, at(4)) == 1
     assert receiver.attempts == 3
     [body] = receiver.received
     assert body["event"] == "work_order.opened"
     assert body["work_order"]["device_id"] == "pump-1"
-    assert rows(conn, "SELECT delivered_at FROM webhook_outbox")[0]["delivered_at"] == at(4)
+    assert rows(conn, "SELECT delivered_at FROM notification_outbox")[0]["delivered_at"] == at(4)
 
 
 def test_escalated_and_closed_are_sent_too(conn: psycopg.Connection) -> None:
@@ -91,7 +96,7 @@ def test_escalated_and_closed_are_sent_too(conn: psycopg.Connection) -> None:
         transition(conn, wo["id"], "start", actor="e", now=at(2001))
         transition(conn, wo["id"], "resolve", actor="e", now=at(2002))
         transition(conn, wo["id"], "close", actor="s", now=at(2003))
-        assert webhook.deliver_due(conn, at(2004)) == 3
+        assert outbox.deliver_due(conn, at(2004)) == 3
         assert [b["event"] for b in receiver.received] == [
             "work_order.opened", "work_order.escalated", "work_order.closed"]
 
@@ -101,24 +106,23 @@ def test_unreachable_receiver_gives_up_after_max_attempts(conn: psycopg.Connecti
     publish(conn, "pump-1", at(0), vibration=9)
     run(conn, at(1))
     when = at(1)
-    for _ in range(webhook.MAX_ATTEMPTS):
-        webhook.deliver_due(conn, when)
+    for _ in range(MAX_ATTEMPTS):
+        outbox.deliver_due(conn, when)
         when = at(10**6) if when == at(1) else when.replace(year=when.year + 1)
-    [row] = rows(conn, "SELECT * FROM webhook_outbox")
-    assert row["failed_at"] is not None and row["attempts"] == webhook.MAX_ATTEMPTS
+    [row] = rows(conn, "SELECT * FROM notification_outbox")
+    assert row["failed_at"] is not None and row["attempts"] == MAX_ATTEMPTS
 
 
 def test_worker_job_delivers_in_its_own_thread(conn: psycopg.Connection, database: str) -> None:
-    from caretaker.settings import Settings
-
     with Receiver(fail=0) as receiver:
         make_site(conn, policy={"webhook": {"url": receiver.url}})
         publish(conn, "pump-1", at(0), vibration=9)
         run(conn, at(1))
-        job = webhook.delivery_job(Settings(database_url=database))
+        job = outbox.delivery_job(Settings(database_url=database))
         thread = job(conn, at(2))
         assert thread is not None
         thread.join(10)
         assert [b["event"] for b in receiver.received] == ["work_order.opened"]
         conn.rollback()
-        assert rows(conn, "SELECT delivered_at FROM webhook_outbox")[0]["delivered_at"] == at(2)
+        [row] = rows(conn, "SELECT delivered_at FROM notification_outbox")
+        assert row["delivered_at"] == at(2)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from caretaker.clock import FakeClock
 from rules import engine
-from tests.rules.helpers import SITE, T0, at, make_site, publish, rows, run
+from tests.rules.helpers import SITE, at, make_site, publish, rows, run
 from tickets.work_orders import (
     TRANSITIONS,
     Invalid,
     WorkOrderError,
-    escalate_due,
     open_work_order,
     transition,
 )
@@ -83,31 +81,6 @@ def test_deadlines_per_severity_and_site_policy(conn: psycopg.Connection) -> Non
     assert (crit["respond_by"], crit["resolve_by"]) == (at(15 * 60), at(4 * 3600))
     assert (minor["respond_by"], minor["resolve_by"]) == (at(4 * 3600), at(72 * 3600))
     assert (major["respond_by"], major["resolve_by"]) == (at(10 * 60), at(24 * 3600))
-
-
-def test_escalation_exactly_once_per_passed_deadline(conn: psycopg.Connection) -> None:
-    make_site(conn, rules=[])
-    clock = FakeClock(T0)
-    wo_id = _open(conn, "critical")
-    clock.advance(minutes=14, seconds=59)
-    assert escalate_due(conn, clock()) == []
-    clock.advance(seconds=1)
-    assert escalate_due(conn, clock()) == [(wo_id, "respond")]
-    assert escalate_due(conn, clock.advance(minutes=5)) == []
-    assert rows(conn, "SELECT overdue FROM work_orders")[0]["overdue"] is True
-    transition(conn, wo_id, "acknowledge", actor="eng-li", now=clock())
-    transition(conn, wo_id, "start", actor="eng-li", now=clock())
-    assert escalate_due(conn, clock.advance(hours=3, minutes=40)) == [(wo_id, "resolve")]
-    assert escalate_due(conn, clock.advance(hours=1)) == []
-    esc = rows(conn, "SELECT deadline FROM work_order_escalations ORDER BY escalated_at")
-    assert [e["deadline"] for e in esc] == ["respond", "resolve"]
-
-
-def test_acknowledged_in_time_is_not_escalated(conn: psycopg.Connection) -> None:
-    make_site(conn, rules=[])
-    wo_id = _open(conn, "critical")
-    transition(conn, wo_id, "acknowledge", actor="eng-li", now=at(60))
-    assert escalate_due(conn, at(16 * 60)) == []
 
 
 def test_repeat_fault_links_recent_closed_ticket(conn: psycopg.Connection) -> None:
