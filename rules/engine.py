@@ -29,7 +29,7 @@ from rules.evaluate import (
     evaluate_readings,
     evaluate_time,
 )
-from rules.model import Decision, Reading, Rule, rule_from_row
+from rules.model import Decision, Reading, Rule, RuleError, rule_from_row
 from rules.suppress import Mute, Target, first_mute, load_mutes
 from tickets import webhook, work_orders
 from tickets.policy import Policy, load_policy
@@ -61,6 +61,25 @@ class Context:
 
     def forget_mutes(self, site: str) -> None:
         self._mutes.pop(site, None)
+
+
+_BAD_OVERRIDES: set[tuple[str, str, str]] = set()  # warned about once per process
+
+
+def for_device(rule: Rule, dev: dict[str, Any] | None, device: str) -> Rule:
+    """The rule with the device's overrides; the rule itself if they do not fit it.
+
+    Overrides are free JSON on the device (e.g. a `threshold` for a rule that now has
+    levels): one device's bad override must not stop every reading of its batch.
+    """
+    try:
+        return rule.for_device(dev.get("overrides") if dev else None)
+    except RuleError as exc:
+        if (rule.site_id, rule.id, device) not in _BAD_OVERRIDES:
+            _BAD_OVERRIDES.add((rule.site_id, rule.id, device))
+            log.warning("device %s/%s: overrides of rule %s ignored: %s", rule.site_id, device,
+                        rule.id, exc)
+        return rule
 
 
 # ---- act -------------------------------------------------------------------------------
@@ -200,7 +219,7 @@ def process_readings(ctx: Context, readings: list[Reading]) -> int:
             if rule.applies_to(reading.device, dev_type):
                 key = (reading.site, rule.id, reading.device)
                 if key not in rules:
-                    rules[key] = rule.for_device(dev["overrides"] if dev else None)
+                    rules[key] = for_device(rule, dev, reading.device)
                 groups[key].append(reading)
     if not groups:
         return 0
@@ -240,7 +259,7 @@ def process_offline(ctx: Context, devices: dict[tuple[str, str], dict[str, Any]]
             continue
         for rule in rules:
             if rule.site_id == site and rule.applies_to(device, dev.get("type_id")):
-                keys[(site, rule.id, device)] = rule.for_device(dev.get("overrides"))
+                keys[(site, rule.id, device)] = for_device(rule, dev, device)
     if not keys:
         return 0
     rule_state.lock_keys(ctx.conn, keys)
@@ -372,7 +391,7 @@ def expire_holds(ctx: Context) -> int:
             changes[key] = ({}, None)
             continue
         dev = devices.get((key[0], key[2]))
-        rule = rules[key] = base.for_device(dev["overrides"] if dev else None)
+        rule = rules[key] = for_device(base, dev, key[2])
         after, decisions = evaluate_time(rule, stored[key], ctx.now, device=key[2])
         changes[key] = (after, due_at(rule, after))
         if decisions:

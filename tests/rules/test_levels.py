@@ -377,3 +377,21 @@ def test_migration_011_merges_the_old_three_rules_their_alarms_and_state(
     assert (ticket["rule_id"], ticket["severity"]) == ("pump-vibration", "major")
     conn.commit()
     assert migrate(conn) == []
+
+
+def test_device_overrides_of_levels_and_one_that_does_not_fit(conn: psycopg.Connection) -> None:
+    make_site(conn, rules=[SPEC])
+    low = [{**LEVELS[0], "threshold": 2.0, "clear": 1.5}, *LEVELS[1:]]
+    conn.execute("UPDATE devices SET overrides = %s WHERE id = 'pump-1'",
+                 (Jsonb({"pump-vibration": {"levels": low}}),))
+    # a single threshold does not fit a rule with levels: pump-2 keeps the rule's own
+    conn.execute("UPDATE devices SET overrides = %s WHERE id = 'pump-2'",
+                 (Jsonb({"pump-vibration": {"threshold": 1.0}}),))
+    conn.commit()
+    for t in (0, 40):
+        publish(conn, "pump-1", at(t), vibration=3.0)
+        publish(conn, "pump-2", at(t), vibration=5.0)
+    run(conn, at(41))
+    got = {a["device_id"]: a["severity"] for a in rows(conn, "SELECT * FROM alarms")}
+    assert got == {"pump-1": "warning", "pump-2": "warning"}
+    assert rows(conn, "SELECT * FROM dead_letters") == []
