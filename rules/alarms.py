@@ -9,6 +9,7 @@ import psycopg
 
 from caretaker.errors import Conflict, NotFound
 from caretaker.paging import Where, fetch_page
+from caretaker.severity import SEVERITIES, SEVERITY_RANK
 from rules import state as rule_state
 from rules.model import Decision, Rule
 from tickets import work_orders
@@ -29,19 +30,27 @@ def add_history(conn: psycopg.Connection[Any], alarm_id: int, *, at: datetime, a
                  " VALUES (%s, %s, %s, %s, %s)", (alarm_id, at, action, actor, note))
 
 
+_ORDER = list(reversed(SEVERITIES))  # least severe first, for array_position in SQL
+
+
 def raise_alarm(conn: psycopg.Connection[Any], rule: Rule, device: str, decision: Decision, *,
                 now: datetime, suppressed_by: str | None) -> tuple[dict[str, Any], bool]:
     """Insert the active alarm of (device, rule), or count a repeat on it; (row, created)."""
+    severity = decision.severity or rule.severity
     row = conn.execute(
-        "INSERT INTO alarms (site_id, device_id, rule_id, severity, message, metric,"
-        " first_value, last_value, raised_at, last_at, suppressed_by)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        "INSERT INTO alarms (site_id, device_id, rule_id, severity, peak_severity, message,"
+        " metric, first_value, last_value, raised_at, last_at, suppressed_by)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (site_id, device_id, rule_id) WHERE state <> 'cleared' DO UPDATE"
         " SET count = alarms.count + 1, last_value = EXCLUDED.last_value,"
-        " last_at = EXCLUDED.last_at"
+        " last_at = EXCLUDED.last_at, severity = EXCLUDED.severity,"
+        # the peak never falls
+        " peak_severity = CASE WHEN array_position(%s::text[], EXCLUDED.peak_severity)"
+        "  > array_position(%s::text[], alarms.peak_severity)"
+        "  THEN EXCLUDED.peak_severity ELSE alarms.peak_severity END"
         " RETURNING *, (xmax = 0) AS created",
-        (rule.site_id, device, rule.id, rule.severity, decision.message, rule.metric,
-         decision.value, decision.value, now, now, suppressed_by)).fetchone()
+        (rule.site_id, device, rule.id, severity, severity, decision.message, rule.metric,
+         decision.value, decision.value, now, now, suppressed_by, _ORDER, _ORDER)).fetchone()
     assert row is not None
     alarm = dict(row)
     created = bool(alarm.pop("created"))
@@ -55,6 +64,30 @@ def raise_alarm(conn: psycopg.Connection[Any], rule: Rule, device: str, decision
         add_history(conn, alarm["id"], at=now, action="retriggered", actor="system",
                  note=decision.message)
     return alarm, created
+
+
+def change_severity(conn: psycopg.Connection[Any], rule: Rule, device: str,
+                    decision: Decision, *, now: datetime) -> tuple[dict[str, Any], str] | None:
+    """Move the active alarm of (device, rule) to the decision's level; (row, old severity)."""
+    old = conn.execute(
+        "SELECT id, severity, peak_severity FROM alarms WHERE site_id = %s AND device_id = %s"
+        " AND rule_id = %s AND state <> 'cleared' FOR UPDATE",
+        (rule.site_id, device, rule.id)).fetchone()
+    if old is None or decision.severity is None:
+        return None
+    new = decision.severity
+    peak = max(new, old["peak_severity"], key=SEVERITY_RANK.__getitem__)
+    row = conn.execute(
+        "UPDATE alarms SET severity = %s, peak_severity = %s, message = %s, last_value = %s,"
+        " last_at = %s WHERE id = %s RETURNING *",
+        (new, peak, decision.message, decision.value, now, old["id"])).fetchone()
+    assert row is not None
+    if new != old["severity"]:
+        worse = SEVERITY_RANK[new] > SEVERITY_RANK[old["severity"]]
+        add_history(conn, old["id"], at=now,
+                    action="severity_raised" if worse else "severity_lowered",
+                    actor="system", note=f"{old['severity']} -> {new}: {decision.message}")
+    return dict(row), str(old["severity"])
 
 
 def update_alarm(conn: psycopg.Connection[Any], rule: Rule, device: str, decision: Decision, *,
@@ -150,7 +183,7 @@ def get_alarm(conn: psycopg.Connection[Any], alarm_id: int, *,
 
 
 FILTERS = {"site": "site_id", "device": "device_id", "severity": "severity", "state": "state",
-           "rule": "rule_id"}
+           "rule": "rule_id", "peak_severity": "peak_severity"}
 
 
 def list_alarms(conn: psycopg.Connection[Any], *, filters: dict[str, Any], scope: str | None,

@@ -82,6 +82,12 @@ def update_rule(conn: psycopg.Connection[Any], site_id: str, rule_id: str, chang
         spec.pop("device_type", None)  # a new scope replaces the old one
     if changes.get("device_type") is not None:
         spec.pop("device", None)
+    if changes.get("levels") is not None:  # levels replace a single threshold, and back
+        for key in ("threshold", "clear", "severity"):
+            if key not in changes:
+                spec.pop(key, None)
+    elif changes.get("threshold") is not None:
+        spec.pop("levels", None)
     spec.update({k: v for k, v in changes.items() if k not in ("id", "site_id")})
     rule = parse_rule(site_id, {k: v for k, v in spec.items() if v is not None})
     upsert_rule(conn, rule, now=now)

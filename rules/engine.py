@@ -29,7 +29,7 @@ from rules.evaluate import (
     evaluate_readings,
     evaluate_time,
 )
-from rules.model import Decision, Reading, Rule, rule_from_row
+from rules.model import Decision, Reading, Rule, RuleError, rule_from_row
 from rules.suppress import Mute, Target, first_mute, load_mutes
 from tickets import work_orders
 from tickets.policy import Policy, load_policy
@@ -63,10 +63,29 @@ class Context:
         self._mutes.pop(site, None)
 
 
+_BAD_OVERRIDES: set[tuple[str, str, str]] = set()  # warned about once per process
+
+
+def for_device(rule: Rule, dev: dict[str, Any] | None, device: str) -> Rule:
+    """The rule with the device's overrides; the rule itself if they do not fit it.
+
+    Overrides are free JSON on the device (e.g. a `threshold` for a rule that now has
+    levels): one device's bad override must not stop every reading of its batch.
+    """
+    try:
+        return rule.for_device(dev.get("overrides") if dev else None)
+    except RuleError as exc:
+        if (rule.site_id, rule.id, device) not in _BAD_OVERRIDES:
+            _BAD_OVERRIDES.add((rule.site_id, rule.id, device))
+            log.warning("device %s/%s: overrides of rule %s ignored: %s", rule.site_id, device,
+                        rule.id, exc)
+        return rule
+
+
 # ---- act -------------------------------------------------------------------------------
 
 def act(ctx: Context, rule: Rule, device: str, decision: Decision) -> None:
-    """Carry out one decision: raise (unless a repeat), update or clear the alarm; open tickets."""
+    """Carry out one decision: raise, update, change the level of or clear the alarm; tickets."""
     conn, now = ctx.conn, ctx.now
     if decision.action == "update":
         alarms.update_alarm(conn, rule, device, decision, now=now)
@@ -76,10 +95,17 @@ def act(ctx: Context, rule: Rule, device: str, decision: Decision) -> None:
         if cleared is not None and rule.inhibits:
             ctx.forget_mutes(rule.site_id)
         return
+    if decision.action == "level":
+        changed = alarms.change_severity(conn, rule, device, decision, now=now)
+        if changed is not None and (SEVERITY_RANK[changed[0]["severity"]]
+                                    > SEVERITY_RANK[changed[1]]):
+            follow_ticket(ctx, changed[0])
+        return
     mute = first_mute(ctx.mutes(rule.site_id), Target(rule.site_id, device, rule.id), now)
     alarm, created = alarms.raise_alarm(conn, rule, device, decision, now=now,
                                         suppressed_by=mute.label if mute else None)
     if not created:
+        follow_ticket(ctx, alarm)  # state was lost while the alarm stayed: it may have risen
         return
     if rule.inhibits:
         ctx.forget_mutes(rule.site_id)
@@ -87,20 +113,34 @@ def act(ctx: Context, rule: Rule, device: str, decision: Decision) -> None:
         open_ticket(ctx, alarm)
 
 
+def follow_ticket(ctx: Context, alarm: dict[str, Any]) -> None:
+    """An alarm's severity rose: open its ticket once it reaches open_at, or raise the ticket."""
+    if alarm["suppressed_by"] is not None and alarm["suppression_ended_at"] is None:
+        return  # the ticket opens when the suppression ends, at the peak reached
+    if alarm["work_order_id"] is None:
+        open_ticket(ctx, alarm)
+    else:
+        work_orders.raise_severity(ctx.conn, alarm["work_order_id"], alarm["peak_severity"],
+                                   now=ctx.now)
+
+
 def open_ticket(ctx: Context, alarm: dict[str, Any]) -> int | None:
-    """Open (or link) the work order of an unsuppressed alarm if its severity calls for one."""
+    """Open (or link) the work order of an unsuppressed alarm if its peak calls for one."""
     policy = ctx.policy(alarm["site_id"])
-    if SEVERITY_RANK[alarm["severity"]] < SEVERITY_RANK[policy.open_at]:
+    severity = alarm.get("peak_severity") or alarm["severity"]
+    if SEVERITY_RANK[severity] < SEVERITY_RANK[policy.open_at]:
         return None
-    value = alarm["first_value"]
+    value = alarm["last_value"] if alarm["last_value"] is not None else alarm["first_value"]
     description = alarm["message"] + (f" (value {value:g})" if value is not None else "")
     wo_id = work_orders.open_work_order(
         ctx.conn, site_id=alarm["site_id"], device_id=alarm["device_id"],
-        severity=alarm["severity"], title=alarm["message"].split(": ", 1)[-1][:200],
+        severity=severity, title=alarm["message"].split(": ", 1)[-1][:200],
         description=f"{description}; alarm raised {alarm['raised_at'].isoformat()}",
         source="alarm", source_ref=f"alarm:{alarm['id']}", now=ctx.now,
         rule_id=alarm["rule_id"], alarm_id=alarm["id"])
     ctx.conn.execute("UPDATE alarms SET work_order_id = %s WHERE id = %s", (wo_id, alarm["id"]))
+    # A repeat fault joins a live ticket opened at a lower severity: it follows this one.
+    work_orders.raise_severity(ctx.conn, wo_id, severity, now=ctx.now)
     return wo_id
 
 
@@ -179,7 +219,7 @@ def process_readings(ctx: Context, readings: list[Reading]) -> int:
             if rule.applies_to(reading.device, dev_type):
                 key = (reading.site, rule.id, reading.device)
                 if key not in rules:
-                    rules[key] = rule.for_device(dev["overrides"] if dev else None)
+                    rules[key] = for_device(rule, dev, reading.device)
                 groups[key].append(reading)
     if not groups:
         return 0
@@ -219,7 +259,7 @@ def process_offline(ctx: Context, devices: dict[tuple[str, str], dict[str, Any]]
             continue
         for rule in rules:
             if rule.site_id == site and rule.applies_to(device, dev.get("type_id")):
-                keys[(site, rule.id, device)] = rule.for_device(dev.get("overrides"))
+                keys[(site, rule.id, device)] = for_device(rule, dev, device)
     if not keys:
         return 0
     rule_state.lock_keys(ctx.conn, keys)
@@ -350,7 +390,7 @@ def expire_holds(ctx: Context) -> int:
             changes[key] = ({}, None)
             continue
         dev = devices.get((key[0], key[2]))
-        rule = rules[key] = base.for_device(dev["overrides"] if dev else None)
+        rule = rules[key] = for_device(base, dev, key[2])
         after, decisions = evaluate_time(rule, stored[key], ctx.now, device=key[2])
         changes[key] = (after, due_at(rule, after))
         if decisions:

@@ -16,6 +16,7 @@ from rules.model import (
     RateRule,
     Reading,
     Rule,
+    Rung,
     ThresholdRule,
     compare,
 )
@@ -38,21 +39,22 @@ def _fmt(value: float | None) -> str:
     return f"{value:g}"
 
 
-def describe(rule: Rule, value: float | None, *, device: str) -> str:
+def describe(rule: Rule, value: float | None, *, device: str, rung: Rung | None = None) -> str:
     """The alarm message: what was measured against what, on which device."""
     if rule.kind == "offline":
         return f"{device}: {rule.name}"
-    op, threshold = rule.op, rule.threshold
+    if rule.kind == "count":
+        return (f"{device}: {rule.name}: {rule.metric} = {_fmt(value)} ({rule.op} "
+                f"{_fmt(rule.threshold)}) {rule.count} readings in a row")
+    rung = rung or rule.ladder()[0]
+    level = f", {rung.severity}" if rule.levels else ""
     if rule.kind == "rate":
         window = rule.window.total_seconds()
         return (f"{device}: {rule.name}: {rule.metric} changed by {_fmt(value)} in "
-                f"{window:g}s ({op} {_fmt(threshold)})")
-    if rule.kind == "count":
-        return (f"{device}: {rule.name}: {rule.metric} = {_fmt(value)} ({op} {_fmt(threshold)}) "
-                f"{rule.count} readings in a row")
-    hold = rule.for_.total_seconds()
-    held = f" for {hold:g}s" if hold else ""
-    return f"{device}: {rule.name}: {rule.metric} = {_fmt(value)} ({op} {_fmt(threshold)}){held}"
+                f"{window:g}s ({rule.op} {_fmt(rung.threshold)}{level})")
+    held = f" for {rung.hold:g}s" if rung.hold else ""
+    return (f"{device}: {rule.name}: {rule.metric} = {_fmt(value)} ({rule.op} "
+            f"{_fmt(rung.threshold)}{level}){held}")
 
 
 def _compact(state: State) -> State:
@@ -90,30 +92,85 @@ def evaluate_readings(rule: Rule, state: State, readings: list[Reading], *,
     return _compact(st), decisions
 
 
+# ---- the level ladder of threshold and rate rules ----------------------------------------
+# State: `pending` lists, per level from the least severe, since when the value has met that
+# level's threshold without a break (levels are nested: meeting one meets those below it);
+# `firing` with `level` (index, 0 left out) is the alarm's current level; `clearing` since
+# when the value has not met the current level's clear value.
+
+def _pending(st: State) -> list[float]:
+    """Per level, since when its threshold has been met (a stored scalar: one level)."""
+    pending = st.get("pending")
+    if pending is None:
+        return []
+    if isinstance(pending, int | float):
+        return [float(pending)]
+    return [float(p) for p in pending]
+
+
+def _level(st: State) -> int:
+    """The current level's index, -1 when not firing."""
+    return int(st.get("level") or 0) if st.get("firing") else -1
+
+
+def _held(ladder: tuple[Rung, ...], pending: list[float], t: float) -> int:
+    """The worst level whose threshold has been met for its hold time by t; -1 if none."""
+    for j in range(len(pending) - 1, -1, -1):
+        if t - pending[j] >= ladder[j].hold:
+            return j
+    return -1
+
+
 def _threshold_step(rule: ThresholdRule | RateRule, st: State, t: float, value: float,
                     decisions: list[Decision], device: str) -> None:
-    op, threshold = rule.op, rule.threshold
-    triggered = compare(value, op, threshold)
+    ladder, op = rule.ladder(), rule.op
     st["last_value"] = value
-    if not st.get("firing"):
-        if not triggered:
-            st["pending"] = None
-            return
-        if st.get("pending") is None:
-            st["pending"] = t
-        if t - st["pending"] >= rule.for_.total_seconds():
-            _raise(rule, st, t, value, decisions, device)
+    met = sum(1 for rung in ladder if compare(value, op, rung.threshold))
+    pending = _pending(st)[:met]
+    st["pending"] = pending + [t] * (met - len(pending))
+    level = _level(st)
+    held = _held(ladder, st["pending"], t)
+    if level < 0:
+        if held >= 0:
+            _raise(rule, st, t, value, decisions, device, ladder[held])
+            st["level"] = held
         return
+    if held > level:
+        _change(rule, st, t, value, decisions, device, ladder, held)
+        return
+    rung = ladder[level]
+    triggered = compare(value, op, rung.threshold)
     if triggered:
-        _update(rule, st, t, value, decisions, device)
+        _update(rule, st, t, value, decisions, device, rung)
     st["in_trigger"] = triggered
-    still = compare(value, op, threshold if rule.clear is None else rule.clear)
-    if still:
+    if compare(value, op, rung.clear):
         st["clearing"] = None
         return
     if st.get("clearing") is None:
         st["clearing"] = t
-    if t - st["clearing"] >= rule.clear_for.total_seconds():
+    if t - st["clearing"] >= rung.clear_hold:
+        _step_down(rule, st, t, value, decisions, device, ladder)
+
+
+def _change(rule: ThresholdRule | RateRule, st: State, t: float, value: float | None,
+            decisions: list[Decision], device: str, ladder: tuple[Rung, ...],
+            to: int) -> None:
+    """Move a firing alarm to another level."""
+    rung = ladder[to]
+    st.update(level=to, clearing=None,
+              in_trigger=value is not None and compare(value, rule.op, rung.threshold))
+    decisions.append(Decision("level", _dt(t), value, severity=rung.severity,
+                              message=describe(rule, value, device=device, rung=rung)))
+
+
+def _step_down(rule: ThresholdRule | RateRule, st: State, t: float, value: float | None,
+               decisions: list[Decision], device: str, ladder: tuple[Rung, ...]) -> None:
+    """The current level's clear held: down to the worst level the value still meets, or clear."""
+    below = [k for k in range(_level(st)) if value is not None
+             and compare(value, rule.op, ladder[k].clear)]
+    if below:
+        _change(rule, st, t, value, decisions, device, ladder, below[-1])
+    else:
         _clear(st, t, value, decisions)
 
 
@@ -125,10 +182,10 @@ def _count_step(rule: CountRule, st: State, t: float, value: float,
         st["streak"] = st.get("streak", 0) + 1 if triggered else 0
         if st["streak"] >= rule.count:
             st["streak"] = 0
-            _raise(rule, st, t, value, decisions, device)
+            _raise(rule, st, t, value, decisions, device, None)
         return
     if triggered:
-        _update(rule, st, t, value, decisions, device)
+        _update(rule, st, t, value, decisions, device, None)
         st["in_trigger"] = True
         st["ok_streak"] = 0
         return
@@ -152,21 +209,22 @@ def _rate_step(rule: RateRule, st: State, t: float, value: float) -> float | Non
 
 
 def _raise(rule: Rule, st: State, t: float, value: float | None,
-           decisions: list[Decision], device: str) -> None:
-    st.update(firing=True, pending=None, clearing=None, in_trigger=True, ok_streak=0)
-    decisions.append(Decision("raise", _dt(t), value, message=describe(rule, value, device=device)))
+           decisions: list[Decision], device: str, rung: Rung | None) -> None:
+    st.update(firing=True, clearing=None, in_trigger=True, ok_streak=0)
+    decisions.append(Decision("raise", _dt(t), value,
+                              message=describe(rule, value, device=device, rung=rung),
+                              severity=rung.severity if rung else rule.severity))
 
 
 def _update(rule: Rule, st: State, t: float, value: float, decisions: list[Decision],
-            device: str) -> None:
+            device: str, rung: Rung | None) -> None:
     """A firing rule's condition holds again: a retrigger if it had stopped holding."""
     decisions.append(Decision("update", _dt(t), value, retrigger=not st.get("in_trigger"),
-                              message=describe(rule, value, device=device)))
+                              message=describe(rule, value, device=device, rung=rung)))
 
 
 def _clear(st: State, t: float, value: float | None, decisions: list[Decision]) -> None:
-    st.update(firing=False, pending=None, clearing=None, in_trigger=False, ok_streak=0,
-              streak=0)
+    st.update(firing=False, level=0, clearing=None, in_trigger=False, ok_streak=0, streak=0)
     decisions.append(Decision("clear", _dt(t), value))
 
 
@@ -175,36 +233,37 @@ def evaluate_time(rule: Rule, state: State, now: datetime, *,
     """Let time pass with no new reading: a hold time or a clear hold may have run out."""
     st = dict(state)
     decisions: list[Decision] = []
+    if rule.kind not in ("threshold", "rate"):
+        return _compact(st), decisions  # count and offline rules hold nothing over time
     t = _epoch(now)
-    hold, clear_hold = _holds(rule)
-    if not st.get("firing"):
-        pending = st.get("pending")
-        if pending is not None and t - pending >= hold:
-            _raise(rule, st, t, st.get("last_value"), decisions, device)
+    ladder = rule.ladder()
+    level = _level(st)
+    held = _held(ladder, _pending(st), t)
+    value = st.get("last_value")
+    if level < 0:
+        if held >= 0:
+            _raise(rule, st, t, value, decisions, device, ladder[held])
+            st["level"] = held
+    elif held > level:
+        _change(rule, st, t, value, decisions, device, ladder, held)
     else:
         clearing = st.get("clearing")
-        if clearing is not None and t - clearing >= clear_hold:
-            _clear(st, t, st.get("last_value"), decisions)
+        if clearing is not None and t - clearing >= ladder[level].clear_hold:
+            _step_down(rule, st, t, value, decisions, device, ladder)
     return _compact(st), decisions
-
-
-def _holds(rule: Rule) -> tuple[float, float]:
-    """The rule's hold and clear-hold times in seconds (none for count and offline rules)."""
-    if rule.kind in ("threshold", "rate"):
-        return rule.for_.total_seconds(), rule.clear_for.total_seconds()
-    return 0.0, 0.0
 
 
 def due_at(rule: Rule, state: State) -> datetime | None:
     """When `evaluate_time` could next decide something for this state, if ever."""
     if rule.kind not in ("threshold", "rate"):
         return None
-    hold, clear_hold = _holds(rule)
-    if not state.get("firing") and state.get("pending") is not None:
-        return _dt(state["pending"] + hold)
-    if state.get("firing") and state.get("clearing") is not None:
-        return _dt(state["clearing"] + clear_hold)
-    return None
+    ladder = rule.ladder()
+    level = _level(state)
+    pending = _pending(state)
+    times = [pending[j] + ladder[j].hold for j in range(level + 1, len(pending))]
+    if level >= 0 and state.get("clearing") is not None:
+        times.append(state["clearing"] + ladder[level].clear_hold)
+    return _dt(min(times)) if times else None
 
 
 # The ingest moves devices.last_seen on only when it gains a second or more (fewer dead

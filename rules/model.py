@@ -4,6 +4,11 @@ A rule is written flat, in the site file and in the API alike:
 `{id, kind, metric, severity, device_type | device, op, threshold, clear, for, ...}`; `kind`
 (default `threshold`) chooses the model. The `rules` table keeps the kind's parameters in its
 `params` column (durations in seconds), the other fields in columns of their own.
+
+Threshold and rate rules may instead give `levels`: the severity levels of one condition
+(`[{severity: warning, threshold: 4.5, clear: 4.0}, {severity: major, threshold: 7.1}, ...]`),
+one rule and one alarm whose severity rises and falls between them. A rule without levels is
+a ladder of one rung.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pydantic import (
 from caretaker.durations import Duration
 from caretaker.errors import Invalid
 from caretaker.ids import Ident
-from caretaker.severity import Severity
+from caretaker.severity import SEVERITY_RANK, Severity
 from caretaker.site_config import ShortText, Text, problems
 
 KINDS = ("threshold", "count", "offline", "rate")
@@ -36,7 +41,9 @@ Metric = Annotated[str, StringConstraints(pattern=r"^[^\x00]{1,64}$")]
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 # Parameters a device may override for itself (devices.overrides {"rule-id": {...}}).
 OVERRIDABLE = {"threshold", "clear", "for", "clear_for", "count", "clear_count", "window",
-               "timeout"}
+               "timeout", "levels"}
+MAX_LEVELS = 4  # one per severity
+RISING = (">", ">=")  # ops whose worse levels have higher thresholds
 
 
 class RuleError(Invalid):
@@ -70,6 +77,32 @@ class Inhibits(BaseModel):
 def _inhibits_shape(value: Any) -> Any:
     """`inhibits: [a, b]` or `inhibits: '*'` is short for `{rules: ...}`."""
     return {"rules": value} if isinstance(value, list | str) else value
+
+
+class Level(BaseModel):
+    """One severity level of a rule: its threshold, clear value and hold times."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    severity: Severity
+    threshold: float = Field(allow_inf_nan=False)
+    clear: float | None = Field(default=None, allow_inf_nan=False, description=(
+        "the level is left when the value no longer meets `op clear`; default threshold"))
+    for_: Duration | None = Field(default=None, alias="for",
+                                  description="hold time of this level; default the rule's")
+    clear_for: Duration | None = Field(default=None,
+                                       description="clear hold of this level; default the rule's")
+
+
+@dataclass(frozen=True)
+class Rung:
+    """A level as evaluation uses it: every value resolved (hold times in seconds)."""
+
+    severity: str
+    threshold: float
+    clear: float
+    hold: float
+    clear_hold: float
 
 
 class RuleBase(BaseModel):
@@ -126,7 +159,7 @@ class RuleBase(BaseModel):
     def params(self) -> dict[str, Any]:
         """The kind's parameters as the `params` column stores them (durations in seconds)."""
         out = self.model_dump(include=set(self.param_names()), by_alias=True, exclude_none=True)
-        return {k: v.total_seconds() if isinstance(v, timedelta) else v for k, v in out.items()}
+        return {k: _seconds(v) for k, v in out.items()}
 
     @classmethod
     def param_names(cls) -> tuple[str, ...]:
@@ -140,24 +173,115 @@ class RuleBase(BaseModel):
                                exclude={"site_id"})
 
 
+def _seconds(value: Any) -> Any:
+    """Durations (also inside lists and mappings) as seconds, for the `params` column."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, dict):
+        return {k: _seconds(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_seconds(v) for v in value]
+    return value
+
+
 class _Compared(RuleBase):
     op: Op = Field(default=">", description="how a reading compares with threshold")
     threshold: float = Field(allow_inf_nan=False)
 
 
-class _Cleared(_Compared):
+def _worst(levels: Any) -> str | None:
+    """The worst severity among written levels (None if they cannot tell)."""
+    found = []
+    for level in levels if isinstance(levels, list | tuple) else []:
+        severity = level.get("severity") if isinstance(level, dict) else getattr(
+            level, "severity", None)
+        if severity in SEVERITY_RANK:
+            found.append(severity)
+    return max(found, key=SEVERITY_RANK.__getitem__) if found else None
+
+
+class _Cleared(RuleBase):
+    op: Op = Field(default=">", description="how a reading compares with threshold")
+    threshold: float | None = Field(default=None, allow_inf_nan=False, description=(
+        "fires when the value meets `op threshold`; give threshold or levels"))
     clear: float | None = Field(default=None, allow_inf_nan=False, description=(
         "hysteresis: firing stops when the value no longer meets `op clear`; default threshold"))
     for_: Duration = Field(default=timedelta(0), alias="for",
                            description="hold: the condition must last this long to fire")
     clear_for: Duration = Field(default=timedelta(0),
                                 description="the clear condition must last this long")
+    levels: tuple[Level, ...] | None = Field(
+        default=None, min_length=1, max_length=MAX_LEVELS, description=(
+            "severity levels of one condition, least severe first (instead of threshold,"
+            " clear and severity): one alarm whose severity follows the level reached"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _severity_of_levels(cls, value: Any) -> Any:
+        """With levels, the rule's severity is its worst level's unless written."""
+        if isinstance(value, dict) and value.get("levels") and "severity" not in value:
+            worst = _worst(value["levels"])
+            if worst is not None:
+                return {**value, "severity": worst}
+        return value
 
     @model_validator(mode="after")
-    def _clear_needs_order(self) -> _Cleared:
-        if self.clear is not None and self.op in ("==", "!="):
-            raise ValueError("clear needs an ordering op (>, >=, <, <=)")
+    def _check(self) -> _Cleared:
+        if self.levels is None:
+            if self.threshold is None:
+                raise ValueError("threshold: Field required (or give levels)")
+            if self.clear is not None and self.op in ("==", "!="):
+                raise ValueError("clear needs an ordering op (>, >=, <, <=)")
+            return self
+        _check_levels(self)
         return self
+
+    def ladder(self) -> tuple[Rung, ...]:
+        """The rule's levels, least severe first, every value resolved."""
+        hold, clear_hold = self.for_.total_seconds(), self.clear_for.total_seconds()
+        if self.levels is None:
+            assert self.threshold is not None
+            return (Rung(self.severity, self.threshold,
+                         self.threshold if self.clear is None else self.clear, hold,
+                         clear_hold),)
+        return tuple(Rung(lv.severity, lv.threshold,
+                          lv.threshold if lv.clear is None else lv.clear,
+                          hold if lv.for_ is None else lv.for_.total_seconds(),
+                          clear_hold if lv.clear_for is None else lv.clear_for.total_seconds())
+                     for lv in self.levels)
+
+
+def _check_levels(rule: _Cleared) -> None:
+    """Levels replace threshold/clear; worse levels lie further out, each with its hysteresis."""
+    assert rule.levels is not None
+    if rule.threshold is not None or rule.clear is not None:
+        raise ValueError("give threshold and clear, or levels, not both")
+    if rule.op not in (">", ">=", "<", "<="):
+        raise ValueError("levels need an ordering op (>, >=, <, <=)")
+    ranks = [SEVERITY_RANK[lv.severity] for lv in rule.levels]
+    if ranks != sorted(set(ranks)):
+        raise ValueError("levels: list each severity once, least severe first"
+                         " (warning, minor, major, critical)")
+    sign = 1.0 if rule.op in RISING else -1.0
+    for lv in rule.levels:
+        if lv.clear is not None and sign * (lv.threshold - lv.clear) < 0:
+            side = "above" if sign > 0 else "below"
+            raise ValueError(f"levels: {lv.severity}: clear {lv.clear:g} must not lie {side}"
+                             f" its threshold {lv.threshold:g} (op {rule.op})")
+    for low, high in zip(rule.levels, rule.levels[1:], strict=False):
+        if sign * (high.threshold - low.threshold) <= 0:
+            way = "higher" if sign > 0 else "lower"
+            raise ValueError(f"levels: {high.severity}'s threshold must be {way} than"
+                             f" {low.severity}'s (op {rule.op})")
+        low_clear = low.threshold if low.clear is None else low.clear
+        high_clear = high.threshold if high.clear is None else high.clear
+        if sign * (high_clear - low_clear) < 0:
+            raise ValueError(f"levels: {high.severity}'s clear must not lie inside"
+                             f" {low.severity}'s")
+    worst = rule.levels[-1].severity
+    if rule.severity != worst:
+        raise ValueError(f"severity: a rule with levels has its worst level's severity"
+                         f" ({worst}); leave severity out")
 
 
 class ThresholdRule(_Cleared):
@@ -272,8 +396,9 @@ class Reading:
 class Decision:
     """What evaluation decided for one (rule, device): raise, update or clear its alarm."""
 
-    action: str  # "raise" | "update" | "clear"
+    action: str  # "raise" | "update" | "level" (severity changed) | "clear"
     at: datetime
     value: float | None = None
     retrigger: bool = False  # an update where the condition was re-entered
     message: str = ""
+    severity: str | None = None  # raise and level: the alarm's severity from now on

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, Db, Reader, require, scoped_site
 from api.resource import Page, PagingDep, When
@@ -25,7 +25,8 @@ class AlarmPublic(BaseModel):
     site_id: str
     device_id: str
     rule_id: str
-    severity: str
+    severity: str = Field(description="the current level's severity (rises and falls)")
+    peak_severity: str = Field(description="the worst severity reached (never falls)")
     state: str
     message: str
     metric: str | None
@@ -63,14 +64,15 @@ class AlarmAction(BaseModel):
 @router.get("", response_model=Page[AlarmPublic])
 def list_alarms(conn: Db, principal: Reader, page: PagingDep, site: str | None = None,
                 device: str | None = None, severity: Severity | None = None,
+                peak_severity: Severity | None = None,
                 state: State | None = None, rule: str | None = None,
                 since: Annotated[When | None, Query(description="raised at or after")] = None,
                 until: Annotated[When | None, Query(description="raised before")] = None,
                 ) -> dict[str, Any]:
-    """Alarms, newest first, filtered by site, device, severity, state, rule and time."""
+    """Alarms, newest first, filtered by site, device, severity (now or peak), state, rule, time."""
     items, total = alarms.list_alarms(
         conn, filters={"site": site, "device": device, "severity": severity, "state": state,
-                       "rule": rule},
+                       "rule": rule, "peak_severity": peak_severity},
         scope=scoped_site(principal, site), since=since, until=until, limit=page.limit,
         offset=page.offset)
     return page.answer(items, total)

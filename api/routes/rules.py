@@ -22,7 +22,17 @@ from caretaker.site_config import ShortText, Text
 from caretaker.tokens import Principal
 from rules import catalog
 from rules.catalog import RuleNotFound
-from rules.model import CountRule, Inhibits, OfflineRule, Op, RateRule, Rule, ThresholdRule
+from rules.model import (
+    MAX_LEVELS,
+    CountRule,
+    Inhibits,
+    Level,
+    OfflineRule,
+    Op,
+    RateRule,
+    Rule,
+    ThresholdRule,
+)
 from rules.model import Metric as RuleMetric
 
 # A PATCH field's default: absent leaves the value, an explicit null is refused.
@@ -54,6 +64,7 @@ class RuleUpdate(BaseModel):
     clear: float | None = Field(default=UNSET, allow_inf_nan=False)
     for_: Duration = Field(default=UNSET, alias="for")
     clear_for: Duration = Field(default=UNSET)
+    levels: list[Level] = Field(default=UNSET, min_length=1, max_length=MAX_LEVELS)
     count: int = Field(default=UNSET, ge=1, le=10_000)
     clear_count: int = Field(default=UNSET, ge=1, le=10_000)
     window: Duration = Field(default=UNSET)
@@ -129,7 +140,11 @@ def create_rule(body: Annotated[Rule, Body()], conn: Db, principal: Editor,
 @router.patch("/{site}/{rule_id}", response_model=RulePublic)
 def update_rule(site: Ident, rule_id: Ident, body: RuleUpdate, conn: Db, principal: Editor,
                 clock: ClockDep) -> dict[str, Any]:
-    """Change a rule (thresholds, hold times, severity, scope, enabled)."""
+    """Change a rule (thresholds or levels, hold times, severity, scope, enabled).
+
+    Giving `levels` replaces `threshold`, `clear` and `severity` (the worst level's), and
+    giving `threshold` to a rule with levels makes it a single-level rule again.
+    """
     check_site(principal, site)
     changes = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
     return _public(conn, catalog.update_rule(conn, site, rule_id, changes, now=clock()))

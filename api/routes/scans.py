@@ -43,6 +43,7 @@ router = APIRouter(prefix="/scans", tags=["patrol"])
 
 Scanner = Annotated[Principal, Depends(require("supervisor", "engineer", "guard"))]
 Disposition = Literal["matched", "repeat", "unknown_tag", "unscheduled"]
+ResultFilter = Literal["ok", "normal", "abnormal"]  # normal: the same as ok
 IdParam = Annotated[str | None, Query(pattern=IDENT_PATTERN)]
 MAX_SCANS = 1000  # scans in one request; a handheld syncs a longer backlog in several
 EXAMPLE_SCAN: dict[str, Any] = {
@@ -120,6 +121,10 @@ class ScanPublic(BaseModel):
     suspicious: bool | None
     run_id: int | None
     seq: int | None
+    finding_id: int | None = Field(description=(
+        "the finding an abnormal scan filed (hazard or equipment); null: none"))
+    finding_kind: Literal["equipment", "hazard"] | None
+    work_order_id: int | None = Field(description="the ticket the finding opened")
 
 
 def _exists(conn: Db, sql: Any, params: tuple[str, ...]) -> bool:
@@ -205,10 +210,14 @@ def list_scans(conn: Db, principal: Reader, page: PagingDep, site: IdParam = Non
                guard: IdParam = None, disposition: Disposition | None = None,
                tag: Annotated[str | None, Query(max_length=MAX_TAG, pattern=r"^[^\x00]*$")
                               ] = None, since: When | None = None,
-               until: When | None = None) -> dict[str, Any]:
-    """Scans with their disposition (e.g. ?disposition=unknown_tag), newest first."""
+               until: When | None = None,
+               result: Annotated[ResultFilter | None, Query(description=(
+                   "abnormal: what guards flagged; ok (or normal): the others"))] = None,
+               ) -> dict[str, Any]:
+    """Scans with their disposition (e.g. ?disposition=unknown_tag, ?result=abnormal)."""
     items, total = queries.list_scans(
         conn, scope=scoped_site(principal, site), guard=own_guard(principal), site=site,
         guard_id=guard, disposition=disposition, tag=tag, since=since, until=until,
-        limit=page.limit, offset=page.offset)
+        limit=page.limit, offset=page.offset,
+        result="ok" if result == "normal" else result)
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}

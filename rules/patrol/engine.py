@@ -24,12 +24,12 @@ from zoneinfo import ZoneInfo
 
 from psycopg.types.json import Jsonb
 
-from rules.patrol import classify
+from rules.patrol import checklist, classify
 from rules.patrol.checklist import findings as checklist_findings
 from rules.patrol.model import PatrolConfigError, Route
 from rules.patrol.schedule import local_to_utc, occurrences
 from rules.patrol.store import Conn, load_route, load_schedule
-from tickets.work_orders import open_work_order
+from tickets.work_orders import open_work_order, raise_severity
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ def process_scans(conn: Conn, scan_ids: Iterable[UUID], now: datetime, *,
         key = (scan["site_id"], scan["tag"])
         if key not in checkpoints:
             checkpoints[key] = conn.execute(
-                "SELECT id, kind, device_id, checklist FROM checkpoints"
+                "SELECT id, kind, device_id, zone_id, name, checklist FROM checkpoints"
                 " WHERE site_id = %s AND tag = %s", key).fetchone()
         cp = checkpoints[key]
         run_id = seq = None
@@ -282,57 +282,103 @@ def process_scans(conn: Conn, scan_ids: Iterable[UUID], now: datetime, *,
              cp["id"] if cp else None, disposition, suspicious, run_id, seq, now))
         if findings and cp is not None and cp["kind"] == "equipment":
             _file_finding(conn, scan, cp, now)
+        elif findings and scan["result"] == "abnormal":
+            _file_hazard(conn, scan, cp, now)
     for run_id in sorted(touched):
         check_run(conn, run_id, now, options=options)
     return len(scans)
 
 
 # --- findings → work orders ---------------------------------------------------------------
+# A finding is filed in the transaction that checks its scan (once: unique by scan) and its
+# ticket opened at once in a savepoint; the clock retries findings left without a ticket.
 
-def _file_finding(conn: Conn, scan: dict[str, Any], cp: dict[str, Any],
-                  now: datetime) -> None:
-    problems = checklist_findings(cp["checklist"] or [], scan["readings"] or {},
-                                  scan["result"])
-    if not problems:
-        return
+HAZARD_SEVERITY = "major"  # a guard's hazard report (安全隐患): respond and resolve as major
+
+
+def _insert_finding(conn: Conn, scan: dict[str, Any], cp: dict[str, Any] | None, *, kind: str,
+                    problems: list[dict[str, Any]], severity: str, now: datetime) -> None:
     row = conn.execute(
         "INSERT INTO inspection_findings (site_id, checkpoint_id, device_id, guard_id, scan_id,"
-        "   scan_time, problems, note, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        "   scan_time, problems, note, created_at, kind, severity)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (scan_id) DO NOTHING RETURNING id",
-        (scan["site_id"], cp["id"], cp["device_id"], scan["guard_id"], scan["scan_id"],
-         scan["time"], Jsonb(problems), scan["note"], now)).fetchone()
+        (scan["site_id"], cp["id"] if cp else None, cp["device_id"] if cp else None,
+         scan["guard_id"], scan["scan_id"], scan["time"], Jsonb(problems), scan["note"], now,
+         kind, severity)).fetchone()
     if row is not None:
         open_finding_work_orders(conn, now, ids=[int(row["id"])])
 
 
+def _file_finding(conn: Conn, scan: dict[str, Any], cp: dict[str, Any],
+                  now: datetime) -> None:
+    """An equipment checkpoint: each answer out of range (or `abnormal`) is a finding."""
+    problems = checklist_findings(cp["checklist"] or [], scan["readings"] or {},
+                                  scan["result"])
+    if problems:
+        _insert_finding(conn, scan, cp, kind="equipment", problems=problems,
+                        severity=checklist.worst(problems), now=now)
+
+
+def _file_hazard(conn: Conn, scan: dict[str, Any], cp: dict[str, Any] | None,
+                 now: datetime) -> None:
+    """An abnormal scan anywhere else is a hazard (安全隐患) to rectify, the note its text."""
+    reason = scan["note"] or "reported abnormal (no note)"
+    problems = [{"item": "hazard", "reason": reason, "severity": HAZARD_SEVERITY,
+                 **({} if cp else {"tag": scan["tag"]})}]
+    _insert_finding(conn, scan, cp, kind="hazard", problems=problems,
+                    severity=HAZARD_SEVERITY, now=now)
+
+
 def open_finding_work_orders(conn: Conn, now: datetime, *,
                              ids: list[int] | None = None, limit: int = 50) -> int:
-    """Open a fault work order for findings that have none yet; return how many opened."""
+    """Open the work order of findings that have none yet; return how many opened."""
     rows = conn.execute(
-        "SELECT f.*, c.name AS checkpoint_name FROM inspection_findings f"
-        " JOIN checkpoints c ON c.site_id = f.site_id AND c.id = f.checkpoint_id"
+        "SELECT f.*, c.name AS checkpoint_name, c.zone_id FROM inspection_findings f"
+        " LEFT JOIN checkpoints c ON c.site_id = f.site_id AND c.id = f.checkpoint_id"
         " WHERE f.work_order_id IS NULL"
         " AND (%(ids)s::bigint[] IS NULL OR f.id = ANY(%(ids)s))"
         " ORDER BY f.id LIMIT %(limit)s FOR UPDATE OF f SKIP LOCKED",
         {"ids": ids, "limit": limit}).fetchall()
     opened = 0
     for f in rows:
-        reasons = "; ".join(f"{p.get('item')}: {p.get('reason')}" for p in f["problems"])
         try:
             with conn.transaction():
-                wo = open_work_order(conn, site_id=f["site_id"], device_id=f["device_id"],
-                            severity="major",
-                            title=f"Inspection finding at {f['checkpoint_name']}",
-                            description=f"{reasons} (guard {f['guard_id']}, scan "
-                                        f"{f['scan_id']}" + (f"; note: {f['note']}"
-                                                             if f["note"] else "") + ")",
-                            source="inspection", source_ref=f"finding:{f['id']}", now=now)
+                wo = (_open_hazard if f["kind"] == "hazard" else _open_inspection)(conn, f, now)
                 conn.execute("UPDATE inspection_findings SET work_order_id = %s WHERE id = %s",
                              (wo, f["id"]))
             opened += 1
         except Exception:
             log.exception("could not open a work order for inspection finding %s", f["id"])
     return opened
+
+
+def _open_inspection(conn: Conn, f: dict[str, Any], now: datetime) -> int:
+    """An equipment finding's ticket: the device's, with the worst answer's severity."""
+    answers = [p for p in f["problems"] if p.get("reading")] or f["problems"]
+    lines = "; ".join(checklist.describe(p) for p in f["problems"])
+    wo = open_work_order(
+        conn, site_id=f["site_id"], device_id=f["device_id"], severity=f["severity"],
+        title=f"Inspection finding at {f['checkpoint_name']}: {answers[0].get('item')}"[:200],
+        description=f"{lines} (guard {f['guard_id']}, scan {f['scan_id']}"
+                    + (f"; note: {f['note']}" if f["note"] else "") + ")",
+        source="inspection", source_ref=f"finding:{f['id']}", now=now, category="设备",
+        checkpoint_id=f["checkpoint_id"], zone_id=f["zone_id"])
+    # a worse finding on the device's live ticket (a repeat) raises it
+    raise_severity(conn, wo, f["severity"], now=now)
+    return wo
+
+
+def _open_hazard(conn: Conn, f: dict[str, Any], now: datetime) -> int:
+    """A hazard's rectification ticket (整改): where it was seen and what the guard wrote."""
+    where = f["checkpoint_name"] or f"unknown tag {f['problems'][0].get('tag')}"
+    text = f["note"] or f["problems"][0]["reason"]
+    return open_work_order(
+        conn, site_id=f["site_id"], device_id=None, severity=f["severity"],
+        title=f"Hazard 安全隐患 at {where}: {text}"[:200], description=text,
+        source="patrol", source_ref=f"scan:{f['scan_id']}", now=now, category="整改",
+        channel="app", checkpoint_id=f["checkpoint_id"], zone_id=f["zone_id"],
+        actor=f"guard:{f['guard_id']}")
 
 
 # --- checking runs ------------------------------------------------------------------------

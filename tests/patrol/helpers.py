@@ -67,11 +67,11 @@ def load(conn: psycopg.Connection[Any]) -> Callable[..., None]:
 def scan(conn: psycopg.Connection[Any], tag: str, when: datetime, *, guard: str = "g1",
          site: str = "t1", received: datetime | None = None,
          result: Literal["ok", "abnormal"] = "ok",
-         readings: dict[str, Any] | None = None, scan_id: uuid.UUID | None = None
-         ) -> uuid.UUID:
+         readings: dict[str, Any] | None = None, scan_id: uuid.UUID | None = None,
+         note: str | None = None) -> uuid.UUID:
     """Store one scan (and its outbox event) exactly as the ingest does; commit."""
     sid = scan_id or uuid.uuid4()
-    store_scans(conn, site, guard, [Scan(sid, tag, when, result, readings or {}, None)],
+    store_scans(conn, site, guard, [Scan(sid, tag, when, result, readings or {}, note)],
                 received_at=received or when)
     conn.commit()
     return sid

@@ -119,10 +119,12 @@ def test_simulated_fault_scenario_yields_the_expected_tickets(
             assert sim.returncode == 0, sim.stderr.decode()[-2000:]
             assert wait_until(lambda: _rows(database, "SELECT count(*) AS n FROM ingest_events"
                                                       " WHERE kind <> 'scans'")[0]["n"] == 0)
-            # the clock has passed the hold times: every fault ticket is open, and every
-            # device's offline ticket (meter-pumps' repeated) when the simulator stopped
+            # the clock has passed the hold times: every fault ticket is open (the vibration
+            # one raised to critical), and every device's offline ticket (meter-pumps'
+            # repeated) when the simulator stopped
             assert wait_until(lambda: _rows(
-                database, "SELECT count(*) FILTER (WHERE rule_id <> 'device-offline') >= 5"
+                database, "SELECT count(*) FILTER (WHERE rule_id <> 'device-offline') >= 4"
+                " AND bool_or(rule_id = 'pump-vibration' AND severity = 'critical')"
                 " AND count(*) FILTER (WHERE rule_id = 'device-offline')"
                 " = (SELECT count(*) FROM devices) AND bool_or(device_id = 'meter-pumps'"
                 " AND rule_id = 'device-offline' AND repeat_count >= 1) AS done"
@@ -134,11 +136,11 @@ def test_simulated_fault_scenario_yields_the_expected_tickets(
     tickets = _rows(database, "SELECT * FROM work_orders")
     faults = sorted((w["device_id"], w["rule_id"]) for w in tickets
                     if w["rule_id"] != "device-offline")
+    # one ticket per fault, not one per severity: pump-1's bearing drift is one ticket
     assert faults == [
         ("chiller-1", "chiller-supply-temp-high"),  # flapping around 9 degC: one ticket
         ("elev-a1", "elevator-door-fault"),
-        ("pump-1", "pump-vibration-critical"),
-        ("pump-1", "pump-vibration-major"),
+        ("pump-1", "pump-vibration"),  # warning → major → critical
         ("pump-2", "pump-bearing-temp"),
     ]
     # When the simulator stops, every device reports offline: one offline ticket per device;
@@ -151,9 +153,16 @@ def test_simulated_fault_scenario_yields_the_expected_tickets(
     page = client.get("/api/v1/work-orders", params={"site": "riverside", "limit": 100},
                       headers=make_token("viewer", site="riverside")).json()
     assert page["total"] == len(tickets) == len(faults) + len(devices)
-    critical = [w for w in page["items"] if w["rule_id"] == "pump-vibration-critical"]
-    assert critical[0]["priority"] == 1 and critical[0]["state"] == "open"
-    alarms = _rows(database, "SELECT device_id, rule_id FROM alarms"
-                             " WHERE rule_id <> 'device-offline'")
-    assert sorted((a["device_id"], a["rule_id"]) for a in alarms) == sorted(
-        [*faults, ("pump-1", "pump-vibration-warning")])  # a warning opens no ticket
+    [vibration] = [w for w in page["items"] if w["rule_id"] == "pump-vibration"]
+    assert (vibration["severity"], vibration["priority"], vibration["state"]) == (
+        "critical", 1, "open")
+    alarms = _rows(database, "SELECT * FROM alarms WHERE rule_id <> 'device-offline'")
+    assert sorted((a["device_id"], a["rule_id"]) for a in alarms) == faults  # one alarm each
+    [vib_alarm] = [a for a in alarms if a["rule_id"] == "pump-vibration"]
+    assert vib_alarm["peak_severity"] == "critical"
+    assert vib_alarm["work_order_id"] == vibration["id"]
+    history = [h for h in _rows(database, "SELECT alarm_id, action, note FROM alarm_history"
+                                          " ORDER BY id") if h["alarm_id"] == vib_alarm["id"]]
+    assert [(h["action"], h["note"].split(":")[0]) for h in history[:3]] == [
+        ("raised", "pump-1"), ("severity_raised", "warning -> major"),
+        ("severity_raised", "major -> critical")]

@@ -144,16 +144,19 @@ def test_api_refuses_the_same_bad_rule_with_the_same_message(
 def test_openapi_documents_each_rule_kind_as_its_own_schema(client: TestClient) -> None:
     doc = client.get("/api/v1/openapi.json").json()
     schemas = doc["components"]["schemas"]
-    for name, params in (("ThresholdRule", {"op", "threshold", "clear", "for", "clear_for"}),
+    for name, params in (("ThresholdRule", {"op", "threshold", "clear", "for", "clear_for",
+                                             "levels"}),
                          ("CountRule", {"op", "threshold", "count", "clear_count"}),
                          ("RateRule", {"op", "threshold", "clear", "window", "for",
-                                       "clear_for"}),
+                                       "clear_for", "levels"}),
                          ("OfflineRule", {"timeout", "lwt"})):
         props = set(schemas[name]["properties"])
         assert params <= props, name
         assert schemas[name]["additionalProperties"] is False
         assert "params" not in props
-    assert "threshold" in schemas["ThresholdRule"]["required"]
+    assert "threshold" in schemas["CountRule"]["required"]  # threshold rules: or levels
+    level = schemas["Level"]
+    assert set(level["required"]) == {"severity", "threshold"}
     assert "window" in schemas["RateRule"]["required"]
     body = doc["paths"]["/api/v1/rules"]["post"]["requestBody"]["content"]["application/json"]
     members = {ref["$ref"].rsplit("/", 1)[-1] for ref in body["schema"]["oneOf"]}
