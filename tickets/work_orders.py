@@ -148,7 +148,8 @@ def open_work_order(conn: psycopg.Connection[Any], *, site_id: str, device_id: s
         if found:
             return int(found["work_order_id"])
     policy = load_policy(conn, site_id)
-    recent = conn.execute(
+    # A repeat fault is a device's: reports with no device (a guard's hazards) are each their own.
+    recent = None if device_id is None else conn.execute(
         "SELECT * FROM work_orders WHERE site_id = %s AND device_id IS NOT DISTINCT FROM %s"
         " AND rule_id IS NOT DISTINCT FROM %s AND source = %s AND state <> 'cancelled'"
         " AND opened_at >= %s ORDER BY opened_at DESC, id DESC LIMIT 1 FOR UPDATE",

@@ -112,6 +112,17 @@ def test_abnormal_scan_anywhere_opens_one_rectification_ticket(
     assert value(conn, "SELECT count(*) AS n FROM inspection_findings") == 1
 
 
+def test_hazards_at_two_checkpoints_are_two_tickets(conn: psycopg.Connection[Any],
+                                                    load: Callable[..., None]) -> None:
+    load()
+    scan(conn, "TAG-A", T0, result="abnormal", note="roof door unlocked 天台门未锁")
+    scan(conn, "TAG-B", T0 + M, result="abnormal", note="fire door propped open")
+    tick(conn, T0 + 2 * M)
+    # a repeat fault is a device's; two guards' reports are two pieces of work
+    assert [(w["checkpoint_id"], w["repeat_of"]) for w in tickets(conn)] == [("a", None),
+                                                                            ("b", None)]
+
+
 def test_hazard_at_an_unknown_tag_is_not_lost(conn: psycopg.Connection[Any],
                                               load: Callable[..., None]) -> None:
     load()
