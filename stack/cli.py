@@ -48,7 +48,8 @@ def migrate() -> None:
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[str, typer.Option(help="admin, supervisor, engineer, guard or viewer")],
+    role: Annotated[str, typer.Option(help="admin, supervisor, engineer, frontdesk, guard or "
+                                           "viewer")],
     site: Annotated[str | None, typer.Option(help="limit the token to this site")] = None,
     guard: Annotated[str | None, typer.Option(help="the guard a guard token belongs to")] = None,
     name: Annotated[str | None, typer.Option(help="a label for the token")] = None,

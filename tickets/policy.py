@@ -34,8 +34,8 @@ URGENCY_SEVERITY = {"急修": "major", "零修": "minor"}
 Urgency = Literal["急修", "零修"]
 # A complaint is answered within three days at the latest (seed 001, 客户投诉处理制度 1.2).
 DEFAULT_ANSWER_WITHIN = 3 * 86400.0
-EVENTS = ("opened", "escalated", "closed")
-Event = Literal["opened", "escalated", "closed"]
+EVENTS = ("opened", "escalated", "closed")  # what the generic webhook gets unless told
+Event = Literal["opened", "overdue", "escalated", "closed"]
 ALL_EVENTS: tuple[Event, ...] = ("opened", "escalated", "closed")
 
 

@@ -414,9 +414,9 @@ def get_work_order(conn: psycopg.Connection[Any], wo_id: int, *,
     wo = _row(conn, wo_id, scope=scope)
     wo["history"] = _all(conn, "SELECT at, action, from_state, to_state, actor, note FROM"
                                " work_order_history WHERE work_order_id = %s ORDER BY id", wo_id)
-    wo["escalations"] = _all(conn, "SELECT deadline, due_at, escalated_at FROM"
+    wo["escalations"] = _all(conn, "SELECT deadline, level, due_at, escalated_at FROM"
                                    " work_order_escalations WHERE work_order_id = %s"
-                                   " ORDER BY escalated_at, deadline", wo_id)
+                                   " ORDER BY escalated_at, deadline, level", wo_id)
     wo["faults"] = _all(conn, "SELECT source, source_ref, at FROM work_order_refs"
                               " WHERE work_order_id = %s ORDER BY at, source_ref", wo_id)
     return wo

@@ -129,6 +129,7 @@ class HistoryEntry(BaseModel):
 
 class Escalation(BaseModel):
     deadline: str
+    level: int = Field(description="0: the deadline passed (overdue); 1..n: the ladder's levels")
     due_at: datetime
     escalated_at: datetime
 
