@@ -24,10 +24,12 @@ from api.routes import (
     devices,
     gaps,
     guards,
+    handovers,
     health,
     maintenance_windows,
     patrol_routes,
     patrol_status,
+    reports,
     runs,
     scans,
     schedules,
@@ -43,6 +45,8 @@ from caretaker.scheduler import Job
 from caretaker.settings import Settings, get_settings
 from caretaker.site_config import LoadResult, Section, load_site_config
 from ingest.store import MetricsProvider
+from reports.jobs import report_jobs
+from reports.settings import ReportsSpec, load_reports
 from rules import config as rule_config
 from rules.catalog import watched_metrics
 from rules.engine import rule_jobs
@@ -62,6 +66,7 @@ SECTIONS: Mapping[str, Section] = {
     "work_order_policy": Section(PolicySpec, rule_config.load_work_order_policy),
     "routes": Section(patrol_config.Routes, patrol_config.load_routes),
     "schedules": Section(patrol_config.Schedules, patrol_config.load_schedules),
+    "reports": Section(ReportsSpec, load_reports),
 }
 
 # The API's routers, mounted under /api/v1 in this order.
@@ -70,6 +75,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     guards.router, checkpoints.router, patrol_routes.router, schedules.router, scans.router,
     runs.router, gaps.router, patrol_status.router, telemetry.router, dead_letters.router,
     alarms.router, work_orders.router, maintenance_windows.router, rule_routes.router,
+    reports.router, handovers.router,
 )
 
 
@@ -91,6 +97,7 @@ def worker_jobs(settings: Settings) -> list[Job]:
             dead_letter_days=settings.dead_letter_retention_days)),
         *patrol_jobs(settings),
         *rule_jobs(settings),
+        *report_jobs(),
     ]
 
 
