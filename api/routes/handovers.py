@@ -20,7 +20,8 @@ from reports.weekly import site_of
 router = APIRouter(prefix="/handovers", tags=["handovers"])
 
 Signer = Annotated[Principal, Depends(require("supervisor", "engineer"))]
-DOCUMENT: dict[int | str, dict[str, Any]] = {200: {"content": {PDF: {}, HTML: {}}, "description": "the sheet"}}
+DOCUMENT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {PDF: {}, HTML: {}}, "description": "the sheet"}}
 
 
 class Signature(BaseModel):

@@ -23,7 +23,8 @@ ReportReader = Annotated[Principal, Depends(require("supervisor", "engineer", "f
 PDF = "application/pdf"
 HTML = "text/html"
 JSON = "application/json"
-DOCUMENT: dict[int | str, dict[str, Any]] = {200: {"content": {PDF: {}, HTML: {}}, "description": "the document"}}
+DOCUMENT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {PDF: {}, HTML: {}}, "description": "the document"}}
 
 
 class KpiValue(BaseModel):
