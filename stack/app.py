@@ -26,6 +26,7 @@ from api.routes import (
     guards,
     handovers,
     health,
+    kpis,
     maintenance_windows,
     patrol_routes,
     patrol_status,
@@ -47,6 +48,7 @@ from caretaker.site_config import LoadResult, Section, load_site_config
 from ingest.store import MetricsProvider
 from reports.jobs import report_jobs
 from reports.settings import ReportsSpec, load_reports
+from reports.targets import KpiTargets, save_targets
 from rules import config as rule_config
 from rules.catalog import watched_metrics
 from rules.engine import rule_jobs
@@ -67,6 +69,7 @@ SECTIONS: Mapping[str, Section] = {
     "routes": Section(patrol_config.Routes, patrol_config.load_routes),
     "schedules": Section(patrol_config.Schedules, patrol_config.load_schedules),
     "reports": Section(ReportsSpec, load_reports),
+    "kpi_targets": Section(KpiTargets, save_targets),
 }
 
 # The API's routers, mounted under /api/v1 in this order.
@@ -76,6 +79,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     runs.router, gaps.router, patrol_status.router, telemetry.router, dead_letters.router,
     alarms.router, work_orders.router, maintenance_windows.router, rule_routes.router,
     reports.router, handovers.router,
+    kpis.router,
 )
 
 
