@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from caretaker.errors import Invalid
@@ -57,8 +57,9 @@ class Week:
         return Week.of(self.monday + timedelta(weeks=weeks))
 
     def bounds(self, tz: str) -> tuple[datetime, datetime]:
-        """[Monday 00:00, next Monday 00:00) on the site's clock, as aware datetimes."""
-        return local_midnight(self.monday, tz), local_midnight(self.next_monday, tz)
+        """[Monday 00:00, next Monday 00:00) on the site's clock, as UTC instants."""
+        return (local_midnight(self.monday, tz).astimezone(UTC),
+                local_midnight(self.next_monday, tz).astimezone(UTC))
 
 
 def local_midnight(day: date, tz: str) -> datetime:

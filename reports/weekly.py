@@ -31,9 +31,17 @@ LIST_LIMIT = 50  # rows of a list shown in full; the rest are counted
 DURATIONS = frozenset({"mtta_seconds", "mttr_seconds", "mtbf_seconds"})
 COUNTS = frozenset({"backlog", "repeat_faults"})
 RATIOS = tuple(n for n in NAMES if n not in DURATIONS | COUNTS)
+LOWER_IS_BETTER = frozenset({"mtta_seconds", "mttr_seconds", "backlog", "repeat_faults"})
 
 Progress = Callable[[str], None]
 KpiSource = Callable[..., dict[str, Kpi]]  # kpis.compute's signature
+
+
+def met(name: str, value: float | None, target: float | None) -> bool | None:
+    """Whether a KPI meets its target (None when it has no target or no value)."""
+    if value is None or target is None:
+        return None
+    return value <= target if name in LOWER_IS_BETTER else value >= target
 
 
 def kind_of(name: str) -> str:
@@ -73,6 +81,7 @@ class WeeklyData:
     follow_ups: dict[str, Any] = field(default_factory=dict)
     worst_devices: list[dict[str, Any]] = field(default_factory=list)
     repeat_faults: list[dict[str, Any]] = field(default_factory=list)
+    device_names: dict[str, str] = field(default_factory=dict)
 
     def kpi_table(self) -> dict[str, dict[str, Any]]:
         """The KPIs as the API answers them: value, numerator, denominator, target, previous."""
@@ -84,7 +93,8 @@ class WeeklyData:
             prev = self.previous.get(name)
             out[name] = {"value": k.value, "numerator": k.numerator,
                          "denominator": k.denominator, "target": k.target,
-                         "previous": prev.value if prev else None}
+                         "previous": prev.value if prev else None,
+                         "met": met(name, k.value, k.target)}
         return out
 
 
@@ -131,6 +141,8 @@ def gather(conn: psycopg.Connection[Any], site_id: str, week: Week, *, now: date
     data.follow_ups = one(conn, FOLLOW_UPS, p) or {}
     step("devices")
     data.worst_devices = rows(conn, WORST_DEVICES, p)
+    data.device_names = {r["id"]: r["name"] for r in rows(
+        conn, "SELECT id, name FROM devices WHERE site_id = %(site)s", p)}
     data.repeat_faults = rows(conn, REPEAT_FAULTS, p)
     return data
 
@@ -285,17 +297,18 @@ def breakdown_rows(breakdown: Any, prefix: str = "") -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if isinstance(breakdown, Kpi):
         return [{"label": prefix, "value": breakdown.value, "numerator": breakdown.numerator,
-                 "denominator": breakdown.denominator}]
+                 "denominator": breakdown.denominator, "bare": False}]
     if isinstance(breakdown, dict):
         if "value" in breakdown and prefix:
             return [{"label": prefix, "value": breakdown.get("value"),
                      "numerator": breakdown.get("numerator"),
-                     "denominator": breakdown.get("denominator")}]
+                     "denominator": breakdown.get("denominator"), "bare": False}]
         for key, item in breakdown.items():
             out += breakdown_rows(item, f"{prefix} / {key}" if prefix else str(key))
         return out
     if isinstance(breakdown, int | float) and not isinstance(breakdown, bool):
-        return [{"label": prefix, "value": breakdown, "numerator": None, "denominator": None}]
+        return [{"label": prefix, "value": breakdown, "numerator": None, "denominator": None,
+                 "bare": True}]
     return out
 
 
@@ -311,12 +324,15 @@ def _charts(data: WeeklyData, language: str) -> dict[str, Any]:
             [(kpi_label(n, language), [k[n].value if n in k else None for _w, k in data.trend])
              for n in trend_names])
     patrol = data.kpis.get("patrol_completion")
-    ratio_rows = [r for r in breakdown_rows(patrol.breakdown if patrol else {})
-                  if r["value"] is not None and 0 <= r["value"] <= 1]
-    if ratio_rows:
-        out["patrol"] = charts.bars([r["label"] for r in ratio_rows],
-                                    [r["value"] for r in ratio_rows], ratio=True,
-                                    horizontal=True, title=_("Patrol completion"))
+    names = {r["key"]: r["name"] for r in data.patrol_routes + data.patrol_guards if r["name"]}
+    for group, title in (("by_route", _("Patrol completion per route")),
+                         ("by_guard", _("Patrol completion per guard"))):
+        parts = (patrol.breakdown.get(group) if patrol else None) or {}
+        shown = [(names.get(key, key), v["value"]) for key, v in parts.items()
+                 if isinstance(v, dict) and v.get("value") is not None]
+        if shown:
+            out[f"patrol_{group}"] = charts.bars([k for k, _v in shown], [v for _k, v in shown],
+                                                 ratio=True, horizontal=True, title=title)
     if data.work_orders_by_source or data.work_orders_by_category:
         out["sources"] = charts.grouped_bars(
             [source_label(r["key"], language) for r in data.work_orders_by_source],
@@ -330,18 +346,27 @@ def _charts(data: WeeklyData, language: str) -> dict[str, Any]:
              (_("Closed"), [r["closed"] for r in data.work_orders_by_category])],
             title=_("Work orders by category"))
     backlog = data.kpis.get("backlog")
-    buckets = [r for r in breakdown_rows(backlog.breakdown if backlog else {})
-               if r["value"] is not None]
-    if buckets:
-        out["backlog"] = charts.bars([r["label"] for r in buckets],
-                                     [r["value"] for r in buckets], colour=1,
+    ages = (backlog.breakdown.get("ages") if backlog else None) or {}
+    if any(ages.values()):
+        labels = render_module(language)
+        out["backlog"] = charts.bars([str(labels.age_name(k)).strip() for k in ages],
+                                     list(ages.values()), colour=1,
                                      title=_("Open work orders by age"))
-    if data.worst_devices:
-        out["devices"] = charts.bars(
-            [r["name"] for r in data.worst_devices],
-            [r["alarms"] + r["work_orders"] + r["offline"] for r in data.worst_devices],
-            horizontal=True, colour=3, title=_("Alarms, work orders and outages"))
+    worst = available(data)
+    if worst:
+        out["devices"] = charts.bars([w["name"] for w in worst],
+                                     [w["availability"] for w in worst], ratio=True,
+                                     horizontal=True, colour=3, title=_("Device availability"))
     return out
+
+
+def available(data: WeeklyData) -> list[dict[str, Any]]:
+    """The devices the equipment_intact KPI names as least available, with their names."""
+    intact = data.kpis.get("equipment_intact")
+    worst = (intact.breakdown.get("worst") if intact else None) or []
+    names = data.device_names
+    return [{**w, "name": names.get(w["device"], w["device"])} for w in worst
+            if isinstance(w, dict) and "device" in w]
 
 
 def kpi_label(name: str, language: str) -> str:
@@ -369,6 +394,7 @@ def to_html(data: WeeklyData, language: str) -> str:
                        names=[n for n in NAMES if n in data.kpis],
                        kind_of=kind_of, breakdowns=rows_by_name,
                        charts=_charts(data, language), tz=data.site.timezone,
+                       available=available(data),
                        week_label=str(data.week))
 
 
