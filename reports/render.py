@@ -6,6 +6,7 @@ a page can never wait on (or leak to) the network; fonts come from the machine (
 
 from __future__ import annotations
 
+import logging
 import warnings
 from functools import cache, partial
 from pathlib import Path
@@ -52,6 +53,20 @@ def render_html(template: str, language: str, **context: Any) -> str:
 def offline_fetcher() -> Any:
     """A URL fetcher for `data:` URLs only; anything else is refused (reports render offline)."""
     return URLFetcher(timeout=1, allowed_protocols=("data",), allow_redirects=False)
+
+
+class _SvgStyleNoise(logging.Filter):
+    """Drops WeasyPrint's notes on inline SVG presentation styles (fill, stroke, ...) that its
+    HTML style checker does not know but its SVG renderer draws: one per chart element."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Ignored `") and "unknown property" in message
+                    and any(p in message for p in SVG_PROPERTIES))
+
+
+SVG_PROPERTIES = ("`fill", "`stroke", "`clip-path", "`font:")
+logging.getLogger("weasyprint").addFilter(_SvgStyleNoise())
 
 
 def html_to_pdf(html: str) -> bytes:
