@@ -116,13 +116,16 @@ def write_due(conn: psycopg.Connection[Any], now: datetime) -> list[int]:
                (site["id"], end)):
             continue
         content = gather(conn, site["id"], start, end)
+        within = spec.handover.sign_within
+        # signed within 30 min of the change; a sheet written late (downtime) from its writing
+        sign_by = end + within if now <= end + within else now + within
         row = one(conn, """
             INSERT INTO handovers (site_id, shift_start, shift_end, language, content,
                                    created_at, sign_by)
             VALUES (%s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (site_id, shift_end) DO NOTHING RETURNING id""",
                   (site["id"], start, end, spec.language, Jsonb(content), now,
-                   max(end, now) + spec.handover.sign_within))
+                   sign_by))
         if row:
             created.append(int(row["id"]))
     return created
