@@ -57,6 +57,7 @@ class Options:
     guard_rates: dict[str, float] | None = None
     window: int = 1000
     progress: bool = True
+    truth: Path | None = None  # write the ground truth (simulators/truth.py) here
 
 
 @dataclass
@@ -215,6 +216,8 @@ def simulate(opts: Options, *, target: MqttTarget, now: datetime,
     from simulators.publisher import Publisher
 
     plan, speed = build_plan(opts, now=now)
+    if opts.truth is not None:
+        write_truth(plan, opts)
     stats = Stats()
     own = sorted(own_clients(plan))
     logins = device_logins(own) if device_logins is not None and own else {}
@@ -255,6 +258,16 @@ def simulate(opts: Options, *, target: MqttTarget, now: datetime,
     publisher.close()
     stats.seconds = time.monotonic() - wall0
     return stats
+
+
+def write_truth(plan: Plan, opts: Options) -> None:
+    """Write what the plan injects (the ground truth) to `opts.truth`, before publishing."""
+    from simulators import truth
+
+    assert opts.truth is not None
+    config = None if opts.devices is not None else load_config(opts.config)
+    truth.write(opts.truth, truth.build(plan, config))
+    log.info("ground truth written to %s", opts.truth)
 
 
 def _stop_on_sigterm() -> Callable[[], None]:

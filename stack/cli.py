@@ -192,6 +192,10 @@ def simulate(
                            "missed=0.05,out_of_order=0.03,repeated=0.03,offline_batch=0.05,"
                            "missed_run=0,abnormal=0.02")] = None,
     window: Annotated[int, typer.Option(help="QoS-1 messages in flight at most")] = 1000,
+    truth: Annotated[Path | None, typer.Option(help="write the ground truth (devices, faults "
+                     "injected and the alarms they raise, patrol runs and each visit made or "
+                     "skipped) to this JSON file; a backfill writes "
+                     "<state dir>/simulate-truth.json unless given")] = None,
 ) -> None:
     """Publish a simulated device fleet and guard patrols over MQTT (live, sped up or backfill)."""
     from caretaker.clock import system_clock
@@ -210,7 +214,9 @@ def simulate(
             scenario=scenario, backfill=parse_duration(backfill) if backfill else None,
             rate=rate, guards=guards, window=window,
             guard_rates=parse_rates(guard_rates) if guard_rates else None,
-            start=start if start is None or start.tzinfo else start.replace(tzinfo=UTC))
+            start=start if start is None or start.tzinfo else start.replace(tzinfo=UTC),
+            truth=truth if truth is not None or backfill is None
+            else settings.state_dir / "simulate-truth.json")
         from caretaker.mqtt_credentials import SIMULATOR_USER
 
         target = settings.mqtt_login(SIMULATOR_USER)
@@ -219,6 +225,8 @@ def simulate(
     except (ValueError, OSError, PublishError) as exc:
         fail(str(exc))
     typer.echo(stats.summary())
+    if opts.truth is not None:
+        typer.echo(f"ground truth: {opts.truth}")
 
 
 def _simulated_device_logins(keys: list[str]) -> dict[str, MqttTarget]:
