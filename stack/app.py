@@ -26,11 +26,13 @@ from api.routes import (
     escalation,
     gaps,
     guards,
+    handovers,
     health,
     kpis,
     maintenance_windows,
     patrol_routes,
     patrol_status,
+    reports,
     runs,
     scans,
     schedules,
@@ -46,6 +48,8 @@ from caretaker.scheduler import Job
 from caretaker.settings import Settings, get_settings
 from caretaker.site_config import LoadResult, Section, load_site_config
 from ingest.store import MetricsProvider
+from reports.jobs import report_jobs
+from reports.settings import ReportsSpec, load_reports
 from reports.targets import KpiTargets, save_targets
 from rules import config as rule_config
 from rules.catalog import watched_metrics
@@ -69,6 +73,7 @@ SECTIONS: Mapping[str, Section] = {
     "work_order_policy": Section(PolicySpec, rule_config.load_work_order_policy),
     "routes": Section(patrol_config.Routes, patrol_config.load_routes),
     "schedules": Section(patrol_config.Schedules, patrol_config.load_schedules),
+    "reports": Section(ReportsSpec, load_reports),
     "kpi_targets": Section(KpiTargets, save_targets),
     "notifications": Section(NotificationsSpec, save_spec),
     "escalation": Section(EscalationSpec, save_ladder),
@@ -80,6 +85,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     guards.router, checkpoints.router, patrol_routes.router, schedules.router, scans.router,
     runs.router, gaps.router, patrol_status.router, telemetry.router, dead_letters.router,
     alarms.router, work_orders.router, maintenance_windows.router, rule_routes.router,
+    reports.router, handovers.router,
     kpis.router,
     complaints.router,
     escalation.router,
@@ -107,6 +113,7 @@ def worker_jobs(settings: Settings) -> list[Job]:
         # Tickets: deadlines climb the escalation ladder; the outbox is sent in its own thread.
         Job("tickets-escalation", 1.0, escalate_due),
         Job("tickets-notifications", 1.0, outbox.delivery_job(settings)),
+        *report_jobs(),
     ]
 
 

@@ -21,6 +21,8 @@ mqtt_app = typer.Typer(help="MQTT logins of devices, guard handhelds and service
 app.add_typer(mqtt_app, name="mqtt-credentials")
 notify_app = typer.Typer(help="Notifications: the site's receivers.", no_args_is_help=True)
 app.add_typer(notify_app, name="notify")
+report_app = typer.Typer(help="Reports: the weekly inspection report.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
 
 
 def _logging(verbose: bool = False) -> None:
@@ -454,6 +456,71 @@ def status() -> None:
     from stack.status import status as run
 
     typer.echo(run(get_settings()))
+
+
+@report_app.command("weekly")
+def report_weekly(
+    site: Annotated[str, typer.Option(help="the site's id")],
+    week: Annotated[str | None, typer.Option(help="ISO week, e.g. 2026-W48 (default: the "
+                    "last complete week on the site's clock)")] = None,
+    lang: Annotated[str | None, typer.Option(help="zh-CN or en (default: the site's "
+                    "`reports: language`)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="pdf or html")] = "pdf",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="file to write "
+                      "(default: report-SITE-WEEK.pdf|html here)")] = None,
+) -> None:
+    """Write a site's weekly inspection report (HTML or PDF) for one week."""
+    from psycopg.errors import UndefinedTable
+    from tqdm import tqdm
+
+    from caretaker.clock import system_clock
+    from caretaker.db import connect
+    from caretaker.errors import CaretakerError
+    from reports import weekly
+    from reports.i18n import LANGUAGES
+    from reports.periods import Week, last_complete_week
+    from reports.render import html_to_pdf
+    from reports.settings import site_settings
+
+    if fmt not in ("pdf", "html"):
+        fail(f"--format must be pdf or html, not {fmt!r}")
+    if lang is not None and lang not in LANGUAGES:
+        fail(f"--lang must be one of {', '.join(LANGUAGES)}, not {lang!r}")
+    now = system_clock()
+    try:
+        with connect() as conn:
+            known = [r["id"] for r in conn.execute(
+                "SELECT id FROM sites WHERE NOT auto_registered ORDER BY id").fetchall()]
+            if site not in known:
+                fail(f"unknown site {site!r}; known: {', '.join(known) or 'none'} (load a "
+                     "site with `caretaker load FILE` or `caretaker load --example`)")
+            where = weekly.site_of(conn, site)
+            chosen = Week.parse(week) if week else last_complete_week(now, where.timezone)
+            language = lang or site_settings(conn, site).language
+            steps = weekly.TREND_WEEKS + 5 + (2 if fmt == "pdf" else 1)
+            with tqdm(total=steps, desc=f"{site} {chosen}", unit="step", file=sys.stderr,
+                      leave=False) as bar:
+                def step(what: str) -> None:
+                    bar.set_postfix_str(what)
+                    bar.update(1)
+
+                data = weekly.gather(conn, site, chosen, now=now, progress=step)
+                bar.set_postfix_str("HTML")
+                html = weekly.to_html(data, language)
+                bar.update(1)
+                if fmt == "pdf":
+                    bar.set_postfix_str("PDF")
+                    body = html_to_pdf(html)
+                    bar.update(1)
+                else:
+                    body = html.encode()
+    except UndefinedTable:
+        fail("the database has no reports tables yet: run `caretaker migrate`")
+    except CaretakerError as exc:
+        fail(exc.message)
+    target = output or Path(f"report-{site}-{chosen}.{fmt}")
+    target.write_bytes(body)
+    typer.echo(f"wrote {target} ({site}, {chosen}, {language}, {len(body):,} bytes)")
 
 
 def main() -> None:
