@@ -39,14 +39,16 @@ async def admitted(request: Request) -> AsyncIterator[None]:
         gate.release()
 
 
-def get_conn(request: Request, _: Annotated[None, Depends(admitted)]
+def get_conn(request: Request, _: Annotated[None, Depends(admitted, scope="function")]
              ) -> Iterator[psycopg.Connection[Any]]:
     """A pooled connection; committed when the request succeeds, rolled back if it fails."""
     with request.app.state.pool.connection() as conn:
         yield conn
 
 
-Db = Annotated[psycopg.Connection[Any], Depends(get_conn)]
+# scope="function": commit before the response is sent, so a client that has its 201 and
+# asks again at once (or tells another client) always finds what it wrote.
+Db = Annotated[psycopg.Connection[Any], Depends(get_conn, scope="function")]
 
 
 async def get_clock(request: Request) -> Clock:

@@ -46,7 +46,7 @@ class EscalationError(Invalid):
     """An escalation section that cannot be used; the message names the field."""
 
 
-class Level(BaseModel):
+class Rung(BaseModel):
     """One rung: who is told, by which channel, how long after the deadline."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -59,8 +59,8 @@ class Level(BaseModel):
         "only the receivers of this channel (default: all of theirs)"))
 
 
-def _levels(*rungs: tuple[int, timedelta, str]) -> list[Level]:
-    return [Level(level=n, after=after, who=[who]) for n, after, who in rungs]
+def _levels(*rungs: tuple[int, timedelta, str]) -> list[Rung]:
+    return [Rung(level=n, after=after, who=[who]) for n, after, who in rungs]
 
 
 DEFAULT_WORK_ORDERS = _levels((1, timedelta(0), "engineer_on_duty"),
@@ -77,14 +77,14 @@ class EscalationSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    work_orders: list[Level] = Field(default_factory=lambda: list(DEFAULT_WORK_ORDERS),
+    work_orders: list[Rung] = Field(default_factory=lambda: list(DEFAULT_WORK_ORDERS),
                                      max_length=9)
-    complaints: list[Level] = Field(default_factory=lambda: list(DEFAULT_COMPLAINTS),
+    complaints: list[Rung] = Field(default_factory=lambda: list(DEFAULT_COMPLAINTS),
                                     max_length=9)
 
     @field_validator("work_orders", "complaints")
     @classmethod
-    def _climbs(cls, levels: list[Level]) -> list[Level]:
+    def _climbs(cls, levels: list[Rung]) -> list[Rung]:
         numbers = [lv.level for lv in levels]
         if numbers != sorted(set(numbers)):
             raise ValueError("levels must be listed in rising order, each once")
@@ -119,7 +119,7 @@ def save_ladder(conn: psycopg.Connection[Any], site_id: str, spec: EscalationSpe
     save_section(conn, site_id, "escalation", spec.stored(), now=now)
 
 
-def due_levels(ladder: Sequence[Level], due_at: datetime, now: datetime) -> list[int]:
+def due_levels(ladder: Sequence[Rung], due_at: datetime, now: datetime) -> list[int]:
     """The levels a deadline has reached by `now`: 0 (overdue) once it passed, then each
     rung whose `after` is behind it."""
     if due_at > now:
@@ -194,7 +194,7 @@ def _work_orders(conn: psycopg.Connection[Any], sites: _Sites, now: datetime
     return out
 
 
-def _step_work_order(conn: psycopg.Connection[Any], due: Any, level: Level | None,
+def _step_work_order(conn: psycopg.Connection[Any], due: Any, level: Rung | None,
                      receivers: NotificationsSpec, now: datetime) -> None:
     when = due["due_at"].isoformat()
     extra: dict[str, Any] = {"deadline": due["deadline"], "due_at": when}
@@ -219,7 +219,7 @@ def _wo_history(conn: psycopg.Connection[Any], wo_id: int, now: datetime, action
                  " VALUES (%s, %s, %s, %s, %s)", (wo_id, now, action, ACTOR, note))
 
 
-def _note(level: Level, deadline: str, when: str, names: Sequence[str]) -> str:
+def _note(level: Rung, deadline: str, when: str, names: Sequence[str]) -> str:
     told = ", ".join(names) if names else "no receiver configured"
     return (f"level {level.level} ({', '.join(level.who)}): {deadline} deadline {when} "
             f"passed; told {told}")
@@ -248,7 +248,7 @@ def _complaints(conn: psycopg.Connection[Any], sites: _Sites, now: datetime
     return out
 
 
-def _step_complaint(conn: psycopg.Connection[Any], due: Any, level: Level | None,
+def _step_complaint(conn: psycopg.Connection[Any], due: Any, level: Rung | None,
                     receivers: NotificationsSpec, now: datetime) -> None:
     when = due["due_at"].isoformat()
     extra: dict[str, Any] = {"deadline": "answer", "due_at": when}

@@ -17,7 +17,7 @@ from api.deps import ClockDep, Db, check_site, require
 from api.errors import not_found
 from api.resource import check_write_site
 from caretaker.tokens import Principal
-from tickets.escalation import EscalationSpec, Level, load_ladder, save_ladder
+from tickets.escalation import EscalationSpec, Rung, load_ladder, save_ladder
 from tickets.notification_policy import (
     NotificationsSpec,
     load_spec,
@@ -67,7 +67,7 @@ class EscalationUpdate(BaseModel):
     notifications: NotificationsSpec | None = Field(default=None)
 
 
-def _reach(levels: list[Level], receivers: NotificationsSpec) -> list[dict[str, Any]]:
+def _reach(levels: list[Rung], receivers: NotificationsSpec) -> list[dict[str, Any]]:
     return [{"level": lv.level, "after": lv.model_dump(mode="json")["after"], "who": lv.who,
              "channel": lv.channel, "receivers": reach(receivers, lv.who, lv.channel)}
             for lv in levels]
