@@ -18,10 +18,12 @@ from fastapi import APIRouter, FastAPI
 from api.app import create_app
 from api.routes import (
     alarms,
+    attachments,
     checkpoints,
     dead_letters,
     device_types,
     devices,
+    follow_ups,
     gaps,
     guards,
     health,
@@ -48,6 +50,7 @@ from rules.catalog import watched_metrics
 from rules.engine import rule_jobs
 from rules.patrol import config as patrol_config
 from rules.patrol.engine import patrol_jobs
+from tickets import follow_up_policy
 from tickets.policy import PolicySpec
 
 # The processes `caretaker up` supervises (each a `caretaker <args>` command), in start order.
@@ -60,6 +63,7 @@ SECTIONS: Mapping[str, Section] = {
     "rules": Section(rule_config.Rules, rule_config.load_rules),
     "maintenance_windows": Section(rule_config.Windows, rule_config.load_maintenance_windows),
     "work_order_policy": Section(PolicySpec, rule_config.load_work_order_policy),
+    "follow_up_policy": Section(follow_up_policy.FollowUpPolicy, follow_up_policy.save_policy),
     "routes": Section(patrol_config.Routes, patrol_config.load_routes),
     "schedules": Section(patrol_config.Schedules, patrol_config.load_schedules),
 }
@@ -70,6 +74,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     guards.router, checkpoints.router, patrol_routes.router, schedules.router, scans.router,
     runs.router, gaps.router, patrol_status.router, telemetry.router, dead_letters.router,
     alarms.router, work_orders.router, maintenance_windows.router, rule_routes.router,
+    follow_ups.router, attachments.router,
 )
 
 
