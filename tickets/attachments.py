@@ -2,7 +2,8 @@
 
 The type is read from the content (magic bytes), never trusted from the upload's declared
 type: JPEG, PNG and WebP photos only. PDFs are refused: the attachments are photos of the
-work, and a PDF is active content a browser would run when served back.
+work, and a PDF is active content a browser would run when served back. A refused type is
+an invalid field of a well-formed (multipart) request: 422 with code `unsupported_type`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class Invalid(errors.Invalid, AttachmentError):
 
 class UnsupportedType(Invalid):
     """Content that is not a JPEG, PNG or WebP image, or not the type it was declared as."""
+
+    code = "unsupported_type"
 
 
 class TooLarge(Invalid):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, Upl
 from pydantic import BaseModel
 
 from api.deps import ClockDep, Db, Reader, require
-from api.errors import ApiError, ErrorBody
+from api.errors import ApiError
 from api.resource import Page, PagingDep
 from caretaker.tokens import Principal
 from tickets import attachments
@@ -23,10 +23,6 @@ Uploader = Annotated[Principal, Depends(require("frontdesk", "supervisor", "engi
 TicketId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 Phase = Literal["before", "after", "other"]
 IMAGES = {t: {"schema": {"type": "string", "format": "binary"}} for t in attachments.TYPES}
-UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
-    415: {"model": ErrorBody, "description": (
-        "The file is not a JPEG, PNG or WebP photo (by its content), or not what it was "
-        "declared as")}}
 
 
 class AttachmentPublic(BaseModel):
@@ -54,25 +50,25 @@ def _upload(kind: Kind, ticket_id: int, request: Request, file: UploadFile, phas
                                scope=principal.site_id)
     except attachments.TooLarge as exc:
         raise ApiError(413, exc.message, code="too_large") from None
-    except attachments.UnsupportedType as exc:
-        raise ApiError(415, exc.message, code="unsupported_type") from None
 
 
 @router.post("/work-orders/{wo_id}/attachments", response_model=AttachmentPublic,
-             status_code=201, responses=UPLOAD_ERRORS)
+             status_code=201)
 def attach_to_work_order(wo_id: TicketId, request: Request, file: Annotated[UploadFile, File()],
                          phase: Annotated[Phase, Form()], conn: Db, principal: Uploader,
                          clock: ClockDep) -> dict[str, Any]:
-    """Attach a photo (JPEG, PNG or WebP, up to the size setting) to a work order."""
+    """Attach a photo to a work order: JPEG, PNG or WebP by its content (else 422,
+    `unsupported_type`), up to the attachment-size setting (else 413)."""
     return _upload("work_order", wo_id, request, file, phase, conn, principal, clock())
 
 
 @router.post("/complaints/{complaint_id}/attachments", response_model=AttachmentPublic,
-             status_code=201, responses=UPLOAD_ERRORS)
+             status_code=201)
 def attach_to_complaint(complaint_id: TicketId, request: Request,
                         file: Annotated[UploadFile, File()], phase: Annotated[Phase, Form()],
                         conn: Db, principal: Uploader, clock: ClockDep) -> dict[str, Any]:
-    """Attach a photo (JPEG, PNG or WebP, up to the size setting) to a complaint."""
+    """Attach a photo to a complaint: JPEG, PNG or WebP by its content (else 422,
+    `unsupported_type`), up to the attachment-size setting (else 413)."""
     return _upload("complaint", complaint_id, request, file, phase, conn, principal, clock())
 
 
