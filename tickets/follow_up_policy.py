@@ -49,6 +49,8 @@ class FollowUpPolicy(BaseModel):
         "a visit is due from the ticket's resolution (a complaint's answer) and late after this"))
     retry_after: Duration = Field(default=timedelta(days=1), description=(
         "after an unreachable attempt, the next attempt is due this much later"))
+    give_up_after: Duration = Field(default=timedelta(days=30), description=(
+        "a ticket done longer ago than this leaves the queue unvisited (the KPI counts it)"))
     max_attempts: int = Field(default=3, ge=1, le=20, description=(
         "unreachable attempts after which the ticket leaves the queue"))
     dissatisfied_at_most: int = Field(default=2, ge=0, le=4, description=(

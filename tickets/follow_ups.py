@@ -9,7 +9,7 @@ retried after the policy's interval until its maximum number of attempts.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, LiteralString
 
 import psycopg
@@ -204,25 +204,57 @@ def spot_check(conn: psycopg.Connection[Any], visit_id: int, *, actor: str, now:
 
 # ---- the queue -------------------------------------------------------------------------
 
-# Each site's policy as rows; work orders ranked per (site, category) by id, complaints per
-# site by id, so the share a policy picks never changes once a ticket exists.
+# Each site's policy as rows. Candidates first (done within the policy's give_up_after, so
+# the queue reads recent tickets only); then, for shares below 100 %, each candidate's rank
+# among the tickets of its site and category (work orders) or its site (complaints) opened in
+# the same month of the site's time zone, by id: the share a policy picks never changes once
+# a ticket exists, and ranking reads only the candidates' months.
 _QUEUE = """
 WITH pol AS (
-    SELECT * FROM jsonb_to_recordset(%(sites)s) AS p(
-        site_id text, due_within double precision, retry_after double precision,
-        max_attempts integer, sources text[], complaints integer)
+    SELECT p.*, s.timezone,
+           %(now)s::timestamptz - make_interval(secs => p.give_up_after) AS horizon
+      FROM jsonb_to_recordset(%(sites)s) AS p(
+           site_id text, due_within double precision, retry_after double precision,
+           give_up_after double precision, max_attempts integer, sources text[],
+           complaints integer)
+      JOIN sites s ON s.id = p.site_id
 ), rates AS (
     SELECT * FROM jsonb_to_recordset(%(rates)s) AS r(site_id text, category text, rate integer)
 ), wo AS (
-    SELECT w.*, r.rate,
-           row_number() OVER (PARTITION BY w.site_id, w.category ORDER BY w.id) AS rank
+    SELECT w.id, w.site_id, w.category, w.title, w.reporter_name, w.reporter_unit,
+           w.reporter_phone, w.state, w.rework_count, w.resolved_at, r.rate,
+           date_trunc('month', w.opened_at AT TIME ZONE pol.timezone) AS month
       FROM work_orders w
       JOIN pol ON pol.site_id = w.site_id AND w.source = ANY (pol.sources)
       JOIN rates r ON r.site_id = w.site_id AND r.category = w.category AND r.rate > 0
+     WHERE w.state IN ('resolved', 'closed') AND w.resolved_at >= pol.horizon
+       AND w.resolved_at >= %(earliest)s  -- the same bound as a constant, for the index
+), wo_rank AS (
+    SELECT w.id, row_number() OVER (PARTITION BY m.site_id, m.category, m.month
+                                    ORDER BY w.id) AS rank
+      FROM (SELECT DISTINCT site_id, category, month FROM wo WHERE rate < 100) m
+      JOIN pol ON pol.site_id = m.site_id
+      JOIN work_orders w ON w.site_id = m.site_id AND w.category = m.category
+           AND w.opened_at >= m.month AT TIME ZONE pol.timezone
+           AND w.opened_at < (m.month + interval '1 month') AT TIME ZONE pol.timezone
+           AND w.source = ANY (pol.sources)
 ), co AS (
-    SELECT c.*, pol.complaints AS rate, ({complaint_done}) AS last_done,
-           row_number() OVER (PARTITION BY c.site_id ORDER BY c.id) AS rank
+    SELECT c.id, c.site_id, c.number, c.description, c.category, c.complainant_name,
+           c.complainant_unit, c.complainant_phone, c.state, c.rework_count,
+           coalesce(({complaint_done}), c.answered_at, c.closed_at) AS done_at,
+           pol.complaints AS rate,
+           date_trunc('month', c.opened_at AT TIME ZONE pol.timezone) AS month
       FROM complaints c JOIN pol ON pol.site_id = c.site_id AND pol.complaints > 0
+     -- done_at <= updated_at: the cheap bound first
+     WHERE (c.state = 'answered' OR (c.state = 'closed' AND c.resolution = 'handled'))
+       AND c.updated_at >= pol.horizon
+), co_rank AS (
+    SELECT c.id, row_number() OVER (PARTITION BY m.site_id, m.month ORDER BY c.id) AS rank
+      FROM (SELECT DISTINCT site_id, month FROM co WHERE rate < 100) m
+      JOIN pol ON pol.site_id = m.site_id
+      JOIN complaints c ON c.site_id = m.site_id
+           AND c.opened_at >= m.month AT TIME ZONE pol.timezone
+           AND c.opened_at < (m.month + interval '1 month') AT TIME ZONE pol.timezone
 ), items AS (
     SELECT 'work_order' AS kind, wo.id, wo.site_id, NULL::text AS number, wo.title,
            wo.category, wo.reporter_name AS contact_name, wo.reporter_unit AS contact_unit,
@@ -230,28 +262,28 @@ WITH pol AS (
            wo.resolved_at AS done_at, a.attempts, a.last_at, pol.retry_after,
            pol.due_within
       FROM wo JOIN pol ON pol.site_id = wo.site_id
+      LEFT JOIN wo_rank k ON k.id = wo.id
      CROSS JOIN LATERAL (
            SELECT count(*) AS attempts, max(f.at) AS last_at,
                   coalesce(bool_or(f.outcome <> 'unreachable'), false) AS concluded
              FROM follow_ups f WHERE f.work_order_id = wo.id AND f.at >= wo.resolved_at) a
-     WHERE wo.state IN ('resolved', 'closed') AND wo.resolved_at IS NOT NULL
-       AND (wo.rank * wo.rate + 99) / 100 > ((wo.rank - 1) * wo.rate + 99) / 100
+     WHERE (wo.rate >= 100
+            OR (k.rank * wo.rate + 99) / 100 > ((k.rank - 1) * wo.rate + 99) / 100)
        AND NOT a.concluded AND a.attempts < pol.max_attempts
     UNION ALL
     SELECT 'complaint', co.id, co.site_id, co.number, left(co.description, 200),
            co.category, co.complainant_name, co.complainant_unit, co.complainant_phone,
-           co.state, co.rework_count, d.done_at, a.attempts, a.last_at, pol.retry_after,
+           co.state, co.rework_count, co.done_at, a.attempts, a.last_at, pol.retry_after,
            pol.due_within
       FROM co JOIN pol ON pol.site_id = co.site_id
-     CROSS JOIN LATERAL (SELECT coalesce(co.last_done, co.answered_at, co.closed_at)
-                                AS done_at) d
+      LEFT JOIN co_rank k ON k.id = co.id
      CROSS JOIN LATERAL (
            SELECT count(*) AS attempts, max(f.at) AS last_at,
                   coalesce(bool_or(f.outcome <> 'unreachable'), false) AS concluded
-             FROM follow_ups f WHERE f.complaint_id = co.id AND f.at >= d.done_at) a
-     WHERE (co.state = 'answered' OR (co.state = 'closed' AND co.resolution = 'handled'))
-       AND d.done_at IS NOT NULL
-       AND (co.rank * co.rate + 99) / 100 > ((co.rank - 1) * co.rate + 99) / 100
+             FROM follow_ups f WHERE f.complaint_id = co.id AND f.at >= co.done_at) a
+     WHERE co.done_at >= pol.horizon
+       AND (co.rate >= 100
+            OR (k.rank * co.rate + 99) / 100 > ((k.rank - 1) * co.rate + 99) / 100)
        AND NOT a.concluded AND a.attempts < pol.max_attempts
 ), queue AS (
     SELECT items.*,
@@ -269,13 +301,15 @@ def queue(conn: psycopg.Connection[Any], *, scope: str | None, now: datetime,
     """The follow-up queue: tickets whose visit is pending, the longest due first.
 
     `due=True`: those whose next attempt is due now; False: those waiting for a retry.
-    A ticket is pending when its category's share picks it (see `picked`), its work is done
-    and no reached or refused visit came after, and it has fewer unreachable attempts than
-    the policy's maximum. `overdue`: past the policy's `due_within` from when it was done.
+    A ticket is pending when its category's share picks it (`picked`, by its rank among the
+    tickets of its month), its work was done within `give_up_after`, no reached or refused
+    visit came after, and it has fewer unreachable attempts than the policy's maximum.
+    `overdue`: past the policy's `due_within` from when it was done.
     """
     policies = load_policies(conn, scope)
     sites = [{"site_id": site, "due_within": p.due_within.total_seconds(),
-              "retry_after": p.retry_after.total_seconds(), "max_attempts": p.max_attempts,
+              "retry_after": p.retry_after.total_seconds(),
+              "give_up_after": p.give_up_after.total_seconds(), "max_attempts": p.max_attempts,
               "sources": list(p.sources), "complaints": p.complaints}
              for site, p in policies.items()]
     rates = [{"site_id": site, "category": category, "rate": rate}
@@ -289,17 +323,23 @@ def queue(conn: psycopg.Connection[Any], *, scope: str | None, now: datetime,
         conds.append("kind = %(kind)s")
     where = sql.SQL(" WHERE " + " AND ".join(conds) if conds else "")
     head = sql.SQL(_QUEUE).format(complaint_done=sql.SQL(_COMPLAINT_DONE))
+    earliest = now - max((p.give_up_after for p in policies.values()), default=timedelta(0))
     params = {"sites": Jsonb(sites), "rates": Jsonb(rates), "now": now, "kind": kind,
-              "limit": limit, "offset": offset}
-    total = conn.execute(head + sql.SQL("SELECT count(*) AS n FROM queue") + where,
-                         params).fetchone()
+              "earliest": earliest, "limit": limit, "offset": offset}
+    # The page and the total in one pass; a page past the end asks for the total alone.
     rows = conn.execute(
-        head + sql.SQL("SELECT * FROM queue") + where
+        head + sql.SQL("SELECT *, count(*) OVER () AS total FROM queue") + where
         + sql.SQL(" ORDER BY due_at, kind, id LIMIT %(limit)s OFFSET %(offset)s"),
         params).fetchall()
+    if rows:
+        total = int(rows[0]["total"])
+    else:
+        found = conn.execute(head + sql.SQL("SELECT count(*) AS n FROM queue") + where,
+                             params).fetchone()
+        total = int(found["n"]) if found else 0
     items = []
     for r in rows:
         item = dict(r)
         item["overdue"] = item["visit_by"] < now
         items.append(item)
-    return items, int(total["n"] if total else 0)
+    return items, total

@@ -17,8 +17,9 @@ ALTER TABLE follow_ups
         CHECK ((checked_at IS NULL) = (check_result IS NULL));
 -- A site's visits to spot-check, newest first.
 CREATE INDEX follow_ups_unchecked_idx ON follow_ups (site_id, at DESC) WHERE checked_at IS NULL;
--- The queue ranks each site's work orders of a category by id to pick a stable share of them.
-CREATE INDEX work_orders_category_id_idx ON work_orders (site_id, category, id);
+-- The queue ranks a month's work orders of a site and category to pick a share of them.
+CREATE INDEX work_orders_category_opened_idx ON work_orders (site_id, category, opened_at)
+    INCLUDE (source);
 
 CREATE TABLE attachments (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

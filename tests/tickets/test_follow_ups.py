@@ -31,7 +31,8 @@ def make_sites(conn: psycopg.Connection, policy: dict[str, Any] | None = None) -
 
 def work_order(conn: psycopg.Connection, now: datetime, *, site: str = SITE,
                category: str = "居家维修", source: str = "manual", state: str = "resolved",
-               name: str = "张三", phone: str = "13812345678") -> int:
+               name: str = "张三", phone: str = "13812345678",
+               opened: datetime | None = None) -> int:
     """A ticket as a manual report (报事报修) would make it, in `state` at `now`."""
     done = state in ("resolved", "closed")
     row = conn.execute(
@@ -40,7 +41,8 @@ def work_order(conn: psycopg.Connection, now: datetime, *, site: str = SITE,
         " reporter_unit, reporter_phone, state, acknowledged_at, started_at, resolved_at,"
         " closed_at) VALUES (%s, %s, 'minor', 3, 'Kitchen tap leaks', %s, %s, %s, %s, %s, '零修',"
         " 'phone', %s, '3-1202', %s, %s, %s, %s, %s, %s) RETURNING id",
-        (site, source, now - timedelta(hours=5), now, now + timedelta(days=1), now, category,
+        (site, source, opened or now - timedelta(hours=5), now, now + timedelta(days=1), now,
+         category,
          name, phone, state, now if done else None, now if done else None,
          now if done else None, now if state == "closed" else None)).fetchone()
     conn.commit()
@@ -213,6 +215,26 @@ def test_the_queue_follows_the_policy_per_category(
     assert sorted(ids & set(repairs)) == repairs[::2]  # ranks 1, 3, 5, ...: evenly spread
     assert client.get(f"{API}/follow-ups", params={"kind": "complaint"},
                       headers=sup).json()["total"] == 0
+
+
+def test_shares_count_each_month_and_old_tickets_leave_the_queue(
+        conn: psycopg.Connection, client: TestClient, make_token: Tokens,
+        api_clock: FakeClock) -> None:
+    make_sites(conn, {"give_up_after": "30d"})
+    now = api_clock()  # 2026-11-23 16:00 in Shanghai
+    # Nine opened in October and one on 1 November, 00:30 Shanghai time (still 31 October
+    # in UTC): each month's count starts afresh, so no 10th ticket is skipped.
+    october = [work_order(conn, now, category="整改", opened=datetime(2026, 10, 5, tzinfo=UTC))
+               for _ in range(9)]
+    november = work_order(conn, now, category="整改",
+                          opened=datetime(2026, 10, 31, 16, 30, tzinfo=UTC))
+    sup = make_token("supervisor")
+    assert {i["id"] for i in queue(client, sup)} == {*october, november}
+    # A ticket done more than give_up_after ago has left the queue, visited or not.
+    api_clock.advance(days=30)
+    assert len(queue(client, sup)) == 10
+    api_clock.advance(seconds=1)
+    assert queue(client, sup) == []
 
 
 def test_retry_timing_maximum_attempts_and_lateness(

@@ -20,6 +20,7 @@ def test_defaults_follow_the_centres_manual() -> None:
     assert policy.complaints == 100 and policy.sources == ["manual"]
     assert policy.due_within == timedelta(days=3) and policy.retry_after == timedelta(days=1)
     assert policy.max_attempts == 3 and policy.dissatisfied_at_most == 2
+    assert policy.give_up_after == timedelta(days=30)
     assert policy.dissatisfied(1) and policy.dissatisfied(2)
     assert not policy.dissatisfied(3) and not policy.dissatisfied(None)
 
