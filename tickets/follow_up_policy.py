@@ -80,6 +80,7 @@ def picked(rank: int, percent: int) -> bool:
 
     The k-th is picked when ceil(k * percent / 100) grows at k: every prefix of the sequence
     has at least `percent` % picked, the skipped ones evenly spread (90 %: every 10th).
+    The queue's SQL (tickets.follow_ups) computes the same in the database.
     """
     def ceil(k: int) -> int:
         return -(-k * percent // 100)
