@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     db_pool_max_lifetime: float = Field(default=1800.0, ge=60)
     # Largest request body the API reads (bytes); larger ones get 413.
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Largest photo attached to a ticket (bytes); the upload routes alone take bodies this big.
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     # Lifetime of a new API token when `caretaker token create` gives no --expires.
     token_default_expiry: Duration = timedelta(days=365)
 

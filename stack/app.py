@@ -18,12 +18,14 @@ from fastapi import APIRouter, FastAPI
 from api.app import create_app
 from api.routes import (
     alarms,
+    attachments,
     checkpoints,
     complaints,
     dead_letters,
     device_types,
     devices,
     escalation,
+    follow_ups,
     gaps,
     guards,
     handovers,
@@ -56,7 +58,7 @@ from rules.catalog import watched_metrics
 from rules.engine import rule_jobs
 from rules.patrol import config as patrol_config
 from rules.patrol.engine import patrol_jobs
-from tickets import outbox
+from tickets import follow_up_policy, outbox
 from tickets.escalation import EscalationSpec, escalate_due, save_ladder
 from tickets.notification_policy import NotificationsSpec, save_spec
 from tickets.policy import PolicySpec
@@ -71,6 +73,7 @@ SECTIONS: Mapping[str, Section] = {
     "rules": Section(rule_config.Rules, rule_config.load_rules),
     "maintenance_windows": Section(rule_config.Windows, rule_config.load_maintenance_windows),
     "work_order_policy": Section(PolicySpec, rule_config.load_work_order_policy),
+    "follow_up_policy": Section(follow_up_policy.FollowUpPolicy, follow_up_policy.save_policy),
     "routes": Section(patrol_config.Routes, patrol_config.load_routes),
     "schedules": Section(patrol_config.Schedules, patrol_config.load_schedules),
     "reports": Section(ReportsSpec, load_reports),
@@ -89,6 +92,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     kpis.router,
     complaints.router,
     escalation.router,
+    follow_ups.router, attachments.router,
 )
 
 
