@@ -96,16 +96,18 @@ def records(conn: psycopg.Connection[Any], site: str, devices: list[str], start:
         done = rnd.random() < 0.85
         resolved = opened + timedelta(hours=rnd.uniform(0.5, 80)) if done else None
         device = rnd.choice(devices)
+        source = rnd.choice(SOURCES)
         row = conn.execute(
             "INSERT INTO work_orders (site_id, device_id, source, severity, priority, title,"
             " state, opened_at, respond_by, resolve_by, acknowledged_at, resolved_at,"
-            " category, repeat_count, updated_at) VALUES (%s, %s, %s, %s, 2, %s, %s, %s,"
-            " %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (site, device, rnd.choice(SOURCES), rnd.choice(("major", "minor", "critical")),
+            " category, repeat_count, updated_at, urgency) VALUES (%s, %s, %s, %s, 2, %s, %s,"
+            " %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s = 'manual' THEN '零修' END)"
+            " RETURNING id",
+            (site, device, source, rnd.choice(("major", "minor", "critical")),
              f"fault {i}", "resolved" if done else "open", opened,
              opened + timedelta(minutes=30), resolve_by,
              opened + timedelta(minutes=rnd.uniform(5, 60)), resolved,
-             rnd.choice(CATEGORIES), rnd.choice((0, 0, 0, 1, 2)), opened)).fetchone()
+             rnd.choice(CATEGORIES), rnd.choice((0, 0, 0, 1, 2)), opened, source)).fetchone()
         assert row is not None
         if done and resolved is not None and rnd.random() < 0.6:
             reached = rnd.random() < 0.8

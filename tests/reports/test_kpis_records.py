@@ -40,7 +40,8 @@ def work_order(conn: psycopg.Connection[Any], *, opened: datetime, site: str = S
             "respond_by": respond_by or opened + timedelta(minutes=30),
             "resolve_by": resolve_by or opened + timedelta(hours=24), "state": state,
             "category": category, "device_id": device, "rule_id": rule,
-            "repeat_of": repeat_of, "updated_at": opened, **stamps}
+            "repeat_of": repeat_of, "updated_at": opened,
+            "urgency": "零修" if source == "manual" else None, **stamps}
     query = sql.SQL("INSERT INTO work_orders ({}) VALUES ({}) RETURNING id").format(
         sql.SQL(", ").join(map(sql.Identifier, cols)),
         sql.SQL(", ").join(sql.Placeholder() * len(cols)))
