@@ -81,7 +81,7 @@ class ComplaintPublic(BaseModel):
     updated_at: datetime
 
 
-class FollowUpPublic(BaseModel):
+class ComplaintVisit(BaseModel):
     id: int
     at: datetime
     actor: str
@@ -96,7 +96,7 @@ class FollowUpPublic(BaseModel):
 
 class ComplaintDetail(ComplaintPublic):
     history: list[HistoryEntry]
-    follow_ups: list[FollowUpPublic]
+    follow_ups: list[ComplaintVisit]
 
 
 class ComplaintAssign(BaseModel):
