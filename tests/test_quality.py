@@ -20,8 +20,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PACKAGES: list[str] = PYPROJECT["tool"]["importlinter"]["root_packages"]
 # Removed on purpose: grafana-client pulls niquests -> urllib3-future, whose .pth file rewrites
 # urllib3 at every interpreter start; the others were unused.
-UNWANTED = ("urllib3-future", "niquests", "grafana-client", "grafana-foundation-sdk",
-            "mirakuru")
+UNWANTED = ("urllib3-future", "niquests", "grafana-client", "mirakuru")
 
 
 def _run(*cmd: str | Path) -> subprocess.CompletedProcess[str]:
