@@ -76,7 +76,9 @@ def token_create(
         fail(str(exc))
     except ForeignKeyViolation:
         fail(f"there is no site {site!r}: load it first (`caretaker load FILE`)")
-    typer.echo(f"created a {role} token" + (f" for site {site}" if site else ""), err=True)
+    article = "an" if role[0] in "aeiou" else "a"
+    typer.echo(f"created {article} {role} token" + (f" for site {site}" if site else ""),
+               err=True)
     typer.echo(token)
 
 
