@@ -1,1 +1,2 @@
-"""Empty for now: where the Grafana dashboards (as code) and the weekly report will live."""
+"""Grafana dashboards as code: five dashboards over the TimescaleDB, their provisioning files,
+the push through Grafana's HTTP API, and the read-only database role Grafana connects as."""
