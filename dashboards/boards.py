@@ -158,7 +158,7 @@ SELECT $__timeGroupAlias(raised_at, '1h'), severity AS metric, count(*) AS alarm
 
 def device_detail() -> Dashboard:
     """One device: a metric with the thresholds of the rules that watch it, alarms."""
-    rules_for_device = """
+    levels = """
   FROM devices d
   JOIN rules r ON r.site_id = d.site_id AND r.enabled AND r.metric = '$metric'
               AND (r.device_id = d.id OR (r.device_id IS NULL
@@ -170,7 +170,8 @@ def device_detail() -> Dashboard:
         UNION ALL
         SELECT lv ->> 'severity', (lv ->> 'threshold')::float8
           FROM jsonb_array_elements(CASE WHEN jsonb_typeof(r.params -> 'levels') = 'array'
-                                         THEN r.params -> 'levels' END) lv) l
+                                         THEN r.params -> 'levels' END) lv) l"""
+    this_device = """
  WHERE d.site_id = '$site' AND d.id = '$device' AND l.threshold IS NOT NULL"""
     alarms = (AnnotationQuery().name("Alarms 告警").datasource(DATASOURCE).enable(True)
               .icon_color("red").target(Sql("""
@@ -210,14 +211,13 @@ SELECT $__timeGroupAlias(time, $__interval), avg(value) AS "$metric"
   FROM telemetry
  WHERE site_id = '$site' AND device_id = '$device' AND metric = '$metric'
    AND $__timeFilter(time)
- GROUP BY 1 ORDER BY 1""", f"""
-SELECT t AS time, r.id || ' ' || l.severity AS metric, l.threshold AS value{rules_for_device}
-  CROSS JOIN unnest(ARRAY[$__timeFrom()::timestamptz, $__timeTo()::timestamptz]) t
-""".replace(" WHERE d.site_id", "\n WHERE d.site_id") + " ORDER BY 1, 2", w=24, h=10))
-            .with_panel(grid("Rules watching $metric 告警规则", f"""
+ GROUP BY 1 ORDER BY 1""", """
+SELECT t AS time, r.id || ' ' || l.severity AS metric, l.threshold AS value""" + levels + """
+  CROSS JOIN unnest(ARRAY[$__timeFrom()::timestamptz, $__timeTo()::timestamptz]) t""" + this_device
+                   + " ORDER BY 1, 2", w=24, h=10))
+            .with_panel(grid("Rules watching $metric 告警规则", """
 SELECT r.id AS rule, r.name, r.kind, r.params ->> 'op' AS op, l.severity,
-       l.threshold{rules_for_device}
- ORDER BY 1, 5""", w=12))
+       l.threshold""" + levels + this_device + " ORDER BY 1, 5", w=12))
             .with_panel(grid("Alarms 告警记录", """
 SELECT raised_at AS time, severity, rule_id, state, message, count,
        cleared_at, work_order_id
