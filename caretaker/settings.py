@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     # Lifetime of a new API token when `caretaker token create` gives no --expires.
     token_default_expiry: Duration = timedelta(days=365)
+    # Grafana (dashboards/): the read-only database role's password (`caretaker up` creates or
+    # updates the role `caretaker_reader` when set; Grafana's provisioning file references the
+    # same variable), where Grafana reaches the database (host:port/dbname; default: from the
+    # database URL), and the service-account token `caretaker dashboards push` uses.
+    grafana_db_password: SecretStr | None = None
+    grafana_db_address: str | None = None
+    grafana_token: SecretStr | None = None
 
     def link_base(self) -> str:
         """Where links in notifications point: the public URL, else the API's own."""

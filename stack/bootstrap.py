@@ -12,6 +12,7 @@ from caretaker.mqtt_credentials import ensure_service_credentials, sync_broker
 from caretaker.servers import LocalMosquitto
 from caretaker.settings import Settings
 from caretaker.site_config import SiteConfigError, example_document
+from dashboards.reader import ensure_reader
 from stack.app import load_site
 from stack.files import StackError, StackFiles, read_token, write_secret
 
@@ -29,6 +30,9 @@ def prepare_database(settings: Settings, paths: StackFiles, *, demo: bool,
         applied = migrate(conn)
         if applied:
             log.info("applied %d migration(s)", len(applied))
+        if settings.grafana_db_password is not None:
+            ensure_reader(conn, settings.grafana_db_password.get_secret_value())
+            conn.commit()
         if broker is not None:
             ensure_service_credentials(conn, paths.root)
             sync_broker(conn, broker)

@@ -6,11 +6,14 @@ import logging
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from caretaker.settings import MqttTarget, get_settings
+
+if TYPE_CHECKING:
+    from dashboards.provisioning import Target
 
 app = typer.Typer(help="Caretaker: equipment telemetry and patrol inspection for properties.",
                   no_args_is_help=True, add_completion=False)
@@ -23,6 +26,9 @@ notify_app = typer.Typer(help="Notifications: the site's receivers.", no_args_is
 app.add_typer(notify_app, name="notify")
 report_app = typer.Typer(help="Reports: the weekly inspection report.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
+dashboards_app = typer.Typer(help="Grafana dashboards: export, push, the reader role.",
+                             no_args_is_help=True)
+app.add_typer(dashboards_app, name="dashboards")
 
 
 def _logging(verbose: bool = False) -> None:
@@ -523,6 +529,82 @@ def report_weekly(
     target = output or Path(f"report-{site}-{chosen}.{fmt}")
     target.write_bytes(body)
     typer.echo(f"wrote {target} ({site}, {chosen}, {language}, {len(body):,} bytes)")
+
+
+def _grafana_target() -> Target:
+    """Where Grafana reaches the database: CARETAKER_GRAFANA_DB_ADDRESS, else the database URL."""
+    from caretaker.errors import Invalid
+    from dashboards.provisioning import Target
+
+    settings = get_settings()
+    try:
+        return Target.parse(settings.grafana_db_address or settings.db_url())
+    except Invalid as exc:
+        fail(exc.message)
+    raise AssertionError  # fail() exits
+
+
+@dashboards_app.command("export")
+def dashboards_export(
+    directory: Annotated[Path, typer.Argument(help="where to write provisioning/ and "
+                                                   "dashboards/")],
+    dashboards_path: Annotated[str | None, typer.Option(help="where Grafana finds "
+                               "DIR/dashboards (default: its absolute path here)")] = None,
+) -> None:
+    """Write Grafana's provisioning files and the dashboards' JSON under DIRECTORY."""
+    from dashboards.provisioning import export
+
+    target = _grafana_target()
+    files = export(directory, target, dashboards_path=dashboards_path)
+    typer.echo(f"wrote {len(files)} files under {directory} (datasource "
+               f"{target.host}:{target.port}/{target.database})" + "".join(
+                   f"\n  {f.relative_to(directory)}" for f in files))
+
+
+@dashboards_app.command("push")
+def dashboards_push(
+    url: Annotated[str, typer.Option(help="Grafana's URL, e.g. http://grafana:3000")],
+) -> None:
+    """Create or update the datasource and the dashboards through Grafana's HTTP API
+    (token: CARETAKER_GRAFANA_TOKEN; the reader's password: CARETAKER_GRAFANA_DB_PASSWORD)."""
+    from caretaker.errors import Invalid
+    from dashboards.push import push
+
+    settings = get_settings()
+    if settings.grafana_token is None:
+        fail("set CARETAKER_GRAFANA_TOKEN to a Grafana service-account token")
+    if settings.grafana_db_password is None:
+        fail("set CARETAKER_GRAFANA_DB_PASSWORD (the reader role's password)")
+    assert settings.grafana_token is not None and settings.grafana_db_password is not None
+    target = _grafana_target()
+    try:
+        push(url, settings.grafana_token.get_secret_value(), target,
+             settings.grafana_db_password.get_secret_value(), progress=typer.echo)
+    except Invalid as exc:
+        fail(exc.message)
+    except Exception as exc:
+        import httpx2
+
+        if not isinstance(exc, httpx2.HTTPError):
+            raise
+        fail(f"cannot reach Grafana at {url}: {exc}")
+
+
+@dashboards_app.command("reader")
+def dashboards_reader() -> None:
+    """Create or update the read-only role `caretaker_reader` Grafana connects as (password:
+    CARETAKER_GRAFANA_DB_PASSWORD)."""
+    from caretaker.db import connect
+    from dashboards.reader import READER, ensure_reader
+
+    settings = get_settings()
+    if settings.grafana_db_password is None:
+        fail("set CARETAKER_GRAFANA_DB_PASSWORD to the password the role should have")
+    assert settings.grafana_db_password is not None
+    with connect() as conn:
+        ensure_reader(conn, settings.grafana_db_password.get_secret_value())
+        conn.commit()
+    typer.echo(f"role {READER} can log in and read the dashboards' tables")
 
 
 def main() -> None:
