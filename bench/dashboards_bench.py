@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,9 +27,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scratch import scratch_database  # noqa: E402
 
-from caretaker.migrations import migrate  # noqa: E402
-from caretaker.servers import LocalPostgres, free_port  # noqa: E402
 from dashboards.macros import expand, parse_interval  # noqa: E402
 from dashboards.provisioning import dashboards_for_api  # noqa: E402
 from dashboards.reader import READER, ensure_reader  # noqa: E402
@@ -50,17 +46,7 @@ def main() -> None:
     ap.add_argument("--long", type=int, default=30, help="the long range, days")
     args = ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="dashboards-bench-"))
-    os.chmod(tmp, 0o755)
-    pg = LocalPostgres(tmp, free_port())
-    pg.start()
-    try:
-        base = pg.url.rsplit("/", 1)[0]
-        with psycopg.connect(base + "/postgres", autocommit=True) as c:
-            c.execute("CREATE DATABASE bench")
-        url = base + "/bench"
-        with psycopg.connect(url) as c:
-            migrate(c)
+    with scratch_database("dashboards-bench-") as url:
         now = datetime.now(UTC).replace(microsecond=0)
         with psycopg.connect(url, row_factory=dict_row) as c:
             doc = example_site(c, now)
@@ -97,9 +83,6 @@ def main() -> None:
                               f"{statistics.median(times) * 1000:7.1f} ms  max "
                               f"{max(times) * 1000:7.1f} ms  rows {len(rows)}", flush=True)
         print(json.dumps({"worst_ms": round(worst * 1000, 1)}))
-    finally:
-        pg.stop(mode="immediate")
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

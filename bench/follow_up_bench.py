@@ -14,11 +14,8 @@ Prints figures; it is not a test.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,9 +24,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scratch import scratch_database  # noqa: E402
 
-from caretaker.migrations import migrate  # noqa: E402
-from caretaker.servers import LocalPostgres, free_port  # noqa: E402
 from stack.app import load_site  # noqa: E402
 from tickets import follow_ups  # noqa: E402
 
@@ -40,11 +36,12 @@ def fill(conn: psycopg.Connection[dict[str, object]], tickets: int, now: datetim
               now=now)
     conn.execute(
         "INSERT INTO work_orders (site_id, source, severity, priority, title, opened_at,"
-        " respond_by, resolve_by, updated_at, category, state, resolved_at)"
+        " respond_by, resolve_by, updated_at, category, state, resolved_at, urgency)"
         " SELECT 'bench', CASE WHEN g %% 3 = 0 THEN 'alarm' ELSE 'manual' END, 'minor', 3,"
         "        'ticket', r - interval '2 hours', r, r, r,"
         "        (ARRAY['公区维修', '居家维修', '整改', '设备', '其他'])[1 + g %% 5],"
-        "        CASE WHEN g %% 50 = 0 THEN 'resolved' ELSE 'closed' END, r"
+        "        CASE WHEN g %% 50 = 0 THEN 'resolved' ELSE 'closed' END, r,"
+        "        CASE WHEN g %% 3 = 0 THEN NULL ELSE '零修' END"
         "   FROM generate_series(1, %(n)s) g,"
         "        LATERAL (SELECT %(now)s - make_interval(mins => (%(n)s + 1 - g) * 26)) t(r)",
         {"n": tickets, "now": now})
@@ -73,17 +70,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="follow-up-bench-"))
-    os.chmod(tmp, 0o755)
-    pg = LocalPostgres(tmp, free_port())
-    pg.start()
-    try:
-        base = pg.url.rsplit("/", 1)[0]
-        with psycopg.connect(base + "/postgres", autocommit=True) as c:
-            c.execute("CREATE DATABASE bench")
-        url = base + "/bench"
-        with psycopg.connect(url) as c:
-            migrate(c)
+    with scratch_database("follow-up-bench-") as url:
         now = datetime.now(UTC)
         with psycopg.connect(url, row_factory=dict_row) as conn:
             t = time.monotonic()
@@ -93,9 +80,6 @@ def main() -> None:
                 took, total = timed(conn, now, args.repeat, due)
                 print(f"{label:<8} queue of {total}: median {statistics.median(took):.1f} ms, "
                       f"max {max(took):.1f} ms over {args.repeat} requests")
-    finally:
-        pg.stop(mode="immediate")
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,9 @@ Prints figures; it is not a test.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,9 +29,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scratch import scratch_database  # noqa: E402
 
-from caretaker.migrations import migrate  # noqa: E402
-from caretaker.servers import LocalPostgres, free_port  # noqa: E402
 from caretaker.site_config import example_document  # noqa: E402
 from reports import weekly  # noqa: E402
 from reports.periods import Week  # noqa: E402
@@ -196,17 +192,7 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="write the reports' PDFs into this directory")
     args = ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="report-bench-"))
-    os.chmod(tmp, 0o755)
-    pg = LocalPostgres(tmp, free_port())
-    pg.start()
-    try:
-        base = pg.url.rsplit("/", 1)[0]
-        with psycopg.connect(base + "/postgres", autocommit=True) as c:
-            c.execute("CREATE DATABASE bench")
-        url = base + "/bench"
-        with psycopg.connect(url) as c:
-            migrate(c)
+    with scratch_database("report-bench-") as url:
         start, end = WEEK.bounds("Asia/Shanghai")
         begin = end - timedelta(days=args.days)
         with psycopg.connect(url, row_factory=dict_row) as c:
@@ -241,9 +227,6 @@ def main() -> None:
                   f"({args.interval} s) by COPY in {took:.0f} s "
                   f"({n / took:,.0f} rows/s)", flush=True)
         measure(url, "big", f"{args.devices}-device site", args.keep)
-    finally:
-        pg.stop(mode="immediate")
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
