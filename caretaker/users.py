@@ -166,6 +166,13 @@ def set_password(conn: psycopg.Connection[Any], name: str, password: str, *,
     return get_user(conn, name)
 
 
+def password_matches(conn: psycopg.Connection[Any], name: str, password: str) -> bool:
+    """Whether a user of this name exists with this password (nothing is counted)."""
+    row = conn.cursor(row_factory=dict_row).execute(
+        "SELECT password_hash FROM users WHERE lower(name) = lower(%s)", (name,)).fetchone()
+    return row is not None and verify_password(row["password_hash"], password)
+
+
 # --- lock-out: pure decisions -------------------------------------------------------------
 
 @dataclass(frozen=True)
