@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Annotated
 
@@ -40,8 +41,11 @@ def _session(request: Request, conn: Db) -> sessions.Session | None:
 
 def _form(request: Request, language: str, *, status: int = 200, error: str | None = None,
           username: str = "", next_: str = "/") -> Response:
-    """The login form with a fresh login CSRF token (also set as its cookie)."""
-    token = secrets.token_urlsafe(24)
+    """The login form with its login CSRF token (also set as its cookie): the browser's
+    own, when it has one, so forms open in several tabs all stay good."""
+    token = request.cookies.get(sessions.LOGIN_CSRF_COOKIE, "")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{24,64}", token):
+        token = secrets.token_urlsafe(24)
     response = pages.page("login.html", language, status=status, error=error,
                           username=username, csrf_token=token, next=_local(next_))
     sessions.set_cookie(response, sessions.LOGIN_CSRF_COOKIE, token,
