@@ -1,4 +1,5 @@
-"""Builds the FastAPI application: routers, error shape, limits, database pool, metrics."""
+"""Builds the FastAPI application: routers, error shape, limits, database pool, metrics,
+the login pages and the API docs with their assets served locally."""
 
 from __future__ import annotations
 
@@ -7,16 +8,23 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
-from api import errors
+from api import errors, pages
 from api.limits import RequestLimits
-from api.routes import metrics
+from api.routes import login, metrics
 from caretaker.clock import Clock, system_clock
 from caretaker.db import make_pool
 from caretaker.settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
+# Swagger UI's files, vendored unchanged from the npm package swagger-ui-dist of this version
+# (api/static/vendor/swagger-ui/VERSION): the docs page loads nothing from the internet.
+SWAGGER_UI_VERSION = "5.35.0"
+SWAGGER_UI = "/static/vendor/swagger-ui"
 
 
 def operation_id(route: APIRoute) -> str:
@@ -42,7 +50,7 @@ def create_app(settings: Settings | None = None, *, routers: Sequence[APIRouter]
             app.state.pool.close()
 
     app = FastAPI(title="Caretaker", version="1", lifespan=lifespan,
-                  docs_url=f"{API_PREFIX}/docs", openapi_url=f"{API_PREFIX}/openapi.json",
+                  docs_url=None, redoc_url=None, openapi_url=f"{API_PREFIX}/openapi.json",
                   generate_unique_id_function=operation_id)
     app.state.clock = clock
     app.state.settings = settings
@@ -52,4 +60,20 @@ def create_app(settings: Settings | None = None, *, routers: Sequence[APIRouter]
         app.include_router(router, prefix=API_PREFIX, responses=errors.ERROR_RESPONSES)
     # /metrics, where Prometheus looks
     app.include_router(metrics.router, responses=errors.ERROR_RESPONSES)
+    # People's pages: the login form, logout, the start page; their styles and the docs' assets.
+    app.include_router(login.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
+
+    @app.get(f"{API_PREFIX}/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """Swagger UI, from Caretaker's own copy (ReDoc is not served: it would need fonts
+        and a bundle of its own)."""
+        return get_swagger_ui_html(
+            openapi_url=f"{API_PREFIX}/openapi.json", title="Caretaker API",
+            swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_UI}/favicon-32x32.png", oauth2_redirect_url=None,
+            # No spec validator badge: it would send the document to validator.swagger.io.
+            swagger_ui_parameters={"validatorUrl": None})
+
     return app

@@ -1,4 +1,5 @@
-"""Dependencies shared by the routes: a database connection and the caller's principal."""
+"""Dependencies shared by the routes: a database connection and the caller's principal
+(from a bearer token, or from a person's session cookie)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import PoolTimeout
 
+from api import sessions
 from api.errors import ApiError
 from caretaker import tokens
 from caretaker.clock import Clock
@@ -60,22 +62,38 @@ async def get_clock(request: Request) -> Clock:
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
-def get_principal(conn: Db,
-                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-                  ) -> Principal:
-    """The principal behind the bearer token; 401 when missing, unknown, revoked or expired.
+def get_principal(request: Request, conn: Db,
+                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                  csrf: Annotated[str | None, Depends(sessions.presented_csrf)]) -> Principal:
+    """The principal behind the bearer token, or else behind the session cookie.
 
-    The token is checked on the request's own connection (FastAPI gives a request one `Db`),
-    so a request holds one pooled connection, never two.
+    401 when neither is given, or the token is unknown, revoked or expired, or the session
+    ended, expired or went idle. An unsafe request (not GET/HEAD/OPTIONS) made with the
+    session cookie must carry the session's CSRF token (403 otherwise); a bearer token needs
+    none (a browser never sends one by itself). Checked on the request's own connection
+    (FastAPI gives a request one `Db`), so a request holds one pooled connection, never two.
     """
-    if creds is None:
-        raise ApiError(401, "missing bearer token", code="unauthorized",
+    if creds is not None:
+        principal = tokens.lookup(conn, creds.credentials)
+        if principal is None:
+            raise ApiError(401, "invalid, expired or revoked token", code="unauthorized",
+                           headers={"WWW-Authenticate": "Bearer"})
+        return principal
+    cookie = request.cookies.get(sessions.COOKIE)
+    if cookie is None:
+        raise ApiError(401, "missing bearer token (or log in at /login)", code="unauthorized",
                        headers={"WWW-Authenticate": "Bearer"})
-    principal = tokens.lookup(conn, creds.credentials)
-    if principal is None:
-        raise ApiError(401, "invalid, expired or revoked token", code="unauthorized",
-                       headers={"WWW-Authenticate": "Bearer"})
-    return principal
+    session = sessions.lookup(conn, cookie, now=request.app.state.clock(),
+                              idle=request.app.state.settings.session_idle_timeout)
+    if session is None:
+        raise ApiError(401, "the session has ended or expired; log in again at /login",
+                       code="unauthorized", headers={"WWW-Authenticate": "Bearer"})
+    if request.method not in sessions.SAFE_METHODS and not sessions.csrf_matches(
+            session.csrf_token, csrf):
+        raise ApiError(403, f"missing or wrong CSRF token: send the session's token as the "
+                       f"{sessions.CSRF_HEADER} header or the {sessions.CSRF_FIELD} form field",
+                       code="csrf")
+    return session.principal
 
 
 def require(*roles: str) -> Callable[..., Awaitable[Principal]]:

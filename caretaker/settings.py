@@ -130,6 +130,19 @@ class Settings(BaseSettings):
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     # Lifetime of a new API token when `caretaker token create` gives no --expires.
     token_default_expiry: Duration = timedelta(days=365)
+    # People's logins (api/sessions.py): a session ends after this long without a request
+    # (idle) and this long after the login whatever happens (absolute); a user name is locked
+    # out for `login_lockout` after `login_max_failures` failed logins in a row, a client
+    # address after `login_address_max_failures`; the session cookie is Secure on HTTPS
+    # requests, and on every request when `session_cookie_secure` is true (behind a proxy
+    # that ends TLS). Passwords are at least `password_min_length` characters.
+    session_idle_timeout: Duration = timedelta(hours=2)
+    session_absolute_timeout: Duration = timedelta(hours=12)
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    login_address_max_failures: int = Field(default=30, ge=1, le=10000)
+    login_lockout: Duration = timedelta(minutes=15)
+    session_cookie_secure: bool = False
+    password_min_length: int = Field(default=10, ge=8, le=128)
     # Grafana (dashboards/): the read-only database role's password (`caretaker up` creates or
     # updates the role `caretaker_reader` when set; Grafana's provisioning file references the
     # same variable), where Grafana reaches the database (host:port/dbname; default: from the

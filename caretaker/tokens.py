@@ -27,13 +27,20 @@ LAST_USED_EVERY = timedelta(minutes=1)
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request acts as: the token's role, and the one site it is limited to, if any."""
+    """Who a request acts as: the token's role, and the one site it is limited to, if any.
+
+    A person logged in with a session is a principal too: `user_id` is the user's id,
+    `token_id` minus it (never a token's id, so "the same credential" checks still hold) and
+    `language` the user's chosen language (None: the site's).
+    """
 
     token_id: int
     name: str
     role: str
     site_id: str | None = None
     guard_id: str | None = None
+    user_id: int | None = None
+    language: str | None = None
 
     @property
     def actor(self) -> str:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+import secrets
+from typing import Any
 
-from caretaker import tokens
+import psycopg
+
+from caretaker import tokens, users
 from caretaker.clock import system_clock
 from caretaker.db import connect
+from caretaker.errors import NotFound
 from caretaker.migrations import migrate
 from caretaker.mqtt_credentials import ensure_service_credentials, sync_broker
 from caretaker.servers import LocalMosquitto
@@ -15,6 +20,7 @@ from caretaker.site_config import SiteConfigError, example_document
 from dashboards.reader import ensure_reader
 from stack.app import load_site
 from stack.files import StackError, StackFiles, read_token, write_secret
+from stack.status import DEMO_ROLE, DEMO_SITE, DEMO_USER, demo_login_file
 
 log = logging.getLogger("stack.up")
 
@@ -49,4 +55,28 @@ def prepare_database(settings: Settings, paths: StackFiles, *, demo: bool,
             conn.commit()
             log.info("example site %s loaded (%d rows new or changed)", result.site_id,
                      result.changed)
+            ensure_demo_user(conn, paths)
+            conn.commit()
     return token
+
+
+def ensure_demo_user(conn: psycopg.Connection[Any], paths: StackFiles) -> str:
+    """The demo's login (a supervisor of the example site) with the password kept in the
+    state directory (mode 600); made, or given a new password, when the two disagree."""
+    path = demo_login_file(paths)
+    try:
+        password = path.read_text().strip()
+    except OSError:
+        password = ""
+    if password and users.password_matches(conn, DEMO_USER, password):
+        return password
+    password = secrets.token_urlsafe(12)
+    try:
+        users.get_user(conn, DEMO_USER)
+    except NotFound:
+        users.create_user(conn, DEMO_USER, password, role=DEMO_ROLE, site_id=DEMO_SITE)
+    else:
+        users.set_password(conn, DEMO_USER, password)
+    write_secret(path, password)
+    log.info("demo login %s created (password in %s)", DEMO_USER, path)
+    return password

@@ -29,6 +29,8 @@ app.add_typer(report_app, name="report")
 dashboards_app = typer.Typer(help="Grafana dashboards: export, push, the reader role.",
                              no_args_is_help=True)
 app.add_typer(dashboards_app, name="dashboards")
+user_app = typer.Typer(help="People's logins: users of the console.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
 
 
 def _logging(verbose: bool = False) -> None:
@@ -130,6 +132,110 @@ def token_revoke(
         fail(exc.message)
     typer.echo(f"revoked the {info.role} token {info.prefix or '#' + str(info.id)}"
                f" ({info.name})")
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new password: one line of standard input, or typed twice at a terminal."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        fail("give the password on standard input with --password-stdin")
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+@user_app.command("create")
+def user_create(
+    name: Annotated[str, typer.Argument(help="the login name")],
+    role: Annotated[str, typer.Option(help="admin, supervisor, engineer, frontdesk, guard or "
+                                           "viewer")],
+    site: Annotated[str | None, typer.Option(help="limit the user to this site")] = None,
+    guard: Annotated[str | None, typer.Option(help="a guard user's guard id")] = None,
+    language: Annotated[str | None, typer.Option(help="zh-CN or en (default: the site's)")
+                        ] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password "
+                              "from standard input (one line)")] = False,
+) -> None:
+    """Create a user who logs in at /login; the password is never echoed or logged."""
+    from caretaker.db import connect
+    from caretaker.errors import CaretakerError
+    from caretaker.users import create_user
+
+    password = _read_password(password_stdin)
+    try:
+        with connect() as conn:
+            user = create_user(conn, name, password, role=role, site_id=site, guard_id=guard,
+                               language=language,
+                               min_length=get_settings().password_min_length)
+    except CaretakerError as exc:
+        fail(exc.message)
+    typer.echo(f"created user {user.name} ({user.role}"
+               + (f", site {user.site_id}" if user.site_id else ", every site")
+               + (f", guard {user.guard_id}" if user.guard_id else "") + ")")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List users: name, role, site, guard, language, state, last login (never a password)."""
+    from caretaker.clock import system_clock
+    from caretaker.db import connect
+    from caretaker.users import list_users
+
+    def when(at: datetime | None) -> str:
+        return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if at else "-"
+
+    now = system_clock()
+    with connect() as conn:
+        users = list_users(conn)
+    table = [("NAME", "ROLE", "SITE", "GUARD", "LANGUAGE", "STATE", "CREATED", "LAST LOGIN")]
+    for u in users:
+        state = ("disabled" if u.disabled else
+                 f"locked until {when(u.locked_until)}" if u.locked_until and u.locked_until > now
+                 else "active")
+        table.append((u.name, u.role, u.site_id or "*", u.guard_id or "-", u.language or "site",
+                      state, when(u.created_at), when(u.last_login_at)))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+@user_app.command("disable")
+def user_disable(
+    name: Annotated[str, typer.Argument(help="the login name")],
+    enable: Annotated[bool, typer.Option("--enable", help="enable the user again")] = False,
+) -> None:
+    """Disable a user: refused at /login, and its sessions end at once."""
+    from caretaker.db import connect
+    from caretaker.errors import CaretakerError
+    from caretaker.users import set_disabled
+
+    try:
+        with connect() as conn:
+            user = set_disabled(conn, name, not enable)
+    except CaretakerError as exc:
+        fail(exc.message)
+    typer.echo(f"{'enabled' if enable else 'disabled'} user {user.name}")
+
+
+@user_app.command("password")
+def user_password(
+    name: Annotated[str, typer.Argument(help="the login name")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password "
+                              "from standard input (one line)")] = False,
+) -> None:
+    """Set a user's password: its sessions end, a lock-out is lifted."""
+    from caretaker.db import connect
+    from caretaker.errors import CaretakerError
+    from caretaker.users import set_password
+
+    password = _read_password(password_stdin)
+    try:
+        with connect() as conn:
+            user = set_password(conn, name, password,
+                                min_length=get_settings().password_min_length)
+    except CaretakerError as exc:
+        fail(exc.message)
+    typer.echo(f"changed the password of user {user.name}")
 
 
 @app.command()

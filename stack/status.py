@@ -5,13 +5,24 @@ from __future__ import annotations
 import json
 import urllib.request
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
 from caretaker.settings import Settings
-from stack.files import files, read_state, supervisor_pid
+from stack.files import StackFiles, files, read_state, supervisor_pid
+
+# The demo's login for people (made by stack/bootstrap.py beside the example site).
+DEMO_USER = "demo"
+DEMO_ROLE = "supervisor"
+DEMO_SITE = "riverside"
+
+
+def demo_login_file(paths: StackFiles) -> Path:
+    """Where the demo user's password is kept (mode 600)."""
+    return paths.root / "demo-password"
 
 
 def api_url(settings: Settings) -> str:
@@ -48,6 +59,11 @@ def banner(settings: Settings, state: dict[str, Any], *, token: str | None) -> s
              f"  logs       {state['logs']}"]
     if token:
         lines += [f"Admin token (kept in {paths.token}):", token]
+    demo_file = demo_login_file(paths)
+    if state.get("demo") and demo_file.exists():
+        console = state["api_url"].removesuffix("/api/v1") + "/"
+        lines += [f"Demo login at {console} (password kept in {demo_file}):",
+                  f"  user {DEMO_USER}   password {demo_file.read_text().strip()}"]
     lines.append("Stop with Ctrl-C or `caretaker down`; see `caretaker status`.")
     return "\n".join(lines)
 
