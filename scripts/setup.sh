@@ -23,6 +23,8 @@ for p in "postgresql-$PG" "postgresql-client-$PG" mosquitto mosquitto-clients py
 # Reports: WeasyPrint lays PDFs out with Pango; Chinese text needs a CJK font on the machine.
 # libharfbuzz-subset0 lets it subset the CJK font quickly (19 s → 3 s for a report).
 for p in libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk; do need "$p"; done
+# Pages are tested in a real headless browser: Debian's chromium (driven by Playwright).
+need chromium
 TS_PKG="postgresql-$PG-timescaledb"
 if [ "$PG" = 17 ]; then need "$TS_PKG"; else
   for p in "postgresql-server-dev-$PG" cmake dpkg-dev make libssl-dev libkrb5-dev; do need "$p"; done
