@@ -17,7 +17,7 @@ import yaml
 
 from simulators.fleet import load_config, valid_id
 from simulators.publisher import Publisher
-from simulators.run import Options, build_plan, simulate
+from simulators.run import PLANNED_STOP, Options, build_plan, simulate
 from simulators.stream import Publish, events
 from tests.fix_servers import Broker
 from tests.simulators.subscriber import Subscriber
