@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from typing import Any
+
+import psycopg
 
 from caretaker import tokens
 from caretaker.clock import system_clock
@@ -20,8 +24,10 @@ log = logging.getLogger("stack.up")
 
 
 def prepare_database(settings: Settings, paths: StackFiles, *, demo: bool,
-                     broker: LocalMosquitto | None = None) -> str:
-    """Apply migrations, make sure the admin token exists, load the demo site; the admin token.
+                     broker: LocalMosquitto | None = None,
+                     history_from: datetime | None = None) -> tuple[str, bool]:
+    """Apply migrations, make sure the admin token exists, load the demo site; the admin token
+    and whether the demo site was new (its history still to be backfilled).
 
     With the embedded `broker`, also the ingest's and simulator's logins: the broker's password
     and ACL files are written from the database and it reloads them.
@@ -41,12 +47,24 @@ def prepare_database(settings: Settings, paths: StackFiles, *, demo: bool,
             token = tokens.create_token(conn, role="admin", name="caretaker up")
             write_secret(paths.token, token)
             conn.commit()
-        if demo:
-            try:
-                result = load_site(conn, example_document(), now=system_clock())
-            except SiteConfigError as exc:
-                raise StackError(f"the example site could not be loaded: {exc}") from exc
-            conn.commit()
-            log.info("example site %s loaded (%d rows new or changed)", result.site_id,
-                     result.changed)
-    return token
+        new = load_demo_site(conn, history_from) if demo else False
+    return token, new
+
+
+def load_demo_site(conn: psycopg.Connection[Any], history_from: datetime | None) -> bool:
+    """Load the example site; when it is new and `history_from` is given, its schedules take
+    effect from then (the backfilled history gets its runs). A reload keeps what was stored."""
+    doc = example_document()
+    new = conn.execute("SELECT 1 FROM sites WHERE id = %s",
+                       (doc["site"]["id"],)).fetchone() is None
+    if new and history_from is not None:
+        for sched in doc.get("schedules") or []:
+            sched.setdefault("effective_from", history_from.isoformat())
+    try:
+        result = load_site(conn, doc, now=system_clock())
+    except SiteConfigError as exc:
+        raise StackError(f"the example site could not be loaded: {exc}") from exc
+    conn.commit()
+    log.info("example site %s loaded (%d rows new or changed)", result.site_id,
+             result.changed)
+    return new

@@ -21,8 +21,13 @@ from rules.model import parse_rule
 from simulators.run import PLANNED_STOP
 from stack.workers import run_rules as rules_main
 from tests.fix_servers import Broker
-from tests.ingest.helpers import Publisher, forget_session, ingest_settings, running_worker, \
-    wait_until
+from tests.ingest.helpers import (
+    Publisher,
+    forget_session,
+    ingest_settings,
+    running_worker,
+    wait_until,
+)
 from tests.rules.helpers import RULES, T0
 
 NOW_MS = 1_790_000_000_000
