@@ -74,10 +74,11 @@ class Topic:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """A device status message: online or offline, and whether it was the Last Will."""
+    """A device status message: online or offline, and whether it was the Last Will or an
+    announced planned stop (not a fault)."""
 
     status: Literal["online", "offline"]
-    source: Literal["status", "lwt"]
+    source: Literal["status", "lwt", "planned"]
     ts_us: int | None  # the device's own time when the payload carried one
 
 
@@ -252,6 +253,8 @@ def parse_status(payload: bytes | str, *, now_ms: int, lwt: bool = False) -> Sta
 
     A plain `offline` cannot be told apart from a Last Will on the wire, so it counts as
     source "status" unless `lwt` (an MQTT v5 user property source=lwt) or a JSON reason says so.
+    `{"status": "offline", "reason": "planned"}` is an orderly stop the device announces (source
+    "planned"): the offline rules do not treat it, or the silence after it, as a fault.
     """
     raw = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
     text = raw.strip()
@@ -272,7 +275,11 @@ def parse_status(payload: bytes | str, *, now_ms: int, lwt: bool = False) -> Sta
             raise PayloadError("status must be 'online', 'offline' or {\"status\": ...}")
     if status not in ("online", "offline"):
         raise PayloadError(f"unknown status {str(status)[:40]!r}")
-    source = "lwt" if (lwt or reason == "lwt") and status == "offline" else "status"
+    source = "status"
+    if status == "offline" and (lwt or reason == "lwt"):
+        source = "lwt"
+    elif status == "offline" and reason == "planned":
+        source = "planned"
     return Status(status, source, ts_us)  # type: ignore[arg-type]
 
 

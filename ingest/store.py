@@ -257,7 +257,8 @@ def touch_devices(conn: psycopg.Connection[Any], seen: dict[tuple[str, str], int
         "  ON CONFLICT (site_id, id) DO UPDATE SET"
         "   last_seen = greatest(d.last_seen, excluded.last_seen), online = true,"
         "   online_changed_at = CASE WHEN d.online THEN d.online_changed_at"
-        "    ELSE excluded.last_seen END"
+        "    ELSE excluded.last_seen END,"
+        "   online_source = CASE WHEN d.online THEN d.online_source ELSE 'telemetry' END"
         # a second's precision is enough for last_seen; skipping the update saves dead rows
         "  WHERE d.last_seen IS NULL OR d.online IS NOT TRUE"
         "   OR d.last_seen < excluded.last_seen - interval '1 second'"
@@ -316,11 +317,11 @@ def store_statuses(conn: psycopg.Connection[Any], items: Sequence[StatusItem]
         last = changes[-1]
         online = last.status.status == "online"
         conn.execute(
-            "UPDATE devices SET online = %s, online_changed_at = %s,"
+            "UPDATE devices SET online = %s, online_changed_at = %s, online_source = %s,"
             " last_seen = CASE WHEN %s THEN greatest(last_seen, %s) ELSE last_seen END,"
             " updated_at = now() WHERE site_id = %s AND id = %s",
-            (online, us_to_datetime(last.time_us), online, us_to_datetime(last.received_us),
-             key[0], key[1]))
+            (online, us_to_datetime(last.time_us), last.status.source, online,
+             us_to_datetime(last.received_us), key[0], key[1]))
     if events:
         conn.execute(
             "INSERT INTO device_status (time, site_id, device_id, status, source)"

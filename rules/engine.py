@@ -178,7 +178,8 @@ def _device_rows(conn: psycopg.Connection[Any], pairs: set[tuple[str, str]]
         return {}
     sites, devices = (list(c) for c in zip(*sorted(pairs), strict=True))
     rows = conn.execute(
-        "SELECT d.site_id, d.id, d.type_id, d.overrides, d.last_seen, d.online, d.status"
+        "SELECT d.site_id, d.id, d.type_id, d.overrides, d.last_seen, d.online, d.status,"
+        " d.online_source"
         " FROM devices d JOIN unnest(%s::text[], %s::text[]) AS k(site_id, id)"
         " ON d.site_id = k.site_id AND d.id = k.id", (sites, devices)).fetchall()
     return {(r["site_id"], r["id"]): dict(r) for r in rows}
@@ -273,7 +274,8 @@ def process_offline(ctx: Context, devices: dict[tuple[str, str], dict[str, Any]]
         before = stored.get(key, {})
         after, decisions = evaluate_offline(rule, before, last_seen=dev.get("last_seen"),
                                             online=dev.get("online"), now=ctx.now,
-                                            device=key[2])
+                                            device=key[2],
+                                            planned=dev.get("online_source") == "planned")
         if after != before:
             changes[key] = (after, None)
         if decisions:
@@ -403,7 +405,8 @@ def expire_holds(ctx: Context) -> int:
 def check_silence(ctx: Context) -> int:
     """Raise offline alarms for devices silent past their timeout; clear those heard again."""
     rows = ctx.conn.execute(
-        "SELECT d.site_id, d.id, d.type_id, d.overrides, d.last_seen, d.online, d.status"
+        "SELECT d.site_id, d.id, d.type_id, d.overrides, d.last_seen, d.online, d.status,"
+        " d.online_source"
         " FROM rules r JOIN devices d ON d.site_id = r.site_id"
         "  AND (r.device_id = d.id OR (r.device_id IS NULL"
         "       AND (r.device_type IS NULL OR r.device_type = d.type_id)))"

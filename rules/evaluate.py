@@ -273,8 +273,14 @@ LAST_SEEN_PRECISION = 1.0
 
 
 def offline_condition(rule: OfflineRule, *, last_seen: datetime | None, online: bool | None,
-                      now: datetime) -> str | None:
-    """Why a device counts as offline under this rule now (None if it does not)."""
+                      now: datetime, planned: bool = False) -> str | None:
+    """Why a device counts as offline under this rule now (None if it does not).
+
+    `planned`: the device announced an orderly stop (it is offline, not faulty): neither
+    that nor the silence after it raises the alarm; a Last Will or plain `offline` does.
+    """
+    if online is False and planned:
+        return None
     if online is False and rule.lwt:
         return "offline (status / Last Will)"
     silent_for = rule.timeout.total_seconds() + LAST_SEEN_PRECISION
@@ -284,10 +290,10 @@ def offline_condition(rule: OfflineRule, *, last_seen: datetime | None, online: 
 
 
 def evaluate_offline(rule: OfflineRule, state: State, *, last_seen: datetime | None,
-                     online: bool | None, now: datetime,
-                     device: str) -> tuple[State, list[Decision]]:
+                     online: bool | None, now: datetime, device: str,
+                     planned: bool = False) -> tuple[State, list[Decision]]:
     """Decide an offline rule for one device from its last message time and online flag."""
-    why = offline_condition(rule, last_seen=last_seen, online=online, now=now)
+    why = offline_condition(rule, last_seen=last_seen, online=online, now=now, planned=planned)
     firing = bool(state.get("firing"))
     if why is not None and not firing:
         return {"firing": True}, [Decision("raise", now, None,

@@ -32,6 +32,12 @@ from simulators.stream import (
 
 log = logging.getLogger(__name__)
 
+# What every simulated device says when a live run ends in order (Ctrl-C, SIGTERM, the end
+# of --duration): offline, as a planned stop. The rules raise no offline alarm (and so open
+# no ticket) for it or for the silence after it; a Last Will (a dropped connection) still
+# raises one. The stored status history keeps the stop (device_status source 'planned').
+PLANNED_STOP = b'{"status": "offline", "reason": "planned"}'
+
 LIVE_INTERVAL = 10.0
 BACKFILL_INTERVAL = 60.0
 # Seconds between a device's readings below which millisecond timestamps would collide on
@@ -250,9 +256,9 @@ def simulate(opts: Options, *, target: MqttTarget, now: datetime,
         restore()
         if bar is not None:
             bar.close()
-    if plan.live:  # the simulated devices go away: say so, as their wills would
+    if plan.live:  # the simulation is over: the devices stop in order, not by a fault
         for device in plan.devices:
-            publisher.publish(status_topic(device), b"offline", retain=True,
+            publisher.publish(status_topic(device), PLANNED_STOP, retain=True,
                               client=device.key if publisher.connected(device.key) else None)
             stats.counts["status"] += 1
     publisher.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -26,8 +27,10 @@ log = logging.getLogger("stack.up")
 
 
 def prepare_database(settings: Settings, paths: StackFiles, *, demo: bool,
-                     broker: LocalMosquitto | None = None) -> str:
-    """Apply migrations, make sure the admin token exists, load the demo site; the admin token.
+                     broker: LocalMosquitto | None = None,
+                     history_from: datetime | None = None) -> tuple[str, bool]:
+    """Apply migrations, make sure the admin token exists, load the demo site; the admin token
+    and whether the demo site was new (its history still to be backfilled).
 
     With the embedded `broker`, also the ingest's and simulator's logins: the broker's password
     and ACL files are written from the database and it reloads them.
@@ -47,17 +50,11 @@ def prepare_database(settings: Settings, paths: StackFiles, *, demo: bool,
             token = tokens.create_token(conn, role="admin", name="caretaker up")
             write_secret(paths.token, token)
             conn.commit()
+        new = load_demo_site(conn, history_from) if demo else False
         if demo:
-            try:
-                result = load_site(conn, example_document(), now=system_clock())
-            except SiteConfigError as exc:
-                raise StackError(f"the example site could not be loaded: {exc}") from exc
-            conn.commit()
-            log.info("example site %s loaded (%d rows new or changed)", result.site_id,
-                     result.changed)
             ensure_demo_user(conn, paths)
             conn.commit()
-    return token
+    return token, new
 
 
 def ensure_demo_user(conn: psycopg.Connection[Any], paths: StackFiles) -> str:
@@ -80,3 +77,22 @@ def ensure_demo_user(conn: psycopg.Connection[Any], paths: StackFiles) -> str:
     write_secret(path, password)
     log.info("demo login %s created (password in %s)", DEMO_USER, path)
     return password
+
+
+def load_demo_site(conn: psycopg.Connection[Any], history_from: datetime | None) -> bool:
+    """Load the example site; when it is new and `history_from` is given, its schedules take
+    effect from then (the backfilled history gets its runs). A reload keeps what was stored."""
+    doc = example_document()
+    new = conn.execute("SELECT 1 FROM sites WHERE id = %s",
+                       (doc["site"]["id"],)).fetchone() is None
+    if new and history_from is not None:
+        for sched in doc.get("schedules") or []:
+            sched.setdefault("effective_from", history_from.isoformat())
+    try:
+        result = load_site(conn, doc, now=system_clock())
+    except SiteConfigError as exc:
+        raise StackError(f"the example site could not be loaded: {exc}") from exc
+    conn.commit()
+    log.info("example site %s loaded (%d rows new or changed)", result.site_id,
+             result.changed)
+    return new

@@ -548,12 +548,32 @@ def demo(
     external: Annotated[bool, typer.Option("--external", help="use external servers")] = False,
     detach: Annotated[bool, typer.Option("--detach", help="run in the background")] = False,
     supervised: Annotated[bool, typer.Option("--supervised", hidden=True)] = False,
+    history: Annotated[str, typer.Option(help="history to backfill through the broker when "
+                       "the example site is new (readings, patrols, alarms), e.g. 7d; 0: "
+                       "none")] = "7d",
+    scenario: Annotated[str | None, typer.Option(help="the live simulator's fault scenario "
+                        "(faults, drift, outage, flapping, bad-payloads, or a YAML file)")
+                        ] = None,
 ) -> None:
-    """`up`, plus the example site, plus the simulator publishing live data."""
+    """`up`, plus the example site with a week of history, plus the simulator publishing live
+    data (with --scenario, its faults)."""
+    from datetime import timedelta
+
+    from caretaker.durations import seconds as parse_duration
+    from stack.up import DemoOptions
     from stack.up import up as run
 
+    try:
+        options = DemoOptions(history=timedelta(seconds=parse_duration(history)),
+                              scenario=scenario)
+        if scenario is not None:
+            from simulators.scenarios import load_scenario
+
+            load_scenario(scenario)  # a bad name fails here, not in a restarting child
+    except ValueError as exc:
+        fail(str(exc))
     raise typer.Exit(run(get_settings(), external=external, detach=detach,
-                         background=supervised, demo=True))
+                         background=supervised, demo=True, demo_options=options))
 
 
 @app.command()

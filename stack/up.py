@@ -17,7 +17,8 @@ import sys
 import threading
 import time
 from contextlib import suppress
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,18 +54,35 @@ BROKER_TIMEOUT = 20.0
 
 # ---------------------------------------------------------------- up
 
+@dataclass(frozen=True)
+class DemoOptions:
+    """What `caretaker demo` adds: history backfilled on first start, the live scenario."""
+
+    history: timedelta = timedelta(days=7)
+    scenario: str | None = None
+
+    def args(self) -> list[str]:
+        """The same options as `caretaker demo` flags (for the background supervisor)."""
+        out = ["--history", f"{int(self.history.total_seconds())}s"]
+        return out + (["--scenario", self.scenario] if self.scenario else [])
+
+
 def up(settings: Settings, *, external: bool = False, detach: bool = False,
-       background: bool = False, demo: bool = False) -> int:
-    """Bring the stack up (and, for the demo, the example site and the simulator)."""
+       background: bool = False, demo: bool = False,
+       demo_options: DemoOptions | None = None) -> int:
+    """Bring the stack up (and, for the demo, the example site, its history and the
+    simulator)."""
+    if demo and demo_options is None:
+        demo_options = DemoOptions()
     if external and not (settings.database_url and settings.mqtt_url):
         raise StackError("--external needs both CARETAKER_DATABASE_URL and CARETAKER_MQTT_URL "
                          "(e.g. postgresql://user:pw@db:5432/caretaker and mqtt://broker:1883)")
     if detach:
-        return _detach(settings, demo=demo, external=external)
-    return _supervise(settings, demo=demo, show_token=not background)
+        return _detach(settings, demo=demo_options if demo else None, external=external)
+    return _supervise(settings, demo=demo_options if demo else None, show_token=not background)
 
 
-def _detach(settings: Settings, *, demo: bool, external: bool) -> int:
+def _detach(settings: Settings, *, demo: DemoOptions | None, external: bool) -> int:
     """Start the supervisor in the background; return once it reports the API healthy."""
     paths = files(settings)
     running = supervisor_pid(paths)
@@ -73,7 +91,8 @@ def _detach(settings: Settings, *, demo: bool, external: bool) -> int:
                          f"{running}): see `caretaker status`, or stop it with `caretaker down`")
     paths.logs.mkdir(parents=True, exist_ok=True)
     log_path = paths.logs / "supervisor.log"
-    args = ["demo" if demo else "up", "--supervised"] + (["--external"] if external else [])
+    args = (["demo", *demo.args()] if demo else ["up"]) + ["--supervised"] \
+        + (["--external"] if external else [])
     offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(caretaker_argv(*args),
@@ -96,7 +115,7 @@ def _detach(settings: Settings, *, demo: bool, external: bool) -> int:
                      f"See {log_path} and the logs next to it")
 
 
-def _supervise(settings: Settings, *, demo: bool, show_token: bool) -> int:
+def _supervise(settings: Settings, *, demo: DemoOptions | None, show_token: bool) -> int:
     """Run the stack in this process until a signal or `caretaker down` stops it."""
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -116,6 +135,7 @@ def _supervise(settings: Settings, *, demo: bool, show_token: bool) -> int:
                 return 0
             print(banner(settings, stack.state(), token=stack.token if show_token else None),
                   flush=True)
+            stack.start_demo()
             stack.run()
         finally:
             stack.stop()
@@ -126,11 +146,13 @@ class _Stack:
     """The servers and children of one `caretaker up`, and the state file describing them."""
 
     def __init__(self, settings: Settings, paths: StackFiles, stop: threading.Event, *,
-                 demo: bool) -> None:
+                 demo: DemoOptions | None) -> None:
         self.settings = settings
         self.paths = paths
         self.stop_event = stop
         self.demo = demo
+        self.history_from: datetime | None = None
+        self.backfill = "none"  # none | pending | running | done | failed
         self.pg = LocalPostgres(paths.root, settings.db_port) if not settings.database_url \
             else None
         self.broker = None if settings.mqtt_url else LocalMosquitto(
@@ -216,13 +238,60 @@ class _Stack:
     def _prepare_database(self) -> None:
         """Migrations, MQTT service logins, the admin token and (for the demo) the example site:
         stack/bootstrap.py."""
-        self.token = bootstrap.prepare_database(self.settings, self.paths, demo=self.demo,
-                                                broker=self.broker)
+        if self.demo is not None and self.demo.history > timedelta(0):
+            # whole minutes, so the backfill's readings and the schedules start together
+            start = datetime.now(UTC).replace(second=0, microsecond=0) - self.demo.history
+            self.history_from = start
+        self.token, new_site = bootstrap.prepare_database(
+            self.settings, self.paths, demo=self.demo is not None, broker=self.broker,
+            history_from=self.history_from)
+        if self.history_from is not None and new_site:
+            self.backfill = "pending"
 
     def _children(self) -> list[Child]:
-        wanted = PROCESSES + (DEMO_PROCESSES if self.demo else ())
-        return [Child(args[0], caretaker_argv(*args), self.paths.logs / f"{args[0]}.log")
-                for args in wanted]
+        """The supervised processes; the demo's simulator only once its history is in."""
+        return [self._child(args) for args in PROCESSES]
+
+    def _child(self, args: tuple[str, ...]) -> Child:
+        return Child(args[0], caretaker_argv(*args), self.paths.logs / f"{args[0]}.log")
+
+    # -- the demo
+
+    def start_demo(self) -> None:
+        """Backfill the new demo site's history through the broker, then simulate live."""
+        if self.demo is None or self.stop_event.is_set():
+            return
+        if self.backfill == "pending":
+            self._backfill()
+        if self.stop_event.is_set():
+            return
+        extra = ("--scenario", self.demo.scenario) if self.demo.scenario else ()
+        for args in DEMO_PROCESSES:
+            self.supervisor.add(self._child(args + (extra if args[0] == "simulate" else ())))
+        self._write_state()
+
+    def _backfill(self) -> None:
+        """`caretaker simulate --backfill` for the history, its progress on our output."""
+        assert self.demo is not None and self.history_from is not None
+        seconds = int(self.demo.history.total_seconds())
+        log.info("backfilling %s of history through the broker (readings, patrols), then "
+                 "live data", self.demo.history)
+        self.backfill = "running"
+        self._write_state()
+        proc = subprocess.Popen(caretaker_argv(
+            "simulate", "--backfill", f"{seconds}s", "--start",
+            self.history_from.strftime("%Y-%m-%dT%H:%M:%S")),  # naive: read as UTC
+            env=self._child_env(), stdin=subprocess.DEVNULL)
+        while proc.poll() is None:
+            if self.stop_event.wait(0.5):
+                proc.terminate()
+                proc.wait(30)
+                self.backfill = "failed"
+                return
+        self.backfill = "done" if proc.returncode == 0 else "failed"
+        if proc.returncode != 0:
+            log.warning("the backfill exited with %d; going on with live data", proc.returncode)
+        self._write_state()
 
     def _child_env(self) -> dict[str, str]:
         return {**os.environ, MARKER: str(self.paths.root),
@@ -308,7 +377,8 @@ class _Stack:
             "supervisor_pid": os.getpid(),
             "started_at": self.started_at.isoformat(),
             "ready": self.ready,
-            "demo": self.demo,
+            "demo": self.demo is not None,
+            "backfill": self.backfill,
             "api_url": api_url(s),
             "mqtt_url": s.mqtt_target().url(),  # the password redacted
             "database": redact(s.database_url) if s.database_url else

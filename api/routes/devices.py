@@ -57,6 +57,8 @@ class DevicePublic(DeviceBase):
     last_seen: datetime | None
     online: bool | None
     online_changed_at: datetime | None
+    # what said so: status, lwt (its Last Will), planned (an announced stop), telemetry
+    online_source: str | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -31,11 +31,12 @@ class GapAcknowledge(BaseModel):
 def list_gaps(conn: Db, principal: Reader, page: PagingDep, site: str | None = None,
               route: str | None = None, guard: str | None = None,
               kind: GapKind | None = None,
-              status: Literal["open", "resolved"] | None = None,
+              status: Literal["open", "acknowledged", "resolved"] | None = None,
               acknowledged: bool | None = None, run: int | None = None,
               since: When | None = None, until: When | None = None
               ) -> dict[str, Any]:
-    """Gaps, newest first; since/until filter the detection time."""
+    """Gaps, newest first; since/until filter the detection time. status: open (standing, not
+    yet acknowledged), acknowledged (standing, seen by a supervisor), resolved (a scan came)."""
     items, total = queries.list_gaps(
         conn, scope=scoped_site(principal, site), guard=own_guard(principal), site=site,
         route=route, guard_id=guard, kind=kind, status=status, acknowledged=acknowledged,
@@ -46,7 +47,8 @@ def list_gaps(conn: Db, principal: Reader, page: PagingDep, site: str | None = N
 @router.post("/{gap_id}/acknowledge", response_model=GapPublic)
 def acknowledge_gap(gap_id: int, body: GapAcknowledge, conn: Db, principal: Supervisor,
                     clock: ClockDep) -> dict[str, Any]:
-    """Acknowledge a gap with a note (once; 409 if already acknowledged)."""
+    """Acknowledge a gap with a note (once; 409 if already acknowledged): an open gap becomes
+    acknowledged and leaves the open list."""
     row = queries.acknowledge_gap(conn, gap_id, scope=principal.site_id,
                                   actor=principal.actor, note=body.note, now=clock())
     if row is None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from api.deps import ClockDep, Db, Reader, check_site
 from api.patrol import own_guard
+from api.resource import PagingDep
 from api.routes.runs import GapPublic, RunPublic
 from rules.patrol import queries
 
@@ -38,13 +39,18 @@ class PatrolStatus(BaseModel):
     now: datetime
     in_progress: list[RunPublic]
     next_due: list[NextDue]
-    open_gaps: list[GapPublic]
-    open_gap_count: int
+    open_gaps: list[GapPublic]      # one page (limit, offset), newest first
+    open_gap_count: int             # all open gaps: page on with offset
+    limit: int
+    offset: int
     unknown_tags: list[UnknownTag]
 
 
 @router.get("/{site}/patrol-status", response_model=PatrolStatus)
-def patrol_status(site: str, conn: Db, principal: Reader, clock: ClockDep) -> dict[str, Any]:
-    """Runs in progress, the next run of each schedule, open gaps, unknown tags (7 days)."""
+def patrol_status(site: str, conn: Db, principal: Reader, clock: ClockDep, page: PagingDep
+                  ) -> dict[str, Any]:
+    """Runs in progress, the next run of each schedule, open gaps (paged by limit/offset:
+    every one can be reached), unknown tags (7 days). Acknowledged gaps are not open."""
     check_site(principal, site)
-    return queries.patrol_status(conn, site, guard=own_guard(principal), now=clock())
+    return queries.patrol_status(conn, site, guard=own_guard(principal), now=clock(),
+                                 limit=page.limit, offset=page.offset)

@@ -17,17 +17,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from psycopg.types.json import Jsonb
 
 from rules.patrol import checklist, classify
 from rules.patrol.checklist import findings as checklist_findings
 from rules.patrol.model import PatrolConfigError, Route
-from rules.patrol.schedule import local_to_utc, occurrences
+from rules.patrol.schedule import occurrences
 from rules.patrol.store import Conn, load_route, load_schedule
 from tickets.work_orders import open_work_order, raise_severity
 
@@ -108,7 +107,7 @@ def materialize(conn: Conn, now: datetime, *, options: PatrolOptions = DEFAULT
     """Create the runs of every enabled schedule up to now + horizon; return how many."""
     rows = conn.execute(
         "SELECT s.site_id, s.id, s.guard_id, s.post, s.definition, s.materialized_until,"
-        "   r.definition AS route, st.timezone"
+        "   s.effective_at, r.definition AS route, st.timezone"
         " FROM schedules s JOIN routes r ON r.site_id = s.site_id AND r.id = s.route_id"
         " JOIN sites st ON st.id = s.site_id"
         " WHERE s.enabled AND (s.materialized_until IS NULL OR s.materialized_until < %s)"
@@ -126,9 +125,9 @@ def materialize(conn: Conn, now: datetime, *, options: PatrolOptions = DEFAULT
         site = row["site_id"]
         if site not in equipment:
             equipment[site] = _equipment_checkpoints(conn, site)
-        begin = row["materialized_until"] or local_to_utc(
-            sched.effective_from, time(0), ZoneInfo(row["timezone"]))
-        begin = max(begin, now - options.catchup)
+        # nothing before the schedule takes effect (when first loaded, or its effective_from)
+        begin = max(row["materialized_until"] or row["effective_at"], row["effective_at"],
+                    now - options.catchup)
         end = min(now + options.horizon, begin + options.plan_chunk)
         new_runs: list[datetime] = []
         for start in occurrences(sched, row["timezone"], begin, end):
@@ -416,6 +415,11 @@ def check_run(conn: Conn, run_id: int, now: datetime, *,
     return result
 
 
+# A gap still standing (no scan came): open, or acknowledged by a supervisor; a scan that
+# arrives late resolves either.
+OPENISH = ("open", "acknowledged")
+
+
 def _gap_key(kind: str, seq: int | None, window_start: datetime) -> tuple[str, int | None, float]:
     return kind, seq, window_start.astimezone(UTC).timestamp()
 
@@ -441,11 +445,11 @@ def _reconcile_gaps(conn: Conn, run: dict[str, Any],
                  gap.checkpoint, run["guard_id"], run["post"], gap.kind, gap.window_start,
                  gap.window_end, now, "open" if gap.resolution is None else "resolved",
                  gap.resolution, None if gap.resolution is None else now))
-        elif have["status"] == "open" and gap.resolution is not None:
+        elif have["status"] in OPENISH and gap.resolution is not None:
             conn.execute("UPDATE inspection_gaps SET status = 'resolved', resolution = %s,"
                          " resolved_at = %s WHERE id = %s", (gap.resolution, now, have["id"]))
     for key, have in existing.items():
-        if key not in keep and have["status"] == "open":
+        if key not in keep and have["status"] in OPENISH:
             conn.execute("UPDATE inspection_gaps SET status = 'resolved', resolution = 'synced',"
                          " resolved_at = %s WHERE id = %s", (now, have["id"]))
 

@@ -7,11 +7,12 @@ holds typed values (timedelta, time, weekday numbers); in JSON it writes the sha
 from __future__ import annotations
 
 import re
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -224,7 +225,9 @@ class Schedule(_Spec):
     monthly: Monthly | None = None
     start_tolerance: Duration | None = Field(default=None, description=(
         "default: the route's earliest window end"))
-    effective_from: date
+    effective_from: AwareDatetime | date | None = Field(default=None, description=(
+        "when the schedule takes effect: a date (local midnight) or a date-time with an "
+        "offset; default: when it is first loaded (kept when loaded again)"))
     effective_until: date | None = None
     enabled: bool = True
 
@@ -232,7 +235,8 @@ class Schedule(_Spec):
     @classmethod
     def _blanks(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            value = {k: (None if v == "" and k in ("guard", "post", "effective_until",
+            value = {k: (None if v == "" and k in ("guard", "post", "effective_from",
+                                                    "effective_until",
                                                     "start_tolerance") else v)
                      for k, v in value.items()}
         return value
@@ -250,7 +254,11 @@ class Schedule(_Spec):
             raise ValueError("weekly needs weekdays: [mon, ...]")
         if self.kind == "monthly" and self.monthly is None:
             raise ValueError("monthly needs monthly: {day: N} or {nth: N, weekday: fri}")
-        if self.effective_until is not None and self.effective_until < self.effective_from:
+        first = self.effective_from
+        if isinstance(first, datetime):
+            first = first.date()
+        if self.effective_until is not None and first is not None \
+                and self.effective_until < first:
             raise ValueError("effective_until is before effective_from")
         return self
 
@@ -289,6 +297,6 @@ def schedule_to_dict(s: Schedule) -> dict[str, Any]:
     out = s.model_dump(mode="json", exclude={"site_id"}, exclude_none=True)
     out["weekdays"] = [WEEKDAYS[d] for d in sorted(s.weekdays)]  # sets come out unordered
     for key in ("guard", "post", "every", "window", "monthly", "start_tolerance",
-                "effective_until"):
+                "effective_from", "effective_until"):
         out.setdefault(key, None)
     return out

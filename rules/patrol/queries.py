@@ -97,8 +97,10 @@ def acknowledge_gap(conn: Conn, gap_id: int, *, scope: str | None, actor: str,
         raise NotFound(f"gap {gap_id} not found")
     if found["acknowledged_at"] is not None:
         return None
+    # an open gap leaves the open list; a resolved one stays resolved
     row: dict[str, Any] | None = conn.execute(
-        "UPDATE inspection_gaps SET acknowledged_at = %s, acknowledged_by = %s, note = %s"
+        "UPDATE inspection_gaps SET acknowledged_at = %s, acknowledged_by = %s, note = %s,"
+        " status = CASE WHEN status = 'open' THEN 'acknowledged' ELSE status END"
         " WHERE id = %s RETURNING *", (now, actor, note, gap_id)).fetchone()
     return row
 
@@ -131,9 +133,10 @@ def _scoped(scope: str | None, guard: str | None, alias: str) -> Where:
     return where
 
 
-def patrol_status(conn: Conn, site_id: str, *, guard: str | None, now: datetime
-                  ) -> dict[str, Any]:
-    """A site's patrol picture at `now`: runs under way, next run per schedule, open gaps."""
+def patrol_status(conn: Conn, site_id: str, *, guard: str | None, now: datetime,
+                  limit: int = 200, offset: int = 0) -> dict[str, Any]:
+    """A site's patrol picture at `now`: runs under way, next run per schedule, and one page
+    (`limit`, `offset`, newest first) of the open gaps with their total."""
     site = conn.execute("SELECT id, timezone FROM sites WHERE id = %s", (site_id,)).fetchone()
     if site is None:
         raise NotFound(f"site {site_id!r} not found")
@@ -146,12 +149,14 @@ def patrol_status(conn: Conn, site_id: str, *, guard: str | None, now: datetime
         " ORDER BY r.planned_start", params).fetchall()
     next_due = []
     for row in conn.execute(
-            "SELECT s.id, s.route_id, rt.name AS route_name, s.guard_id, s.post, s.definition"
+            "SELECT s.id, s.route_id, rt.name AS route_name, s.guard_id, s.post, s.definition,"
+            "   s.effective_at"
             " FROM schedules s JOIN routes rt ON rt.site_id = s.site_id AND rt.id = s.route_id"
             " WHERE s.site_id = %(site)s AND s.enabled"
             " AND (%(own)s::text IS NULL OR s.guard_id = %(own)s) ORDER BY s.id",
             params).fetchall():
-        start = next_occurrence(load_schedule(row["definition"]), site["timezone"], now)
+        start = next_occurrence(load_schedule(row["definition"]), site["timezone"], now,
+                                not_before=row["effective_at"])
         if start is None:
             continue
         run = conn.execute("SELECT id FROM patrol_runs WHERE site_id = %s AND schedule_id = %s"
@@ -166,7 +171,8 @@ def patrol_status(conn: Conn, site_id: str, *, guard: str | None, now: datetime
         " LEFT JOIN checkpoints c ON c.site_id = g.site_id AND c.id = g.checkpoint_id"
         " WHERE g.site_id = %(site)s AND g.status = 'open'"
         " AND (%(own)s::text IS NULL OR g.guard_id = %(own)s)"
-        " ORDER BY g.detected_at DESC LIMIT 200", params).fetchall()
+        " ORDER BY g.detected_at DESC, g.id DESC LIMIT %(limit)s OFFSET %(offset)s",
+        {**params, "limit": limit, "offset": offset}).fetchall()
     open_count = conn.execute(
         "SELECT count(*) AS n FROM inspection_gaps g WHERE g.site_id = %(site)s"
         " AND g.status = 'open' AND (%(own)s::text IS NULL OR g.guard_id = %(own)s)",
@@ -180,4 +186,5 @@ def patrol_status(conn: Conn, site_id: str, *, guard: str | None, now: datetime
     return {"site_id": site_id, "timezone": site["timezone"], "now": now,
             "in_progress": in_progress, "next_due": next_due, "open_gaps": open_gaps,
             "open_gap_count": int(open_count["n"]) if open_count else 0,
+            "limit": limit, "offset": offset,
             "unknown_tags": unknown}

@@ -44,8 +44,20 @@ def _monthly_day(sched: Schedule, day: date) -> bool:
     return (last - day.day) // 7 + 1 == -m.nth
 
 
+def effective_instant(sched: Schedule, tz: ZoneInfo) -> datetime | None:
+    """The instant the schedule's own `effective_from` names (a date: its local midnight)."""
+    first = sched.effective_from
+    if first is None:
+        return None
+    if isinstance(first, datetime):
+        return first.astimezone(UTC)
+    return local_to_utc(first, time(0), tz)
+
+
 def _day_applies(sched: Schedule, day: date) -> bool:
-    if day < sched.effective_from:
+    first = sched.effective_from
+    # a date: runs from that local date on (not the tail of the night before's window)
+    if first is not None and not isinstance(first, datetime) and day < first:
         return False
     if sched.effective_until is not None and day > sched.effective_until:
         return False
@@ -72,14 +84,21 @@ def _nominal(sched: Schedule, day: date) -> Iterator[datetime]:
         t += step
 
 
-def occurrences(sched: Schedule, tz: ZoneInfo | str, start: datetime, end: datetime
-                ) -> list[datetime]:
-    """Planned run starts (UTC, sorted, unique) in [start, end) for an enabled schedule."""
+def occurrences(sched: Schedule, tz: ZoneInfo | str, start: datetime, end: datetime, *,
+                not_before: datetime | None = None) -> list[datetime]:
+    """Planned run starts (UTC, sorted, unique) in [start, end) for an enabled schedule.
+
+    None starts before the schedule takes effect: its `effective_from`, and `not_before`
+    (the instant it was first loaded, when the file names none).
+    """
+    zone = ZoneInfo(tz) if isinstance(tz, str) else tz
+    for bound in (effective_instant(sched, zone), not_before):
+        if bound is not None:
+            start = max(start, bound)
     if not sched.enabled or end <= start:
         return []
-    zone = ZoneInfo(tz) if isinstance(tz, str) else tz
     # A window crossing midnight belongs to the previous local date: look one day back.
-    first = max(start.astimezone(zone).date() - timedelta(days=1), sched.effective_from)
+    first = start.astimezone(zone).date() - timedelta(days=1)
     last = end.astimezone(zone).date() + timedelta(days=1)
     if sched.effective_until is not None:
         last = min(last, sched.effective_until)
@@ -96,7 +115,8 @@ def occurrences(sched: Schedule, tz: ZoneInfo | str, start: datetime, end: datet
 
 
 def next_occurrence(sched: Schedule, tz: ZoneInfo | str, after: datetime,
-                    *, horizon: timedelta = timedelta(days=62)) -> datetime | None:
+                    *, horizon: timedelta = timedelta(days=62),
+                    not_before: datetime | None = None) -> datetime | None:
     """The first planned start at or after `after`, looking at most `horizon` ahead."""
-    found = occurrences(sched, tz, after, after + horizon)
+    found = occurrences(sched, tz, after, after + horizon, not_before=not_before)
     return found[0] if found else None

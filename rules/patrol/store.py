@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -25,6 +26,7 @@ from rules.patrol.model import (
     schedule_from_dict,
     schedule_to_dict,
 )
+from rules.patrol.schedule import effective_instant
 
 # Connections with dict rows (caretaker.db and the test fixtures make them so).
 Conn = psycopg.Connection[Any]
@@ -111,8 +113,13 @@ def upsert_route(conn: Conn, site_id: str, route: Route, *, now: datetime) -> bo
 
 
 def upsert_schedule(conn: Conn, site_id: str, sched: Schedule, *, now: datetime) -> bool:
-    """Create or replace a schedule; True if anything changed."""
-    site_timezone(conn, site_id)
+    """Create or replace a schedule; True if anything changed.
+
+    It takes effect at its `effective_from` if given, else when it is first loaded (`now`):
+    stored as effective_at and kept by later loads, so reloading a file never moves it. When
+    a load moves it earlier, the clock plans the runs between (history, e.g. a backfill).
+    """
+    tz = site_timezone(conn, site_id)
     if conn.execute("SELECT 1 FROM routes WHERE site_id = %s AND id = %s",
                     (site_id, sched.route)).fetchone() is None:
         raise PatrolConfigError(f"schedule {sched.id}: unknown route {sched.route!r}")
@@ -120,22 +127,37 @@ def upsert_schedule(conn: Conn, site_id: str, sched: Schedule, *, now: datetime)
                                     (site_id, sched.guard)).fetchone() is None:
         raise PatrolConfigError(f"schedule {sched.id}: unknown guard {sched.guard!r}")
     definition = schedule_to_dict(sched)
+    explicit = effective_instant(sched, ZoneInfo(tz))
+    before = conn.execute("SELECT effective_at FROM schedules WHERE site_id = %s AND id = %s"
+                          " FOR UPDATE", (site_id, sched.id)).fetchone()
     row = conn.execute(
         "INSERT INTO schedules (site_id, id, route_id, guard_id, post, definition, enabled,"
-        "   created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        "   effective_at, created_at, updated_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (site_id, id) DO UPDATE SET route_id = EXCLUDED.route_id,"
         "   guard_id = EXCLUDED.guard_id, post = EXCLUDED.post,"
         "   definition = EXCLUDED.definition, enabled = EXCLUDED.enabled,"
+        "   effective_at = COALESCE(%s, schedules.effective_at),"
         "   updated_at = EXCLUDED.updated_at"
         " WHERE schedules.definition IS DISTINCT FROM EXCLUDED.definition"
-        " RETURNING (xmax = 0) AS inserted",
+        " RETURNING (xmax = 0) AS inserted, effective_at",
         (site_id, sched.id, sched.route, sched.guard, sched.post, Jsonb(definition),
-         sched.enabled, now, now)).fetchone()
+         sched.enabled, explicit or now, now, now, explicit)).fetchone()
     if row is None:
         return False
     if not row["inserted"]:
         _replan_future(conn, site_id, [sched.id], now)
+        if before is not None and row["effective_at"] < before["effective_at"]:
+            conn.execute("UPDATE schedules SET materialized_until = NULL"
+                         " WHERE site_id = %s AND id = %s", (site_id, sched.id))
     return True
+
+
+def effective_at(conn: Conn, site_id: str, schedule_id: str) -> datetime | None:
+    """The instant a stored schedule takes effect (None if it does not exist)."""
+    row = conn.execute("SELECT effective_at FROM schedules WHERE site_id = %s AND id = %s",
+                       (site_id, schedule_id)).fetchone()
+    return row["effective_at"] if row else None
 
 
 def _stored(row: dict[str, Any]) -> Stored:

@@ -170,6 +170,7 @@ def test_runs_gaps_and_status_respect_roles(client: TestClient, conn: psycopg.Co
     assert r.status_code == 200, r.text
     assert r.json()["note"] == "guard called in, fence gate blocked"
     assert r.json()["acknowledged_at"] == "2026-11-23T14:16:00Z"
+    assert r.json()["status"] == "acknowledged"  # seen: out of the open list
     assert client.post(f"/api/v1/gaps/{gap_id}/acknowledge", json={},
                        headers=sup).status_code == 409
     assert client.get("/api/v1/gaps?acknowledged=false",
@@ -181,12 +182,13 @@ def test_runs_gaps_and_status_respect_roles(client: TestClient, conn: psycopg.Co
     assert sorted(r["guard_id"] for r in status["in_progress"]) == ["g1", "g2"]
     assert [(r["schedule_id"], r["planned_start"]) for r in status["next_due"]] == [
         ("s2", "2026-11-23T18:00:00Z"), ("s", "2026-11-24T14:00:00Z")]
-    assert status["open_gap_count"] == 2
+    assert status["open_gap_count"] == 1   # the acknowledged one has left the open list
+    assert [g["kind"] for g in status["open_gaps"]] == ["missed_run"]
     assert [u["tag"] for u in status["unknown_tags"]] == ["NFC-STRAY"]
     unknown = client.get("/api/v1/scans?site=t1&disposition=unknown_tag", headers=sup).json()
     assert [s["tag"] for s in unknown["items"]] == ["NFC-STRAY"]
     own = client.get("/api/v1/sites/t1/patrol-status", headers=g1).json()
-    assert own["open_gap_count"] == 1
+    assert own["open_gap_count"] == 0 and own["open_gaps"] == []
     assert client.get("/api/v1/sites/t1/patrol-status",
                       headers=make_token("viewer", site="t9")).status_code == 404
     assert len(gaps(conn)) == 2

@@ -120,15 +120,15 @@ def test_simulated_fault_scenario_yields_the_expected_tickets(
             assert wait_until(lambda: _rows(database, "SELECT count(*) AS n FROM ingest_events"
                                                       " WHERE kind <> 'scans'")[0]["n"] == 0)
             # the clock has passed the hold times: every fault ticket is open (the vibration
-            # one raised to critical), and every device's offline ticket (meter-pumps'
-            # repeated) when the simulator stopped
+            # one raised to critical), and meter-pumps' offline ticket (its Last Will); the
+            # simulator's end is a planned stop, no fault: every device offline, no ticket
+            # (the status events were consumed above: the rules have judged the stop)
             assert wait_until(lambda: _rows(
                 database, "SELECT count(*) FILTER (WHERE rule_id <> 'device-offline') >= 4"
                 " AND bool_or(rule_id = 'pump-vibration' AND severity = 'critical')"
-                " AND count(*) FILTER (WHERE rule_id = 'device-offline')"
-                " = (SELECT count(*) FROM devices) AND bool_or(device_id = 'meter-pumps'"
-                " AND rule_id = 'device-offline' AND repeat_count >= 1) AS done"
-                " FROM work_orders")[0]["done"])
+                " AND bool_or(device_id = 'meter-pumps' AND rule_id = 'device-offline')"
+                " AND (SELECT count(*) FROM devices WHERE online_source = 'planned')"
+                " = (SELECT count(*) FROM devices) AS done FROM work_orders")[0]["done"])
     finally:
         stop.set()
         rules.join(20)
@@ -143,16 +143,13 @@ def test_simulated_fault_scenario_yields_the_expected_tickets(
         ("pump-1", "pump-vibration"),  # warning → major → critical
         ("pump-2", "pump-bearing-temp"),
     ]
-    # When the simulator stops, every device reports offline: one offline ticket per device;
-    # meter-pumps' Last Will during the run opened its ticket first, the end is its repeat.
+    # Only meter-pumps' Last Will during the run is an offline fault; when the simulator
+    # stops, every device announces a planned stop, which opens no ticket.
     offline = {w["device_id"]: w for w in tickets if w["rule_id"] == "device-offline"}
-    devices = {r["id"] for r in _rows(database, "SELECT id FROM devices")}
-    assert set(offline) == devices
-    assert offline["meter-pumps"]["repeat_count"] == 1
-    assert all(w["repeat_count"] == 0 for d, w in offline.items() if d != "meter-pumps")
+    assert set(offline) == {"meter-pumps"} and offline["meter-pumps"]["repeat_count"] == 0
     page = client.get("/api/v1/work-orders", params={"site": "riverside", "limit": 100},
                       headers=make_token("viewer", site="riverside")).json()
-    assert page["total"] == len(tickets) == len(faults) + len(devices)
+    assert page["total"] == len(tickets) == len(faults) + 1
     [vibration] = [w for w in page["items"] if w["rule_id"] == "pump-vibration"]
     assert (vibration["severity"], vibration["priority"], vibration["state"]) == (
         "critical", 1, "open")

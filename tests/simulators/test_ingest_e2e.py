@@ -179,6 +179,6 @@ def test_a_device_silent_with_last_will_goes_offline_in_the_database(
     announced = [row for row in history if row[1] != "telemetry"]
     assert all(status == "online" for status, source in history if source == "telemetry")
     assert announced == [("online", "status"), ("offline", "lwt"), ("online", "status"),
-                         ("offline", "status")]
+                         ("offline", "planned")]
     assert len(others) == 17 and all(states == ["online", "offline"] for _, states in others)
     assert online == (False,)  # the run ended: every simulated device said goodbye

@@ -17,7 +17,7 @@ import yaml
 
 from simulators.fleet import load_config, valid_id
 from simulators.publisher import Publisher
-from simulators.run import Options, build_plan, simulate
+from simulators.run import PLANNED_STOP, Options, build_plan, simulate
 from simulators.stream import Publish, events
 from tests.fix_servers import Broker
 from tests.simulators.subscriber import Subscriber
@@ -124,20 +124,21 @@ def test_silent_with_last_will_during_a_run(mqtt: Broker, tmp_path: Path) -> Non
     def of(device: str) -> list:
         return [m for m in got if m.topic.split("/")[4] == device]
 
+    planned = PLANNED_STOP  # the run's orderly end: a planned stop, not a will
     meter = of("meter-pumps")
-    assert [m.payload for m in meter] == [b"online", b"offline", b"online", b"offline"]
+    assert [m.payload for m in meter] == [b"online", b"offline", b"online", planned]
     will = meter[1]
     # the will came when the connection dropped (20 s simulated = 1 s in), not at the end
     assert began + 0.5 < will.at < ended - 2.5
     assert meter[2].at - will.at > 1.0  # back after 40 s simulated = 2 s
     # a device silent without a will: no status change, just no data for a while
-    assert [m.payload for m in of("tank-roof-b")] == [b"online", b"offline"]
+    assert [m.payload for m in of("tank-roof-b")] == [b"online", planned]
     tank = [json.loads(m.payload) for m in readings if "/tank-roof-b/" in m.topic]
     stamps = sorted((b[0] if isinstance(b, list) else b)["ts"] for b in tank)
     gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     assert max(gaps) >= 40_000 and sorted(gaps)[-2] <= 5_000
     # everyone else stays online until the run ends
-    assert all([m.payload for m in of(d)] == [b"online", b"offline"]
+    assert all([m.payload for m in of(d)] == [b"online", planned]
                for d in {m.topic.split("/")[4] for m in got} - {"meter-pumps"})
 
 
