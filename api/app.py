@@ -33,8 +33,10 @@ def operation_id(route: APIRoute) -> str:
 
 
 def create_app(settings: Settings | None = None, *, routers: Sequence[APIRouter],
+               pages_routers: Sequence[APIRouter] = (),
                clock: Clock = system_clock) -> FastAPI:
-    """The Caretaker API with `routers` under /api/v1; the pool opens at start-up."""
+    """The Caretaker API with `routers` under /api/v1 and `pages_routers` (people's pages)
+    at the root, ahead of the login router's start page; the pool opens at start-up."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -60,7 +62,10 @@ def create_app(settings: Settings | None = None, *, routers: Sequence[APIRouter]
         app.include_router(router, prefix=API_PREFIX, responses=errors.ERROR_RESPONSES)
     # /metrics, where Prometheus looks
     app.include_router(metrics.router, responses=errors.ERROR_RESPONSES)
-    # People's pages: the login form, logout, the start page; their styles and the docs' assets.
+    # People's pages: the console, then the login form, logout and the start page (which the
+    # console's Plant page, at /, takes the place of); their styles and the docs' assets.
+    for router in pages_routers:
+        app.include_router(router)
     app.include_router(login.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
 

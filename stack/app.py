@@ -16,6 +16,7 @@ import psycopg
 from fastapi import APIRouter, FastAPI
 
 from api.app import create_app
+from api.console import routes as console
 from api.routes import (
     alarms,
     attachments,
@@ -95,6 +96,9 @@ ROUTERS: tuple[APIRouter, ...] = (
     follow_ups.router, attachments.router,
 )
 
+# The people's pages (the staff console), served at the root.
+PAGES: tuple[APIRouter, ...] = (console.router,)
+
 
 def ingest_event_metrics() -> MetricsProvider:
     """What `caretaker ingest` gives its workers: the metrics whose readings rules watch."""
@@ -123,4 +127,5 @@ def worker_jobs(settings: Settings) -> list[Job]:
 
 def api(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
     """The API application with every router."""
-    return create_app(settings or get_settings(), routers=ROUTERS, clock=clock)
+    return create_app(settings or get_settings(), routers=ROUTERS, pages_routers=PAGES,
+                      clock=clock)

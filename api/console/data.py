@@ -1,0 +1,184 @@
+"""What the console's pages show, read with the site scoping in every query."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from caretaker.severity import SEVERITIES
+from rules.engine import for_device
+from rules.model import RuleError, ThresholdRule, rule_from_row
+
+# Units of metrics that make no sense as a line (states, codes, running counters).
+NOT_A_LINE = frozenset({"bool", "code", "count", "kWh"})
+SPARK_HOURS = 24
+SPARK_POINTS = 48
+MAX_DEVICES = 500
+MAX_ALARMS = 200
+MAX_POINTS = 400
+RANGES = {"6h": timedelta(hours=6), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+
+def _rows(conn: psycopg.Connection[Any], query: str, params: Any) -> list[dict[str, Any]]:
+    return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
+
+
+def sites(conn: psycopg.Connection[Any], scope: str | None) -> list[dict[str, Any]]:
+    """The sites a principal may see (its own, or all when it has none), by id."""
+    return _rows(conn, "SELECT id, name, timezone FROM sites WHERE (%s::text IS NULL OR id = %s)"
+                 " ORDER BY id LIMIT 200", (scope, scope))
+
+
+def main_metric(metrics: dict[str, Any]) -> tuple[str, str] | None:
+    """The metric a device is summarised by: its type's first one that draws as a line."""
+    for name, spec in metrics.items():
+        unit = str((spec or {}).get("unit", ""))
+        if unit not in NOT_A_LINE:
+            return name, unit
+    return None
+
+
+def active_alarms(conn: psycopg.Connection[Any], site: str, *, device: str | None = None,
+                  limit: int = MAX_ALARMS) -> list[dict[str, Any]]:
+    """Alarms not cleared, worst and newest first, with their device's name."""
+    return _rows(conn, "SELECT a.*, d.name AS device_name FROM alarms a LEFT JOIN devices d"
+                 " ON d.site_id = a.site_id AND d.id = a.device_id"
+                 " WHERE a.site_id = %s AND a.state <> 'cleared'"
+                 " AND (%s::text IS NULL OR a.device_id = %s)"
+                 " ORDER BY array_position(%s::text[], a.severity), a.raised_at DESC LIMIT %s",
+                 (site, device, device, list(SEVERITIES), limit))
+
+
+def recent_alarms(conn: psycopg.Connection[Any], site: str, *, since: datetime,
+                  limit: int = MAX_ALARMS) -> list[dict[str, Any]]:
+    """Alarms cleared since a time, newest first."""
+    return _rows(conn, "SELECT a.*, d.name AS device_name FROM alarms a LEFT JOIN devices d"
+                 " ON d.site_id = a.site_id AND d.id = a.device_id"
+                 " WHERE a.site_id = %s AND a.state = 'cleared' AND a.cleared_at >= %s"
+                 " ORDER BY a.cleared_at DESC LIMIT %s", (site, since, limit))
+
+
+def plant(conn: psycopg.Connection[Any], site: str, *, now: datetime) -> list[dict[str, Any]]:
+    """The site's devices, those with active alarms first (worst first), then by zone and
+    name; each with its main metric's last reading and unit and a day's sparkline values."""
+    devices = _rows(
+        conn, "SELECT d.id, d.name, d.zone_id, z.name AS zone_name, d.online, d.last_seen,"
+        " d.status, coalesce(t.metrics, '{}') AS metrics, w.worst, coalesce(w.n, 0) AS alarms"
+        " FROM devices d LEFT JOIN zones z ON z.site_id = d.site_id AND z.id = d.zone_id"
+        " LEFT JOIN device_types t ON t.id = d.type_id"
+        " LEFT JOIN LATERAL (SELECT min(array_position(%s::text[], a.severity)) AS worst,"
+        "   count(*) AS n FROM alarms a WHERE a.site_id = d.site_id AND a.device_id = d.id"
+        "   AND a.state <> 'cleared') w ON true"
+        " WHERE d.site_id = %s AND d.status <> 'retired'"
+        " ORDER BY w.worst NULLS LAST, z.name NULLS LAST, d.name LIMIT %s",
+        (list(SEVERITIES), site, MAX_DEVICES))
+    wanted: dict[str, str] = {}
+    for dev in devices:
+        main = main_metric(dev["metrics"])
+        dev["metric"], dev["unit"] = main if main else (None, None)
+        dev["severity"] = SEVERITIES[dev["worst"] - 1] if dev["worst"] else None
+        dev["reading"], dev["spark"] = None, []
+        if main:
+            wanted[dev["id"]] = main[0]
+    if not wanted:
+        return devices
+    ids, metrics = list(wanted), list(wanted.values())
+    last = _rows(conn, "SELECT p.device_id, r.time, r.value FROM unnest(%s::text[], %s::text[])"
+                 " AS p(device_id, metric) CROSS JOIN LATERAL (SELECT time, value FROM telemetry"
+                 "  WHERE site_id = %s AND device_id = p.device_id AND metric = p.metric"
+                 "  ORDER BY time DESC LIMIT 1) r", (ids, metrics, site))
+    readings = {r["device_id"]: r for r in last}
+    start = now - timedelta(hours=SPARK_HOURS)
+    bucket = timedelta(hours=SPARK_HOURS) / SPARK_POINTS
+    spark = _rows(conn, "SELECT t.device_id, time_bucket(%s, t.time, %s) AS b, avg(t.value) AS v"
+                  " FROM telemetry t JOIN unnest(%s::text[], %s::text[]) AS p(device_id, metric)"
+                  " ON t.device_id = p.device_id AND t.metric = p.metric"
+                  " WHERE t.site_id = %s AND t.time >= %s AND t.time < %s"
+                  " GROUP BY 1, 2 ORDER BY 1, 2",
+                  (bucket, start, ids, metrics, site, start, now))
+    series: dict[str, list[float | None]] = defaultdict(lambda: [None] * SPARK_POINTS)
+    for row in spark:
+        slot = int((row["b"] - start) / bucket)
+        if 0 <= slot < SPARK_POINTS:
+            series[row["device_id"]][slot] = row["v"]
+    for dev in devices:
+        dev["reading"] = readings.get(dev["id"])
+        dev["spark"] = series.get(dev["id"], [])
+    return devices
+
+
+def device(conn: psycopg.Connection[Any], site: str, device_id: str) -> dict[str, Any] | None:
+    """One device of a site with its zone and its type's metrics."""
+    found = _rows(conn, "SELECT d.*, z.name AS zone_name, coalesce(t.metrics, '{}') AS metrics,"
+                  " t.name AS type_name FROM devices d LEFT JOIN zones z ON z.site_id = d.site_id"
+                  " AND z.id = d.zone_id LEFT JOIN device_types t ON t.id = d.type_id"
+                  " WHERE d.site_id = %s AND d.id = %s", (site, device_id))
+    return found[0] if found else None
+
+
+def series(conn: psycopg.Connection[Any], site: str, device_id: str, *, start: datetime,
+           end: datetime) -> dict[str, list[tuple[float, float]]]:
+    """Each metric's readings in a range, averaged into at most MAX_POINTS buckets: metric →
+    [(unix seconds, value)]."""
+    bucket = (end - start) / MAX_POINTS
+    out: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for row in _rows(conn, "SELECT metric, time_bucket(%s, time, %s) AS b, avg(value) AS v"
+                     " FROM telemetry WHERE site_id = %s AND device_id = %s AND time >= %s"
+                     " AND time < %s AND value IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+                     (bucket, start, site, device_id, start, end)):
+        out[row["metric"]].append((row["b"].timestamp(), row["v"]))
+    return dict(out)
+
+
+def thresholds(conn: psycopg.Connection[Any], site: str, dev: dict[str, Any]
+               ) -> dict[str, list[dict[str, Any]]]:
+    """The threshold rules that watch a device, each level a line: metric → [{rule,
+    severity, value}], as the rules engine sees them (the device's overrides applied)."""
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in _rows(conn, "SELECT * FROM rules WHERE site_id = %s AND enabled"
+                     " AND kind = 'threshold' AND (device_id IS NULL OR device_id = %s)"
+                     " AND (device_type IS NULL OR device_type = %s) ORDER BY id LIMIT 100",
+                     (site, dev["id"], dev["type_id"])):
+        try:
+            rule = for_device(rule_from_row(row), dev, dev["id"])
+        except RuleError:
+            continue  # a rule the engine could not read either draws nothing
+        if isinstance(rule, ThresholdRule) and rule.metric:
+            out[rule.metric].extend({"rule": rule.id, "severity": rung.severity,
+                                     "value": rung.threshold} for rung in rule.ladder())
+    return dict(out)
+
+
+def device_alarms(conn: psycopg.Connection[Any], site: str, device_id: str, *,
+                  start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """A device's alarms raised in a range, or still open from before it."""
+    return _rows(conn, "SELECT id, rule_id, metric, severity, state, message, raised_at,"
+                 " cleared_at FROM alarms WHERE site_id = %s AND device_id = %s"
+                 " AND raised_at < %s AND (cleared_at IS NULL OR cleared_at >= %s)"
+                 " ORDER BY raised_at DESC LIMIT %s", (site, device_id, end, start, MAX_ALARMS))
+
+
+def device_tickets(conn: psycopg.Connection[Any], site: str, device_id: str,
+                   limit: int = 20) -> list[dict[str, Any]]:
+    """A device's most recent work orders."""
+    return _rows(conn, "SELECT id, title, state, severity, opened_at, resolve_by, overdue"
+                 " FROM work_orders WHERE site_id = %s AND device_id = %s"
+                 " ORDER BY opened_at DESC LIMIT %s", (site, device_id, limit))
+
+
+def stamp(conn: psycopg.Connection[Any], site: str) -> str:
+    """A short fingerprint of what the live pages show: it changes whenever an alarm, a work
+    order or a patrol gap is raised or changes state."""
+    # One row per table; each part changes when a row is added or changes state.
+    row = conn.cursor(row_factory=dict_row).execute(
+        "SELECT concat_ws('-',"
+        " (SELECT concat_ws('.', max(id), max(acknowledged_at), max(cleared_at))"
+        "  FROM alarms WHERE site_id = %s),"
+        " (SELECT concat_ws('.', max(id), max(updated_at)) FROM work_orders WHERE site_id = %s),"
+        " (SELECT concat_ws('.', max(id), max(acknowledged_at), max(resolved_at))"
+        "  FROM inspection_gaps WHERE site_id = %s)) AS stamp", (site, site, site)).fetchone()
+    return str(row["stamp"]) if row else ""

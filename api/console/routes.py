@@ -1,0 +1,153 @@
+"""The console's pages (Plant, Device, Alarms) and the small JSON the live pages poll."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from api import pages, sessions
+from api.console import data, spark
+from api.deps import Db
+from caretaker.privacy import HANDLERS
+from reports import i18n
+from reports.settings import site_settings
+
+router = APIRouter(include_in_schema=False)
+ALARM_HANDLERS = frozenset({"admin", "supervisor", "engineer"})
+RECENT = timedelta(days=7)
+POLL_SECONDS = 5
+
+
+class Context:
+    """Who is asking, about which site, in which language and time zone."""
+
+    def __init__(self, request: Request, session: sessions.Session, site: dict[str, Any],
+                 all_sites: list[dict[str, Any]], language: str) -> None:
+        self.request, self.session, self.site = request, session, site
+        self.sites, self.language = all_sites, language
+        self.user = session.principal
+        self.now: datetime = request.app.state.clock()
+
+    def render(self, template: str, active: str, *, status: int = 200,
+               **extra: Any) -> Response:
+        tz = self.site["timezone"]
+        lang = self.language
+
+        def when(at: datetime | None) -> str:
+            return i18n.format_datetime(at, lang, tz) if at else "—"
+
+        def number(value: float | None) -> str:
+            return i18n.format_number(value, lang)
+
+        return pages.page(template, lang, status=status, user=self.user, site=self.site,
+                          sites=self.sites, active=active, when=when, number=number,
+                          csrf_token=self.session.csrf_token, path=self.request.url.path,
+                          request_lang="lang" in self.request.query_params, poll=POLL_SECONDS,
+                          can_handle_alarms=self.user.role in ALARM_HANDLERS,
+                          sees_people=self.user.role in HANDLERS, **extra)
+
+
+def _login(request: Request) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
+
+
+def context(request: Request, conn: Db) -> Context | Response:
+    """The page's context, or the way to the login form (or a 404 page for a site the user
+    may not see: scoping is in the query that lists the sites)."""
+    cookie = request.cookies.get(sessions.COOKIE)
+    session = None if cookie is None else sessions.lookup(
+        conn, cookie, now=request.app.state.clock(),
+        idle=request.app.state.settings.session_idle_timeout)
+    if session is None:
+        return _login(request)
+    user = session.principal
+    visible = data.sites(conn, user.site_id)
+    asked = request.query_params.get("site")
+    site = next((s for s in visible if s["id"] == asked), None) if asked else (
+        visible[0] if visible else None)
+    site_language = site_settings(conn, site["id"]).language if site else None
+    language = pages.language_for(request, user.language, site_language)
+    if not visible and not asked:
+        # No site loaded yet (or none of the user's): who is logged in, and a way out.
+        return pages.page("home.html", language, user=user, csrf_token=session.csrf_token)
+    if site is None:
+        message = i18n.gettext_for(language).gettext("No such site, or not yours to see.")
+        return pages.page("error.html", language, status=404, message=message)
+    return Context(request, session, site, visible, language)
+
+
+
+@router.get("/")
+def plant(request: Request, conn: Db) -> Response:
+    """Plant: devices by zone with state, last reading, a day's sparkline; alarms first."""
+    ctx = context(request, conn)
+    if isinstance(ctx, Response):
+        return ctx
+    site = ctx.site["id"]
+    devices = data.plant(conn, site, now=ctx.now)
+    for dev in devices:
+        dev["points"] = spark.points(dev["spark"])
+    return ctx.render("console/plant.html", "plant", devices=devices,
+                      alarms=data.active_alarms(conn, site, limit=20),
+                      stamp=data.stamp(conn, site))
+
+
+@router.get("/devices/{device_id}")
+def device(request: Request, conn: Db, device_id: str, range: str = "24h") -> Response:  # noqa: A002
+    """Device: each metric over a chosen range with thresholds and alarms; recent tickets."""
+    ctx = context(request, conn)
+    if isinstance(ctx, Response):
+        return ctx
+    site = ctx.site["id"]
+    dev = data.device(conn, site, device_id[:64])
+    if dev is None:
+        message = i18n.gettext_for(ctx.language).gettext("No such device.")
+        return ctx.render("error.html", "plant", status=404, message=message)
+    span = data.RANGES.get(range, data.RANGES["24h"])
+    start = ctx.now - span
+    series = data.series(conn, site, dev["id"], start=start, end=ctx.now)
+    limits = data.thresholds(conn, site, dev)
+    alarms = data.device_alarms(conn, site, dev["id"], start=start, end=ctx.now)
+    charts = []
+    for metric, spec in dev["metrics"].items():
+        unit = str((spec or {}).get("unit", ""))
+        points = series.get(metric, [])
+        charts.append({"metric": metric, "unit": unit, "points": points,
+                       "thresholds": limits.get(metric, []),
+                       "alarms": [{"at": a["raised_at"].timestamp(), "severity": a["severity"]}
+                                  for a in alarms if a["metric"] == metric]})
+    chart_data = {"start": start.timestamp(), "end": ctx.now.timestamp(),
+                  "tz": ctx.site["timezone"], "charts": charts}
+    return ctx.render("console/device.html", "plant", device=dev, charts=charts,
+                      chart_data=chart_data, alarms=alarms, ranges=list(data.RANGES),
+                      range=range if range in data.RANGES else "24h",
+                      tickets=data.device_tickets(conn, site, dev["id"]),
+                      stamp=data.stamp(conn, site))
+
+
+@router.get("/alarms")
+def alarms(request: Request, conn: Db) -> Response:
+    """Alarms: active (worst first) with acknowledge and clear; those cleared this week."""
+    ctx = context(request, conn)
+    if isinstance(ctx, Response):
+        return ctx
+    site = ctx.site["id"]
+    return ctx.render("console/alarms.html", "alarms",
+                      active_alarms=data.active_alarms(conn, site),
+                      recent=data.recent_alarms(conn, site, since=ctx.now - RECENT),
+                      stamp=data.stamp(conn, site))
+
+
+@router.get("/console/live.json")
+def live(request: Request, conn: Db) -> Response:
+    """What the live pages poll: a fingerprint that changes when anything they show does."""
+    ctx = context(request, conn)
+    if isinstance(ctx, Response):
+        return JSONResponse({"detail": "log in again"}, status_code=401)
+    return JSONResponse({"stamp": data.stamp(conn, ctx.site["id"])},
+                        headers={"Cache-Control": "no-store"})

@@ -1,0 +1,58 @@
+"""The example site with a day of readings and alarms, written straight into the database."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from caretaker.site_config import example_document
+from stack.app import load_site
+
+SITE = "riverside"
+
+
+def seed(conn: psycopg.Connection[Any], now: datetime) -> None:
+    """Riverside Gardens loaded; pump-1's vibration and every tank's level over the last day
+    (every 5 minutes); pump-1 vibrating past its major level with an active alarm; one
+    cleared alarm yesterday; a work order on pump-1."""
+    load_site(conn, example_document(), now=now - timedelta(days=2))
+    rows = []
+    for step in range(24 * 12):
+        at = now - timedelta(minutes=5 * step)
+        wobble = math.sin(step / 10)
+        rows.append((at, SITE, "pump-1", "vibration", 3.0 + wobble + (5 if step < 6 else 0)))
+        rows.append((at, SITE, "pump-1", "flow", 40 + 5 * wobble))
+        rows.append((at, SITE, "tank-roof-a", "level", 70 + 10 * wobble))
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO telemetry (time, site_id, device_id, metric, value)"
+                        " VALUES (%s, %s, %s, %s, %s)", rows)
+    conn.execute("UPDATE devices SET online = true, last_seen = %s WHERE site_id = %s",
+                 (now, SITE))
+    alarm = add_alarm(conn, "pump-1", "pump-vibration", "major", "Pump vibration high 8.0 mm/s",
+              raised=now - timedelta(minutes=25), metric="vibration", value=8.0)
+    cleared = add_alarm(conn, "tank-roof-a", "tank-level-low", "minor", "Tank level low",
+                        raised=now - timedelta(hours=20), metric="level", value=20)
+    conn.execute("UPDATE alarms SET state = 'cleared', cleared_at = %s, cleared_by = 'system'"
+                 " WHERE id = %s", (now - timedelta(hours=19), cleared))
+    conn.execute("INSERT INTO work_orders (site_id, device_id, rule_id, alarm_id, source,"
+                 " severity, priority, title, opened_at, respond_by, resolve_by, updated_at)"
+                 " VALUES (%s, 'pump-1', 'pump-vibration', %s, 'alarm', 'major', 2,"
+                 " 'Check pump 1 bearings', %s, %s, %s, %s)",
+                 (SITE, alarm, now - timedelta(hours=3), now, now + timedelta(hours=20),
+                  now - timedelta(hours=3)))
+
+
+def add_alarm(conn: psycopg.Connection[Any], device: str, rule: str, severity: str,
+              message: str, *, raised: datetime, metric: str | None = None,
+              value: float | None = None) -> int:
+    """An active alarm (as the rules engine would raise it); its id."""
+    row = conn.execute("INSERT INTO alarms (site_id, device_id, rule_id, severity,"
+                       " peak_severity, message, metric, first_value, last_value, raised_at,"
+                       " last_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                       " RETURNING id", (SITE, device, rule, severity, severity, message,
+                                         metric, value, value, raised, raised)).fetchone()
+    assert row is not None
+    return int(row["id"])

@@ -1,0 +1,132 @@
+"""The console's pages through the real app: Plant, Device, Alarms and the live stamp, with
+the site scoping and the CSRF token that alarm actions need."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from psycopg.rows import dict_row
+
+from caretaker.clock import FakeClock
+from caretaker.users import create_user
+from tests.api.test_logins import PASSWORD, login
+from tests.console.seed import SITE, add_alarm, seed
+
+
+@pytest.fixture
+def estate(database: str, api_clock: FakeClock) -> str:
+    with psycopg.connect(database, row_factory=dict_row) as conn:
+        seed(conn, api_clock())
+        conn.execute("INSERT INTO sites (id, name) VALUES ('elsewhere', 'Elsewhere')")
+        create_user(conn, "eve", PASSWORD, role="engineer", site_id=SITE)
+        create_user(conn, "vic", PASSWORD, role="viewer", site_id=SITE)
+        create_user(conn, "boss", PASSWORD, role="supervisor")
+    return database
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert found
+    return found.group(1)
+
+
+def test_the_plant_page_lists_devices_alarmed_first_with_readings(
+        client: TestClient, estate: str) -> None:
+    assert login(client, "eve", PASSWORD, lang="en").status_code == 303
+    page = client.get("/", params={"lang": "en"})
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert "Content-Security-Policy" in page.headers
+    rows = re.findall(r'data-device="([^"]+)"', html)
+    assert rows[0] == "pump-1" and len(rows) == 18
+    assert "Pump vibration high 8.0 mm/s" in html
+    pump = html[html.index('data-device="pump-1"'):html.index('data-device="' + rows[1])]
+    assert "<polyline points=" in pump and "m3/h" in pump
+    # Times on the site's clock (Asia/Shanghai, UTC+8): raised 07:35 UTC is 15:35 there.
+    assert "3:35:00\u202fPM" in html or "15:35" in html
+
+
+def test_chinese_by_default_from_the_site(client: TestClient, estate: str) -> None:
+    login(client, "eve", PASSWORD)
+    html = client.get("/").text
+    assert '<html lang="zh-CN">' in html
+    assert "设备" in html and "告警" in html
+
+
+def test_a_site_scoped_user_sees_only_their_site(client: TestClient, estate: str) -> None:
+    login(client, "eve", PASSWORD)
+    assert client.get("/", params={"site": "elsewhere"}).status_code == 404
+    assert client.get("/alarms", params={"site": "elsewhere"}).status_code == 404
+    client.cookies.clear()
+    login(client, "boss", PASSWORD)
+    everywhere = client.get("/", params={"site": "elsewhere", "lang": "en"})
+    assert everywhere.status_code == 200 and "No devices yet." in everywhere.text
+    assert 'value="riverside"' in everywhere.text  # the site choice lists both
+
+
+def test_the_device_page_draws_readings_thresholds_and_alarms(
+        client: TestClient, estate: str) -> None:
+    login(client, "eve", PASSWORD)
+    page = client.get("/devices/pump-1", params={"lang": "en", "range": "6h"})
+    assert page.status_code == 200, page.text
+    data = re.search(r'<script type="application/json" id="chart-data">(.*?)</script>',
+                     page.text, re.S)
+    assert data
+    spec = json.loads(data.group(1))
+    charts = {c["metric"]: c for c in spec["charts"]}
+    vibration = charts["vibration"]
+    assert len(vibration["points"]) > 50
+    assert {(t["severity"], t["value"]) for t in vibration["thresholds"]} == {
+        ("warning", 4.5), ("major", 7.1), ("critical", 11.2)}
+    assert [a["severity"] for a in vibration["alarms"]] == ["major"]
+    assert spec["tz"] == "Asia/Shanghai" and spec["end"] - spec["start"] == 6 * 3600
+    assert "Check pump 1 bearings" in page.text
+    assert client.get("/devices/nope").status_code == 404
+
+
+def test_alarms_acknowledged_and_cleared_with_the_pages_csrf_token(
+        client: TestClient, estate: str, api_clock: FakeClock) -> None:
+    login(client, "eve", PASSWORD)
+    html = client.get("/alarms", params={"lang": "en"}).text
+    alarm = re.search(r'data-alarm-action="acknowledge" data-id="(\d+)"', html)
+    assert alarm and "Tank level low" in html  # the cleared one, under recent
+    url = f"/api/v1/alarms/{alarm.group(1)}/acknowledge"
+    refused = client.post(url, json={})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf"
+    done = client.post(url, json={}, headers={"X-CSRF-Token": _csrf(html)})
+    assert done.status_code == 200 and done.json()["state"] == "acknowledged"
+    html = client.get("/alarms", params={"lang": "en"}).text
+    assert 'data-alarm-action="acknowledge"' not in html
+    cleared = client.post(f"/api/v1/alarms/{alarm.group(1)}/clear", json={},
+                          headers={"X-CSRF-Token": _csrf(html)})
+    assert cleared.status_code == 200
+    assert "No active alarms." in client.get("/alarms", params={"lang": "en"}).text
+
+
+def test_a_viewer_gets_no_alarm_buttons(client: TestClient, estate: str) -> None:
+    login(client, "vic", PASSWORD)
+    html = client.get("/alarms").text
+    assert "Pump vibration" in html and "data-alarm-action" not in html
+
+
+def test_the_live_stamp_changes_with_a_new_alarm(
+        client: TestClient, estate: str, api_clock: FakeClock) -> None:
+    assert client.get("/console/live.json").status_code == 401
+    login(client, "eve", PASSWORD)
+    before = client.get("/console/live.json").json()["stamp"]
+    assert client.get("/console/live.json").json()["stamp"] == before
+    with psycopg.connect(estate, row_factory=dict_row) as conn:
+        add_alarm(conn, "pump-2", "pump-bearing-temp", "major", "Bearing hot",
+                  raised=api_clock() - timedelta(seconds=5))
+    assert client.get("/console/live.json").json()["stamp"] != before
+
+
+def test_pages_need_a_login(client: TestClient, estate: str) -> None:
+    page = client.get("/alarms", params={"site": SITE}, follow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["location"] == "/login?next=%2Falarms%3Fsite%3Driverside"
