@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from api import pages, sessions
@@ -46,14 +46,15 @@ class Context:
         return pages.page(template, lang, status=status, user=self.user, site=self.site,
                           sites=self.sites, active=active, when=when, number=number,
                           csrf_token=self.session.csrf_token, path=self.request.url.path,
-                          request_lang="lang" in self.request.query_params, poll=POLL_SECONDS,
+                          poll=POLL_SECONDS,
                           can_handle_alarms=self.user.role in ALARM_HANDLERS,
                           sees_people=self.user.role in HANDLERS, **extra)
 
 
 def _login(request: Request) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
+    where = "/login" if target == "/" else "/login?next=" + quote(target, safe="")
+    return RedirectResponse(where, status_code=303)
 
 
 def context(request: Request, conn: Db) -> Context | Response:
@@ -151,3 +152,26 @@ def live(request: Request, conn: Db) -> Response:
         return JSONResponse({"detail": "log in again"}, status_code=401)
     return JSONResponse({"stamp": data.stamp(conn, ctx.site["id"])},
                         headers={"Cache-Control": "no-store"})
+
+
+@router.post("/console/language")
+def choose_language(request: Request, conn: Db,
+                    csrf: Annotated[str | None, Depends(sessions.presented_csrf)],
+                    lang: Annotated[str, Form(max_length=16)] = "",
+                    next: Annotated[str, Form(max_length=2048)] = "/") -> Response:  # noqa: A002
+    """Keep the user's language (the switch in the bar) and go back to the page."""
+    cookie = request.cookies.get(sessions.COOKIE)
+    session = None if cookie is None else sessions.lookup(
+        conn, cookie, now=request.app.state.clock(),
+        idle=request.app.state.settings.session_idle_timeout)
+    if session is None:
+        return _login(request)
+    language = pages.language_for(request, lang, session.principal.language)
+    if not sessions.csrf_matches(session.csrf_token, csrf) or lang not in i18n.LANGUAGES:
+        message = i18n.gettext_for(language).gettext(
+            "The form had expired. Please go back, reload and try again.")
+        return pages.page("error.html", language, status=403, message=message)
+    conn.execute("UPDATE users SET language = %s WHERE id = %s",
+                 (lang, session.principal.user_id))
+    target = next if next.startswith("/") and not next.startswith(("//", "/\\")) else "/"
+    return RedirectResponse(target, status_code=303)

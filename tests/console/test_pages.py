@@ -130,3 +130,20 @@ def test_pages_need_a_login(client: TestClient, estate: str) -> None:
     page = client.get("/alarms", params={"site": SITE}, follow_redirects=False)
     assert page.status_code == 303
     assert page.headers["location"] == "/login?next=%2Falarms%3Fsite%3Driverside"
+
+
+def test_the_language_switch_is_kept_for_the_user_and_needs_the_token(
+        client: TestClient, estate: str) -> None:
+    login(client, "eve", PASSWORD)
+    html = client.get("/").text
+    assert '<html lang="zh-CN">' in html
+    refused = client.post("/console/language", data={"lang": "en", "next": "/"},
+                          follow_redirects=False)
+    assert refused.status_code == 403
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert token
+    done = client.post("/console/language", data={"lang": "en", "next": "//evil.example/",
+                                                  "csrf_token": token.group(1)},
+                       follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/"
+    assert '<html lang="en">' in client.get("/alarms").text
