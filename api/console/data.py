@@ -182,3 +182,34 @@ def stamp(conn: psycopg.Connection[Any], site: str) -> str:
         " (SELECT concat_ws('.', max(id), max(acknowledged_at), max(resolved_at))"
         "  FROM inspection_gaps WHERE site_id = %s)) AS stamp", (site, site, site)).fetchone()
     return str(row["stamp"]) if row else ""
+
+
+BOARD_STATES = ("open", "acknowledged", "in_progress", "resolved")
+BOARD_CARDS = 100  # per column
+
+
+def board(conn: psycopg.Connection[Any], site: str) -> dict[str, list[dict[str, Any]]]:
+    """Work orders not closed, by state; in each, overdue first, then the nearest deadline
+    (the response deadline while open, the resolution deadline after)."""
+    out: dict[str, list[dict[str, Any]]] = {state: [] for state in BOARD_STATES}
+    for row in _rows(
+            conn, "SELECT * FROM (SELECT w.id, w.title, w.state, w.severity, w.source,"
+            " w.assignee, w.device_id, d.name AS device_name, w.opened_at, w.overdue,"
+            " w.rework_count, CASE WHEN w.state = 'open' THEN w.respond_by ELSE w.resolve_by"
+            " END AS deadline, row_number() OVER (PARTITION BY w.state ORDER BY w.overdue DESC,"
+            " CASE WHEN w.state = 'open' THEN w.respond_by ELSE w.resolve_by END) AS n"
+            " FROM work_orders w LEFT JOIN devices d ON d.site_id = w.site_id"
+            " AND d.id = w.device_id WHERE w.site_id = %s AND w.state = ANY(%s)) x"
+            " WHERE n <= %s ORDER BY overdue DESC, deadline",
+            (site, list(BOARD_STATES), BOARD_CARDS)):
+        out[row["state"]].append(row)
+    return out
+
+
+def closed_today(conn: psycopg.Connection[Any], site: str, *, since: datetime,
+                 limit: int = 50) -> list[dict[str, Any]]:
+    """Work orders closed or cancelled since a time, newest first."""
+    return _rows(conn, "SELECT id, title, state, closed_at, cancelled_at FROM work_orders"
+                 " WHERE site_id = %s AND (closed_at >= %s OR cancelled_at >= %s)"
+                 " ORDER BY coalesce(closed_at, cancelled_at) DESC LIMIT %s",
+                 (site, since, since, limit))

@@ -15,6 +15,7 @@ from api.deps import Db
 from caretaker.privacy import HANDLERS
 from reports import i18n
 from reports.settings import site_settings
+from tickets import work_orders
 
 router = APIRouter(include_in_schema=False)
 ALARM_HANDLERS = frozenset({"admin", "supervisor", "engineer"})
@@ -141,6 +142,42 @@ def alarms(request: Request, conn: Db) -> Response:
     return ctx.render("console/alarms.html", "alarms",
                       active_alarms=data.active_alarms(conn, site),
                       recent=data.recent_alarms(conn, site, since=ctx.now - RECENT),
+                      stamp=data.stamp(conn, site))
+
+
+# The board's buttons: action → (the states it starts from, whether it needs a note).
+STEPS = {action: (step.frm, action in ("cancel", "reopen"))
+         for action, step in work_orders.TRANSITIONS.items() if action != "rework"}
+
+
+def actions_for(role: str, card: dict[str, Any]) -> list[dict[str, Any]]:
+    """The steps a role may take on a card now, each with whether it asks for a note."""
+    out = []
+    for action, (frm, needs_note) in STEPS.items():
+        if card["state"] in frm and work_orders.may(role, action, card["source"]):
+            # closing before resolution needs a reason too
+            note = needs_note or (action == "close" and card["state"] != "resolved")
+            out.append({"action": action, "note": note})
+    if work_orders.may(role, "assign", card["source"]):
+        out.append({"action": "assign", "note": False})
+    return out
+
+
+@router.get("/work-orders")
+def board(request: Request, conn: Db) -> Response:
+    """Work orders: a board by state, overdue first, deadline countdowns, every step."""
+    ctx = context(request, conn)
+    if isinstance(ctx, Response):
+        return ctx
+    site = ctx.site["id"]
+    columns = data.board(conn, site)
+    for cards in columns.values():
+        for card in cards:
+            card["actions"] = actions_for(ctx.user.role, card)
+            card["left"] = (card["deadline"] - ctx.now).total_seconds()
+    return ctx.render("console/work_orders.html", "work_orders", columns=columns,
+                      closed=data.closed_today(conn, site, since=ctx.now - timedelta(days=1)),
+                      duration=lambda s: i18n.format_duration(abs(s), ctx.language),
                       stamp=data.stamp(conn, site))
 
 

@@ -44,22 +44,31 @@
     }
   }
 
+  // A button that posts to the JSON API: data-post (the URL), data-confirm (a question
+  // first), data-ask + data-field (a prompt whose answer is sent as that field).
   document.addEventListener("click", async (event) => {
-    const button = event.target.closest("button[data-alarm-action]");
+    const button = event.target.closest("button[data-post]");
     if (!button) return;
     if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
+    const body = {};
+    if (button.dataset.ask) {
+      const answer = window.prompt(button.dataset.ask);
+      if (answer === null || (button.dataset.required && !answer.trim())) return;
+      if (answer.trim()) body[button.dataset.field] = answer.trim();
+    }
     button.disabled = true;
-    const response = await fetch(
-      "/api/v1/alarms/" + encodeURIComponent(button.dataset.id) + "/" + button.dataset.alarmAction,
-      { method: "POST", credentials: "same-origin", body: "{}",
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf } });
+    const box = document.getElementById("action-error");
+    const response = await fetch(button.dataset.post, {
+      method: "POST", credentials: "same-origin", body: JSON.stringify(body),
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf } });
     if (!response.ok) {
       const problem = await response.json().catch(() => ({}));
-      const box = document.getElementById("action-error");
-      if (box) { box.textContent = (problem.error && problem.error.message) || response.statusText; box.hidden = false; }
+      box.textContent = (problem.error && problem.error.message) || response.statusText;
+      box.hidden = false;
       button.disabled = false;
       return;
     }
+    box.hidden = true;
     await refresh();
   });
 

@@ -30,6 +30,7 @@ def estate(database: str) -> str:
     with psycopg.connect(database, row_factory=dict_row) as conn:
         seed(conn, datetime.now(UTC))
         create_user(conn, "eve", PASSWORD, role="engineer", site_id=SITE)
+        create_user(conn, "sam", PASSWORD, role="supervisor", site_id=SITE, language="en")
     return database
 
 
@@ -53,10 +54,10 @@ def _page(browser: Browser, locale: str, requested: list[str]) -> Page:
     return page
 
 
-def _log_in(page: Page, served: str, path: str = "/") -> None:
+def _log_in(page: Page, served: str, path: str = "/", name: str = "eve") -> None:
     page.goto(served + path)
     assert urlsplit(page.url).path == "/login"
-    page.fill("input[name=username]", "eve")
+    page.fill("input[name=username]", name)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: urlsplit(url).path == path)
@@ -133,5 +134,29 @@ def test_the_console_in_chinese(served: str, estate: str, browser: Browser) -> N
     page.goto(served + "/devices/pump-1?range=7d")
     page.wait_for_selector('.chart[data-metric="vibration"] .uplot canvas', timeout=20000)
     assert "本时段告警" in page.content()
+    hosts = {urlsplit(u).hostname for u in requested if not u.startswith("data:")}
+    assert hosts == {"127.0.0.1"}, requested
+
+
+def test_a_work_order_from_open_to_closed_on_the_board(served: str, estate: str,
+                                                      browser: Browser) -> None:
+    requested: list[str] = []
+    page = _page(browser, "en-US", requested)
+    _log_in(page, served, "/work-orders", name="sam")
+    card = page.locator('article[data-work-order="1"]')
+    assert "Check pump 1 bearings" in card.inner_text()
+    assert "Response overdue by" in card.inner_text()  # respond_by was "now" at seeding
+    page.screenshot(path=str(IMG / "console-work-orders.png"))
+    page.on("dialog", lambda dialog: dialog.accept("eng-zhao"))
+    card.locator('button[data-step="assign"]').click()
+    page.wait_for_selector('article[data-work-order="1"] >> text=eng-zhao')
+    for step, column in (("acknowledge", "acknowledged"), ("start", "in_progress"),
+                         ("resolve", "resolved")):
+        page.locator(f'article[data-work-order="1"] button[data-step="{step}"]').click()
+        page.wait_for_selector(f'section[data-state="{column}"] article[data-work-order="1"]')
+    page.locator('article[data-work-order="1"] button[data-step="close"]').click()
+    page.wait_for_selector('#closed-work-orders >> text=Check pump 1 bearings')
+    assert page.locator('article[data-work-order="1"]').count() == 0
+    _no_sideways_scroll(page)
     hosts = {urlsplit(u).hostname for u in requested if not u.startswith("data:")}
     assert hosts == {"127.0.0.1"}, requested

@@ -93,7 +93,7 @@ def test_alarms_acknowledged_and_cleared_with_the_pages_csrf_token(
         client: TestClient, estate: str, api_clock: FakeClock) -> None:
     login(client, "eve", PASSWORD)
     html = client.get("/alarms", params={"lang": "en"}).text
-    alarm = re.search(r'data-alarm-action="acknowledge" data-id="(\d+)"', html)
+    alarm = re.search(r'data-post="/api/v1/alarms/(\d+)/acknowledge"', html)
     assert alarm and "Tank level low" in html  # the cleared one, under recent
     url = f"/api/v1/alarms/{alarm.group(1)}/acknowledge"
     refused = client.post(url, json={})
@@ -109,7 +109,9 @@ def test_alarms_acknowledged_and_cleared_with_the_pages_csrf_token(
 
 
 def test_a_viewer_gets_no_alarm_buttons(client: TestClient, estate: str) -> None:
+    client.cookies.clear()
     login(client, "vic", PASSWORD)
+    assert "data-step" not in client.get("/work-orders").text
     html = client.get("/alarms").text
     assert "Pump vibration" in html and "data-alarm-action" not in html
 
@@ -147,3 +149,23 @@ def test_the_language_switch_is_kept_for_the_user_and_needs_the_token(
                        follow_redirects=False)
     assert done.status_code == 303 and done.headers["location"] == "/"
     assert '<html lang="en">' in client.get("/alarms").text
+
+
+def test_the_board_offers_each_role_only_its_steps(client: TestClient, estate: str) -> None:
+    login(client, "eve", PASSWORD)
+    html = client.get("/work-orders", params={"lang": "en"}).text
+    card = html[html.index('data-work-order="1"'):]
+    card = card[:card.index("</article>")]
+    steps = set(re.findall(r'data-step="(\w+)"', card))
+    assert steps == {"acknowledge", "assign"}  # an engineer neither closes nor cancels
+    client.cookies.clear()
+    login(client, "boss", PASSWORD)
+    html = client.get("/work-orders", params={"lang": "en", "site": SITE}).text
+    card = html[html.index('data-work-order="1"'):]
+    card = card[:card.index("</article>")]
+    assert set(re.findall(r'data-step="(\w+)"', card)) == {
+        "acknowledge", "assign", "close", "cancel"}
+    assert 'data-ask="Why? (required)"' in card  # closing unresolved, cancelling: a reason
+    client.cookies.clear()
+    login(client, "vic", PASSWORD)
+    assert "data-step" not in client.get("/work-orders").text
