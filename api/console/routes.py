@@ -12,9 +12,11 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from api import pages, sessions
 from api.console import data, spark
 from api.deps import Db
+from api.patrol import own_guard
 from caretaker.privacy import HANDLERS
 from reports import i18n
 from reports.settings import site_settings
+from rules.patrol import queries
 from tickets import work_orders
 
 router = APIRouter(include_in_schema=False)
@@ -179,6 +181,49 @@ def board(request: Request, conn: Db) -> Response:
                       closed=data.closed_today(conn, site, since=ctx.now - timedelta(days=1)),
                       duration=lambda s: i18n.format_duration(abs(s), ctx.language),
                       stamp=data.stamp(conn, site))
+
+
+GAP_HANDLERS = frozenset({"admin", "supervisor"})
+MAX_GAPS = 200  # one page of open gaps; the rest are reached with ?offset=
+
+
+@router.get("/patrol")
+def patrol(request: Request, conn: Db, offset: int = 0) -> Response:
+    """Patrol now: runs under way, the next run of each schedule, open gaps (a guard sees
+    only their own), acknowledged many at once by a supervisor."""
+    ctx = context(request, conn)
+    if isinstance(ctx, Response):
+        return ctx
+    site = ctx.site["id"]
+    picture = queries.patrol_status(conn, site, guard=own_guard(ctx.user), now=ctx.now,
+                                   limit=MAX_GAPS, offset=max(offset, 0))
+    return ctx.render("console/patrol.html", "patrol", picture=picture,
+                      can_ack_gaps=ctx.user.role in GAP_HANDLERS, offset=max(offset, 0),
+                      page_size=MAX_GAPS, stamp=data.stamp(conn, site))
+
+
+@router.post("/patrol/acknowledge")
+def acknowledge_gaps(request: Request, conn: Db,
+                     csrf: Annotated[str | None, Depends(sessions.presented_csrf)],
+                     gap: Annotated[list[int] | None, Form(max_length=MAX_GAPS)] = None,
+                     note: Annotated[str, Form(max_length=4000)] = "") -> Response:
+    """Acknowledge the ticked gaps with one note, in one transaction; back to Patrol."""
+    ctx = context(request, conn)
+    if isinstance(ctx, Response):
+        return ctx
+    _ = i18n.gettext_for(ctx.language).gettext
+    if not sessions.csrf_matches(ctx.session.csrf_token, csrf):
+        return ctx.render("error.html", "patrol", status=403, message=_(
+            "The form had expired. Please go back, reload and try again."))
+    if ctx.user.role not in GAP_HANDLERS:
+        return ctx.render("error.html", "patrol", status=403,
+                          message=_("Only a supervisor may acknowledge gaps."))
+    for gap_id in gap or []:
+        # scoped to the site shown: a gap of another site is NotFound (the whole form fails)
+        queries.acknowledge_gap(conn, gap_id, scope=ctx.site["id"], actor=ctx.user.actor,
+                                note=note.strip() or None, now=ctx.now)
+    return RedirectResponse("/patrol?site=" + quote(ctx.site["id"], safe=""),
+                            status_code=303)
 
 
 @router.get("/console/live.json")

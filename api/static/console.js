@@ -26,6 +26,13 @@
     }
   }
 
+  // Someone is ticking boxes or typing: the refresh waits, so nothing they did is lost.
+  function editing() {
+    const active = document.activeElement;
+    return Boolean(content().querySelector("input[type=checkbox]:checked")
+                   || (active && content().contains(active) && active.matches("input, select, textarea")));
+  }
+
   async function watch() {
     const live = document.getElementById("live");
     try {
@@ -35,7 +42,7 @@
       const { stamp } = await response.json();
       live.classList.remove("lost");
       live.textContent = live.dataset.ok;
-      if (stamp !== content().dataset.stamp) await refresh();
+      if (stamp !== content().dataset.stamp && !editing()) await refresh();
     } catch (e) {
       live.classList.add("lost");
       live.textContent = live.dataset.lost;
@@ -70,6 +77,14 @@
     }
     box.hidden = true;
     await refresh();
+  });
+
+  // "Select all" on a list of checkboxes (the gaps).
+  document.addEventListener("change", (event) => {
+    if (event.target.id !== "all-gaps") return;
+    for (const box of document.querySelectorAll('#open-gaps input[name="gap"]')) {
+      box.checked = event.target.checked;
+    }
   });
 
   const COLOURS = { critical: "#a31515", major: "#d2691e", minor: "#b8860b", warning: "#5b6875" };

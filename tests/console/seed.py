@@ -44,6 +44,21 @@ def seed(conn: psycopg.Connection[Any], now: datetime) -> None:
                  (SITE, alarm, now - timedelta(hours=3), now, now + timedelta(hours=20),
                   now - timedelta(hours=3)))
 
+    run = conn.execute("INSERT INTO patrol_runs (site_id, schedule_id, route_id, guard_id,"
+                       " planned_start, start_deadline, planned_end, ordered, min_duration,"
+                       " status) VALUES (%s, 'night-perimeter-2h', 'night-perimeter', 'g-zhang',"
+                       " %s, %s, %s, true, '30 minutes', 'incomplete') RETURNING id",
+                       (SITE, now - timedelta(hours=4), now - timedelta(hours=3, minutes=50),
+                        now - timedelta(hours=3))).fetchone()
+    assert run is not None
+    for seq, checkpoint in enumerate(("cp-gate-main", "cp-gate-east", "cp-perimeter-n"), 1):
+        conn.execute("INSERT INTO inspection_gaps (site_id, route_id, schedule_id, run_id, seq,"
+                     " checkpoint_id, guard_id, kind, window_start, window_end, detected_at)"
+                     " VALUES (%s, 'night-perimeter', 'night-perimeter-2h', %s, %s, %s,"
+                     " 'g-zhang', 'missed_checkpoint', %s, %s, %s)",
+                     (SITE, run["id"], seq, checkpoint, now - timedelta(hours=4),
+                      now - timedelta(hours=3), now - timedelta(hours=3)))
+
 
 def add_alarm(conn: psycopg.Connection[Any], device: str, rule: str, severity: str,
               message: str, *, raised: datetime, metric: str | None = None,

@@ -160,3 +160,20 @@ def test_a_work_order_from_open_to_closed_on_the_board(served: str, estate: str,
     _no_sideways_scroll(page)
     hosts = {urlsplit(u).hostname for u in requested if not u.startswith("data:")}
     assert hosts == {"127.0.0.1"}, requested
+
+
+def test_gaps_acknowledged_together_on_patrol_now(served: str, estate: str,
+                                                 browser: Browser) -> None:
+    requested: list[str] = []
+    page = _page(browser, "en-US", requested)
+    _log_in(page, served, "/patrol", name="sam")
+    assert page.locator("#open-gaps tr[data-gap]").count() == 3
+    assert page.locator("#next-due tbody tr").count() == 6  # one per schedule
+    page.screenshot(path=str(IMG / "console-patrol.png"))
+    page.check("#all-gaps")
+    page.fill("#gap-note", "guard walked the route late")
+    page.click("text=Acknowledge selected")
+    page.wait_for_selector("#open-gaps >> text=No open gaps.")
+    _no_sideways_scroll(page)
+    hosts = {urlsplit(u).hostname for u in requested if not u.startswith("data:")}
+    assert hosts == {"127.0.0.1"}, requested

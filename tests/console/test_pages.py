@@ -169,3 +169,28 @@ def test_the_board_offers_each_role_only_its_steps(client: TestClient, estate: s
     client.cookies.clear()
     login(client, "vic", PASSWORD)
     assert "data-step" not in client.get("/work-orders").text
+
+
+def test_gaps_acknowledged_many_at_once_by_a_supervisor_only(
+        client: TestClient, estate: str) -> None:
+    login(client, "eve", PASSWORD)
+    html = client.get("/patrol", params={"lang": "en"}).text
+    gaps = re.findall(r'data-gap="(\d+)"', html)
+    assert len(gaps) == 3 and "North fence" in html
+    assert 'name="gap"' not in html  # an engineer gets no boxes
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert token
+    refused = client.post("/patrol/acknowledge", data={"gap": gaps, "csrf_token": token.group(1)})
+    assert refused.status_code == 403
+    client.cookies.clear()
+    login(client, "boss", PASSWORD)
+    html = client.get("/patrol", params={"site": SITE}).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert token
+    assert client.post("/patrol/acknowledge", params={"site": SITE},
+                       data={"gap": gaps[:2]}).status_code == 403  # no CSRF token
+    done = client.post("/patrol/acknowledge", params={"site": SITE}, follow_redirects=False,
+                       data={"gap": gaps[:2], "note": "walked late", "csrf_token": token.group(1)})
+    assert done.status_code == 303
+    left = re.findall(r'data-gap="(\d+)"', client.get("/patrol", params={"site": SITE}).text)
+    assert left == [gaps[2]]
