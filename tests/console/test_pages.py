@@ -26,6 +26,8 @@ def estate(database: str, api_clock: FakeClock) -> str:
         create_user(conn, "eve", PASSWORD, role="engineer", site_id=SITE)
         create_user(conn, "vic", PASSWORD, role="viewer", site_id=SITE)
         create_user(conn, "boss", PASSWORD, role="supervisor")
+        create_user(conn, "li", PASSWORD, role="guard", site_id=SITE, guard_id="g-li")
+        create_user(conn, "zhang", PASSWORD, role="guard", site_id=SITE, guard_id="g-zhang")
     return database
 
 
@@ -194,3 +196,14 @@ def test_gaps_acknowledged_many_at_once_by_a_supervisor_only(
     assert done.status_code == 303
     left = re.findall(r'data-gap="(\d+)"', client.get("/patrol", params={"site": SITE}).text)
     assert left == [gaps[2]]
+
+
+def test_a_guard_sees_only_their_own_runs_and_gaps(client: TestClient, estate: str) -> None:
+    login(client, "li", PASSWORD)
+    html = client.get("/patrol", params={"lang": "en"}).text
+    assert "data-gap=" not in html and "Night perimeter" not in html
+    assert "Day building patrol" in html  # g-li's own schedule is next due
+    client.cookies.clear()
+    login(client, "zhang", PASSWORD)
+    html = client.get("/patrol", params={"lang": "en"}).text
+    assert len(re.findall(r'data-gap="', html)) == 3 and 'name="gap"' not in html
