@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -14,7 +15,7 @@ from api.console import data, spark
 from api.deps import Db
 from api.patrol import own_guard
 from caretaker.privacy import HANDLERS
-from reports import i18n
+from reports import i18n, kpis, periods, store, weekly
 from reports.settings import site_settings
 from rules.patrol import queries
 from tickets import work_orders
@@ -224,6 +225,48 @@ def acknowledge_gaps(request: Request, conn: Db,
                                 note=note.strip() or None, now=ctx.now)
     return RedirectResponse("/patrol?site=" + quote(ctx.site["id"], safe=""),
                             status_code=303)
+
+
+REPORT_READERS = frozenset({"admin", "supervisor", "engineer", "frontdesk", "viewer"})
+
+
+def shown(name: str, value: float | None, language: str) -> str:
+    """A KPI's value as people read it: a percentage, a span of time or a count."""
+    kind = weekly.kind_of(name)
+    if kind == "ratio":
+        return i18n.format_percent(value, language)
+    if kind == "duration":
+        return i18n.format_duration(value, language)
+    return i18n.format_number(value, language)
+
+
+@router.get("/reports")
+def kpis_and_reports(request: Request, conn: Db, week: str = "this") -> Response:
+    """KPIs & reports: this (or last) week's KPIs against their targets and the week before;
+    the stored weekly reports with their PDFs."""
+    ctx = context(request, conn)
+    if isinstance(ctx, Response):
+        return ctx
+    if ctx.user.role not in REPORT_READERS:
+        message = i18n.gettext_for(ctx.language).gettext("Reports are not for this role.")
+        return ctx.render("error.html", "reports", status=403, message=message)
+    site, tz = ctx.site["id"], ctx.site["timezone"]
+    today = ctx.now.astimezone(ZoneInfo(tz)).date()
+    period = periods.Week.of(today).shift(-1 if week == "last" else 0)
+    end = min(period.next_monday, today + timedelta(days=1))
+    values = kpis.compare(conn, site, period.monday, end, now=ctx.now)
+    rows = [{"name": name, "label": weekly.kpi_label(name, ctx.language),
+             "value": shown(name, k.value, ctx.language),
+             "target": shown(name, k.target, ctx.language) if k.target is not None else "—",
+             "previous": shown(name, k.previous, ctx.language),
+             "met": weekly.met(name, k.value, k.target)}
+            for name, k in values.items()]
+    stored, total = store.list_reports(conn, site=site, scope=site, limit=20, offset=0)
+    return ctx.render("console/reports.html", "reports", rows=rows, week=str(period),
+                      which="last" if week == "last" else "this", first=period.monday,
+                      last=end - timedelta(days=1), stored=stored, stored_total=total,
+                      day=lambda d: i18n.format_date(d, ctx.language),
+                      stamp=data.stamp(conn, site))
 
 
 @router.get("/console/live.json")

@@ -175,5 +175,11 @@ def test_gaps_acknowledged_together_on_patrol_now(served: str, estate: str,
     page.click("text=Acknowledge selected")
     page.wait_for_selector("#open-gaps >> text=No open gaps.")
     _no_sideways_scroll(page)
+
+    page.click("nav.pages >> text=KPIs & reports")
+    page.wait_for_selector("#kpis tr[data-kpi]")
+    assert page.locator("#kpis tr[data-kpi]").count() == 13
+    _no_sideways_scroll(page)
+    page.screenshot(path=str(IMG / "console-reports.png"))
     hosts = {urlsplit(u).hostname for u in requested if not u.startswith("data:")}
     assert hosts == {"127.0.0.1"}, requested

@@ -207,3 +207,15 @@ def test_a_guard_sees_only_their_own_runs_and_gaps(client: TestClient, estate: s
     login(client, "zhang", PASSWORD)
     html = client.get("/patrol", params={"lang": "en"}).text
     assert len(re.findall(r'data-gap="', html)) == 3 and 'name="gap"' not in html
+
+
+def test_kpis_of_the_week_and_the_stored_reports(client: TestClient, estate: str) -> None:
+    login(client, "eve", PASSWORD)
+    page = client.get("/reports", params={"lang": "en"})
+    assert page.status_code == 200, page.text
+    assert len(re.findall(r'data-kpi="', page.text)) == 13
+    assert "Repair timeliness" in page.text and "2026-W48" in page.text
+    assert "2026-W47" in client.get("/reports", params={"week": "last"}).text
+    client.cookies.clear()
+    login(client, "li", PASSWORD)
+    assert client.get("/reports").status_code == 403  # a guard's handheld has no use for them
