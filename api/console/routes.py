@@ -15,7 +15,7 @@ from api.console import data, spark
 from api.deps import Db
 from api.patrol import own_guard
 from caretaker.privacy import HANDLERS
-from reports import i18n, kpis, periods, store, weekly
+from reports import handover, i18n, kpis, periods, store, weekly
 from reports.settings import site_settings
 from rules.patrol import queries
 from tickets import work_orders
@@ -267,6 +267,29 @@ def kpis_and_reports(request: Request, conn: Db, week: str = "this") -> Response
                       last=end - timedelta(days=1), stored=stored, stored_total=total,
                       day=lambda d: i18n.format_date(d, ctx.language),
                       stamp=data.stamp(conn, site))
+
+
+SIGNERS = frozenset({"admin", "supervisor", "engineer"})
+SHEETS = 10
+
+
+@router.get("/handover")
+def handover_sheets(request: Request, conn: Db) -> Response:
+    """Handover: the latest shift sheets, what each lists, their signatures; sign a side."""
+    ctx = context(request, conn)
+    if isinstance(ctx, Response):
+        return ctx
+    if ctx.user.role not in REPORT_READERS:
+        message = i18n.gettext_for(ctx.language).gettext("Reports are not for this role.")
+        return ctx.render("error.html", "handover", status=403, message=message)
+    site = ctx.site["id"]
+    sheets, total = handover.list_sheets(conn, site=site, scope=site, limit=SHEETS, offset=0)
+    for sheet in sheets:
+        sheet["state"] = handover.state_of(sheet, ctx.now)
+        sheet["counts"] = {key: len(value) for key, value in sheet["content"].items()
+                           if isinstance(value, list)}
+    return ctx.render("console/handover.html", "handover", sheets=sheets, total=total,
+                      can_sign=ctx.user.role in SIGNERS, stamp=data.stamp(conn, site))
 
 
 @router.get("/console/live.json")

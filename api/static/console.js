@@ -51,13 +51,14 @@
     }
   }
 
-  // A button that posts to the JSON API: data-post (the URL), data-confirm (a question
-  // first), data-ask + data-field (a prompt whose answer is sent as that field).
+  // A button that posts to the JSON API: data-post (the URL), data-body (fixed fields),
+  // data-confirm (a question first), data-ask + data-field (a prompt whose answer is sent
+  // as that field).
   document.addEventListener("click", async (event) => {
     const button = event.target.closest("button[data-post]");
     if (!button) return;
     if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
-    const body = {};
+    const body = button.dataset.body ? JSON.parse(button.dataset.body) : {};
     if (button.dataset.ask) {
       const answer = window.prompt(button.dataset.ask);
       if (answer === null || (button.dataset.required && !answer.trim())) return;

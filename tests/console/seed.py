@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 
 from caretaker.site_config import example_document
+from reports import handover
 from stack.app import load_site
 
 SITE = "riverside"
@@ -58,6 +59,8 @@ def seed(conn: psycopg.Connection[Any], now: datetime) -> None:
                      " 'g-zhang', 'missed_checkpoint', %s, %s, %s)",
                      (SITE, run["id"], seq, checkpoint, now - timedelta(hours=4),
                       now - timedelta(hours=3), now - timedelta(hours=3)))
+
+    handover.write_due(conn, now)  # the sheet of the last shift change
 
 
 def add_alarm(conn: psycopg.Connection[Any], device: str, rule: str, severity: str,

@@ -183,3 +183,22 @@ def test_gaps_acknowledged_together_on_patrol_now(served: str, estate: str,
     page.screenshot(path=str(IMG / "console-reports.png"))
     hosts = {urlsplit(u).hostname for u in requested if not u.startswith("data:")}
     assert hosts == {"127.0.0.1"}, requested
+
+
+def test_a_handover_sheet_signed_by_both_sides(served: str, estate: str,
+                                              browser: Browser) -> None:
+    requested: list[str] = []
+    page = _page(browser, "en-US", requested)
+    _log_in(page, served, "/handover", name="sam")
+    sheet = page.locator("article[data-handover]").first
+    assert "Active alarms: " in sheet.inner_text() and "awaiting signatures" in sheet.inner_text()
+    page.on("dialog", lambda dialog: dialog.accept("pump 1 vibrating, watch it"))
+    sheet.locator('button[data-step="sign-outgoing"]').click()
+    page.wait_for_selector('tr[data-side="outgoing"] >> text=pump 1 vibrating, watch it')
+    page.screenshot(path=str(IMG / "console-handover.png"))
+    # One person signs one side only: the API refuses the other and the page says so.
+    page.locator('button[data-step="sign-incoming"]').first.click()
+    page.wait_for_selector("#action-error:not([hidden])")
+    _no_sideways_scroll(page)
+    hosts = {urlsplit(u).hostname for u in requested if not u.startswith("data:")}
+    assert hosts == {"127.0.0.1"}, requested
