@@ -213,3 +213,30 @@ def closed_today(conn: psycopg.Connection[Any], site: str, *, since: datetime,
                  " WHERE site_id = %s AND (closed_at >= %s OR cancelled_at >= %s)"
                  " ORDER BY coalesce(closed_at, cancelled_at) DESC LIMIT %s",
                  (site, since, since, limit))
+
+
+def rounds(conn: psycopg.Connection[Any], site: str, *, guard: str | None, start: datetime,
+           end: datetime, limit: int = 200) -> list[dict[str, Any]]:
+    """Equipment rounds (runs with equipment checkpoints) planned in a range, newest first,
+    with their equipment visits done and in all; a guard sees only their own."""
+    return _rows(conn, "SELECT r.id, r.route_id, rt.name AS route_name, r.guard_id, r.post,"
+                 " r.planned_start, r.planned_end, r.status, r.final, count(*) AS visits_total,"
+                 " count(v.scan_id) AS visits_done FROM patrol_runs r"
+                 " JOIN patrol_visits v ON v.run_id = r.id AND v.equipment"
+                 " LEFT JOIN routes rt ON rt.site_id = r.site_id AND rt.id = r.route_id"
+                 " WHERE r.site_id = %s AND r.planned_start >= %s AND r.planned_start < %s"
+                 " AND (%s::text IS NULL OR r.guard_id = %s)"
+                 " GROUP BY r.id, rt.name ORDER BY r.planned_start DESC LIMIT %s",
+                 (site, start, end, guard, guard, limit))
+
+
+def findings(conn: psycopg.Connection[Any], site: str, *, guard: str | None, since: datetime,
+             limit: int = 50) -> list[dict[str, Any]]:
+    """Abnormal answers at equipment checkpoints since a time, newest first."""
+    return _rows(conn, "SELECT f.id, f.checkpoint_id, c.name AS checkpoint_name, f.device_id,"
+                 " f.guard_id, f.scan_time, f.problems, f.note, f.work_order_id"
+                 " FROM inspection_findings f LEFT JOIN checkpoints c"
+                 " ON c.site_id = f.site_id AND c.id = f.checkpoint_id"
+                 " WHERE f.site_id = %s AND f.scan_time >= %s"
+                 " AND (%s::text IS NULL OR f.guard_id = %s)"
+                 " ORDER BY f.scan_time DESC LIMIT %s", (site, since, guard, guard, limit))

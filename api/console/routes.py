@@ -269,6 +269,23 @@ def kpis_and_reports(request: Request, conn: Db, week: str = "this") -> Response
                       stamp=data.stamp(conn, site))
 
 
+@router.get("/inspections")
+def inspections(request: Request, conn: Db) -> Response:
+    """Inspections: equipment rounds due (next two days) and done (last seven), findings."""
+    ctx = context(request, conn)
+    if isinstance(ctx, Response):
+        return ctx
+    site, guard = ctx.site["id"], own_guard(ctx.user)
+    runs = data.rounds(conn, site, guard=guard, start=ctx.now - RECENT,
+                       end=ctx.now + timedelta(days=2))
+    due = [r for r in reversed(runs) if not r["final"] and r["status"] in (
+        "scheduled", "in_progress")]
+    done = [r for r in runs if r not in due]
+    return ctx.render("console/inspections.html", "inspections", due=due, done=done,
+                      findings=data.findings(conn, site, guard=guard, since=ctx.now - RECENT),
+                      stamp=data.stamp(conn, site))
+
+
 SIGNERS = frozenset({"admin", "supervisor", "engineer"})
 SHEETS = 10
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from caretaker.site_config import example_document
 from reports import handover
@@ -60,6 +62,30 @@ def seed(conn: psycopg.Connection[Any], now: datetime) -> None:
                      (SITE, run["id"], seq, checkpoint, now - timedelta(hours=4),
                       now - timedelta(hours=3), now - timedelta(hours=3)))
 
+    for days, status in ((-1, "incomplete"), (1, "scheduled")):
+        start = now + timedelta(days=days)
+        row = conn.execute(
+            "INSERT INTO patrol_runs (site_id, schedule_id, route_id, guard_id, planned_start,"
+            " start_deadline, planned_end, ordered, min_duration, status, final) VALUES"
+            " (%s, 'inspection-daily', 'equipment-daily', 'g-chen', %s, %s, %s, false,"
+            " '0 minutes', %s, %s) RETURNING id",
+            (SITE, start, start + timedelta(minutes=15), start + timedelta(hours=1), status,
+             days < 0)).fetchone()
+        assert row is not None
+        for seq, checkpoint in enumerate(("ecp-pump-1", "ecp-pump-2"), 1):
+            scanned = days < 0 and seq == 1
+            conn.execute(
+                "INSERT INTO patrol_visits (run_id, seq, site_id, checkpoint_id, equipment,"
+                " due_at, window_start, window_end, match_from, match_until, scan_id, scan_time)"
+                " VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s, %s, %s, %s)",
+                (row["id"], seq, SITE, checkpoint, start, start, start + timedelta(hours=1),
+                 start, start + timedelta(hours=1), uuid.uuid4() if scanned else None,
+                 start if scanned else None))
+    conn.execute("INSERT INTO inspection_findings (site_id, checkpoint_id, device_id, guard_id,"
+                 " scan_id, scan_time, problems, created_at) VALUES (%s, 'ecp-pump-1',"
+                 " 'pump-1', 'g-chen', %s, %s, %s, %s)",
+                 (SITE, uuid.uuid4(), now - timedelta(days=1),
+                  Jsonb([{"item": "seal", "reason": "dripping"}]), now - timedelta(days=1)))
     handover.write_due(conn, now)  # the sheet of the last shift change
 
 

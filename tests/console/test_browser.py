@@ -181,6 +181,11 @@ def test_gaps_acknowledged_together_on_patrol_now(served: str, estate: str,
     assert page.locator("#kpis tr[data-kpi]").count() == 13
     _no_sideways_scroll(page)
     page.screenshot(path=str(IMG / "console-reports.png"))
+
+    page.click("nav.pages >> text=Inspections")
+    page.wait_for_selector("#rounds-due tr[data-run]")
+    assert "seal: dripping" in page.locator("#findings").inner_text()
+    page.screenshot(path=str(IMG / "console-inspections.png"))
     hosts = {urlsplit(u).hostname for u in requested if not u.startswith("data:")}
     assert hosts == {"127.0.0.1"}, requested
 

@@ -219,3 +219,17 @@ def test_kpis_of_the_week_and_the_stored_reports(client: TestClient, estate: str
     client.cookies.clear()
     login(client, "li", PASSWORD)
     assert client.get("/reports").status_code == 403  # a guard's handheld has no use for them
+
+
+def test_equipment_rounds_due_and_done_with_findings(client: TestClient, estate: str) -> None:
+    login(client, "eve", PASSWORD)
+    html = client.get("/inspections", params={"lang": "en"}).text
+    due = html[html.index('id="rounds-due"'):html.index('id="rounds-done"')]
+    done = html[html.index('id="rounds-done"'):html.index('id="findings"')]
+    assert "Daily plant inspection" in due and "0 / 2" in due and "scheduled" in due
+    assert "1 / 2" in done and "incomplete" in done
+    assert "seal: dripping" in html
+    client.cookies.clear()
+    login(client, "li", PASSWORD)  # g-li has no equipment rounds
+    html = client.get("/inspections", params={"lang": "en"}).text
+    assert "data-run=" not in html and "seal" not in html
