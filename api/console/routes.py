@@ -1,4 +1,5 @@
-"""The console's pages (Plant, Device, Alarms) and the small JSON the live pages poll."""
+"""The staff console's pages (Plant, Device, Alarms, Work orders, Patrol, Inspections, KPIs &
+reports, Handover), the forms they post, and the small JSON the live pages poll."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from api import pages, sessions
 from api.console import data, spark
 from api.deps import Db
 from api.patrol import own_guard
-from caretaker.privacy import HANDLERS
 from reports import handover, i18n, kpis, periods, store, weekly
 from reports.settings import site_settings
 from rules.patrol import queries
@@ -51,8 +51,7 @@ class Context:
                           sites=self.sites, active=active, when=when, number=number,
                           csrf_token=self.session.csrf_token, path=self.request.url.path,
                           poll=POLL_SECONDS,
-                          can_handle_alarms=self.user.role in ALARM_HANDLERS,
-                          sees_people=self.user.role in HANDLERS, **extra)
+                          can_handle_alarms=self.user.role in ALARM_HANDLERS, **extra)
 
 
 def _login(request: Request) -> Response:
