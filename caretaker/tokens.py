@@ -52,6 +52,15 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def new_token() -> str:
+    """A fresh secret whose listed prefix never starts with "-" (`caretaker token revoke
+    PREFIX` would read it as an option)."""
+    while True:
+        token = PREFIX + secrets.token_urlsafe(32)
+        if not token.removeprefix(PREFIX).startswith("-"):
+            return token
+
+
 def prefix_of(token: str) -> str:
     """The listed, non-secret part of a token: its first characters after `ct_`."""
     return token.removeprefix(PREFIX)[:PREFIX_CHARS]
@@ -70,7 +79,7 @@ def create_token(conn: psycopg.Connection[Any], *, role: str, name: str | None =
     lifetime = get_settings().token_default_expiry if expires is None else expires
     if isinstance(lifetime, timedelta) and lifetime <= timedelta(0):
         raise Invalid("a token's lifetime must be positive")
-    token = PREFIX + secrets.token_urlsafe(32)
+    token = new_token()
     conn.execute(
         "INSERT INTO api_tokens (name, token_hash, role, site_id, guard_id, prefix, expires_at)"
         " VALUES (%s, %s, %s, %s, %s, %s, now() + %s)",
