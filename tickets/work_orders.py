@@ -18,7 +18,8 @@ from tickets.policy import PRIORITY, URGENCY_SEVERITY, Policy, load_policy
 
 LIVE = ("open", "acknowledged", "in_progress")
 STATES = ("open", "acknowledged", "in_progress", "resolved", "closed", "cancelled")
-SOURCES = ("alarm", "inspection", "patrol", "manual", "complaint")
+SOURCES = ("alarm", "inspection", "patrol", "manual", "complaint", "preventive", "calibration",
+           "verification")
 # 公区维修 common-area repair, 居家维修 in-home repair (a paid service, 有偿服务),
 # 整改 rectification, 设备 equipment, 其他 other
 CATEGORIES = ("公区维修", "居家维修", "整改", "设备", "其他")
