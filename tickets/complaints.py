@@ -3,17 +3,17 @@ or as not valid with a reason. Follows the centre's 客户投诉处理制度 (se
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg import sql
 
-from caretaker import errors, privacy
+from caretaker import privacy
 from caretaker.paging import Where, fetch_page
+from tickets import lifecycle
+from tickets.lifecycle import COMPLAINT, Transition
 from tickets.notify import notify
 from tickets.policy import load_policy
 
@@ -49,25 +49,10 @@ def may(role: str, action: str) -> bool:
     return role == "admin" or role in ROLES.get(action, ())
 
 
-class ComplaintError(errors.Conflict):
-    """A request the complaint lifecycle refuses in the complaint's current state."""
-
-
-class NotFound(errors.NotFound, ComplaintError):
-    """No such complaint (in the caller's scope)."""
-
-
-class Invalid(errors.Invalid, ComplaintError):
-    """Fields that cannot be used."""
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A lifecycle step: the states it may start from and the state it leads to."""
-
-    frm: tuple[str, ...]
-    to: str
-
+# The errors every ticket lifecycle raises (tickets.lifecycle), under this module's names.
+ComplaintError = lifecycle.Refused
+NotFound = lifecycle.NotFound
+Invalid = lifecycle.Invalid
 
 TRANSITIONS = {
     "assign": Transition(("open", "assigned", "rework"), "assigned"),
@@ -82,24 +67,14 @@ def history(conn: psycopg.Connection[Any], complaint_id: int, *, at: datetime, a
             actor: str, frm: str | None = None, to: str | None = None,
             note: str | None = None) -> None:
     """Append a line to a complaint's history."""
-    conn.execute(
-        "INSERT INTO complaint_history (complaint_id, at, action, from_state, to_state, actor,"
-        " note) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (complaint_id, at, action, frm, to, actor, note))
+    lifecycle.history(conn, COMPLAINT, complaint_id, at=at, action=action, actor=actor, frm=frm,
+                      to=to, note=note)
 
 
 def row(conn: psycopg.Connection[Any], complaint_id: int, *, lock: bool = False,
         scope: str | None = None) -> dict[str, Any]:
     """One complaint (locked for update if asked), refused outside the caller's site."""
-    query = "SELECT * FROM complaints WHERE id = %s"
-    params: list[Any] = [complaint_id]
-    if scope is not None:
-        query += " AND site_id = %s"
-        params.append(scope)
-    found = conn.execute(query + (" FOR UPDATE" if lock else ""), params).fetchone()
-    if found is None:
-        raise NotFound(f"complaint {complaint_id} not found")
-    return dict(found)
+    return lifecycle.row(conn, COMPLAINT, complaint_id, lock=lock, scope=scope)
 
 
 def step(conn: psycopg.Connection[Any], complaint_id: int, action: str, *, actor: str,
@@ -113,20 +88,13 @@ def step(conn: psycopg.Connection[Any], complaint_id: int, action: str, *, actor
     if move is None:
         raise Invalid(f"unknown action {action!r}")
     current = row(conn, complaint_id, lock=True, scope=scope)
-    if current["state"] not in move.frm:
-        raise ComplaintError(f"cannot {action} a complaint that is {current['state']}")
-    values: dict[str, Any] = {"state": move.to, "updated_at": now, **(sets or {})}
+    lifecycle.check(COMPLAINT, action, move, current["state"])
+    values = dict(sets or {})
     if action == "rework":
         values.update(rework_count=current["rework_count"] + 1, closed_at=None,
                       resolution=None)
-    assignments = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k))
-                                     for k in values)
-    updated = conn.execute(sql.SQL("UPDATE complaints SET ") + assignments
-                           + sql.SQL(" WHERE id = %s RETURNING *"),
-                           [*values.values(), complaint_id]).fetchone()
-    history(conn, complaint_id, at=now, action=action, frm=current["state"], to=move.to,
-            actor=actor, note=note)
-    return dict(updated or {})
+    return lifecycle.move(conn, COMPLAINT, current, action, move, actor=actor, now=now,
+                          sets=values, note=note)
 
 
 @dataclass(frozen=True)
@@ -275,15 +243,13 @@ def get_complaint(conn: psycopg.Connection[Any], complaint_id: int, *,
                   scope: str | None = None) -> dict[str, Any]:
     """One complaint with its history and its follow-up visits."""
     record = row(conn, complaint_id, scope=scope)
-    record["history"] = _all(conn, "SELECT at, action, from_state, to_state, actor, note FROM"
-                                   " complaint_history WHERE complaint_id = %s ORDER BY id",
-                             complaint_id)
-    record["follow_ups"] = _all(conn, "SELECT id, at, actor, channel, outcome, opinion,"
-                                      " satisfaction, checked_by, checked_at, check_result"
-                                      " FROM follow_ups WHERE complaint_id = %s"
-                                      " ORDER BY at, id", complaint_id)
+    record["history"] = lifecycle.rows(conn, "SELECT at, action, from_state, to_state, actor,"
+                                             " note FROM complaint_history"
+                                             " WHERE complaint_id = %s ORDER BY id", complaint_id)
+    record["follow_ups"] = lifecycle.rows(conn, "SELECT id, at, actor, channel, outcome, opinion,"
+                                            " satisfaction, checked_by, checked_at,"
+                                            " check_result FROM follow_ups"
+                                            " WHERE complaint_id = %s ORDER BY at, id",
+                                          complaint_id)
     return record
 
-
-def _all(conn: psycopg.Connection[Any], query: str, *params: Any) -> Sequence[dict[str, Any]]:
-    return [dict(r) for r in conn.execute(query, params)]

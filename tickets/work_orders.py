@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +12,8 @@ from psycopg import sql
 
 from caretaker import errors, privacy
 from caretaker.paging import Where, fetch_page
+from tickets import lifecycle
+from tickets.lifecycle import WORK_ORDER, Transition
 from tickets.notify import notify
 from tickets.policy import PRIORITY, URGENCY_SEVERITY, Policy, load_policy
 
@@ -32,26 +33,10 @@ EQUIPMENT_SOURCES = ("alarm", "inspection")
 FRONT_DESK_SOURCES = ("manual", "complaint")
 
 
-class WorkOrderError(errors.Conflict):
-    """A request the work-order lifecycle refuses in the ticket's current state."""
-
-
-class NotFound(errors.NotFound, WorkOrderError):
-    """No such work order (in the caller's scope)."""
-
-
-class Invalid(errors.Invalid, WorkOrderError):
-    """A transition's fields that cannot be used."""
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A lifecycle step: the states it may start from and the state it leads to."""
-
-    frm: tuple[str, ...]
-    to: str
-    stamp: str | None  # the *_at column it sets
-
+# The errors every ticket lifecycle raises (tickets.lifecycle), under this module's names.
+WorkOrderError = lifecycle.Refused
+NotFound = lifecycle.NotFound
+Invalid = lifecycle.Invalid
 
 TRANSITIONS = {
     "acknowledge": Transition(("open",), "acknowledged", "acknowledged_at"),
@@ -109,22 +94,13 @@ def _lock(conn: psycopg.Connection[Any], *parts: object) -> None:
 
 def _history(conn: psycopg.Connection[Any], wo_id: int, *, at: datetime, action: str, actor: str,
              frm: str | None = None, to: str | None = None, note: str | None = None) -> None:
-    conn.execute(
-        "INSERT INTO work_order_history (work_order_id, at, action, from_state, to_state, actor,"
-        " note) VALUES (%s, %s, %s, %s, %s, %s, %s)", (wo_id, at, action, frm, to, actor, note))
+    lifecycle.history(conn, WORK_ORDER, wo_id, at=at, action=action, actor=actor, frm=frm, to=to,
+                      note=note)
 
 
 def _row(conn: psycopg.Connection[Any], wo_id: int, *, lock: bool = False,
          scope: str | None = None) -> dict[str, Any]:
-    query = "SELECT * FROM work_orders WHERE id = %s"
-    params: list[Any] = [wo_id]
-    if scope is not None:
-        query += " AND site_id = %s"
-        params.append(scope)
-    row = conn.execute(query + (" FOR UPDATE" if lock else ""), params).fetchone()
-    if row is None:
-        raise NotFound(f"work order {wo_id} not found")
-    return dict(row)
+    return lifecycle.row(conn, WORK_ORDER, wo_id, lock=lock, scope=scope)
 
 
 def open_work_order(conn: psycopg.Connection[Any], *, site_id: str, device_id: str | None,
@@ -300,15 +276,12 @@ def transition(conn: psycopg.Connection[Any], wo_id: int, action: str, *, actor:
     wo = _row(conn, wo_id, lock=True, scope=scope)
     _check_role(role, action, wo)
     state = wo["state"]
-    if state not in step.frm:
-        raise WorkOrderError(f"cannot {action} a work order that is {state}")
+    lifecycle.check(WORK_ORDER, action, step, state)
     if action in ("cancel", "reopen") and not note:
         raise Invalid(f"{action} needs a note saying why")
     if action == "close" and state != "resolved" and not note:
         raise Invalid(f"closing a work order that is {state} (not resolved) needs a reason")
-    sets: dict[str, Any] = {"state": step.to, "updated_at": now}
-    if step.stamp:
-        sets[step.stamp] = now
+    sets: dict[str, Any] = {}
     if action == "start" and wo["acknowledged_at"] is None:
         sets["acknowledged_at"] = now
     if action in ("reopen", "rework"):
@@ -316,11 +289,8 @@ def transition(conn: psycopg.Connection[Any], wo_id: int, action: str, *, actor:
     if action == "rework":
         sets["closed_at"] = None
         sets["rework_count"] = wo["rework_count"] + 1
-    assignments = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in sets)
-    row = conn.execute(sql.SQL("UPDATE work_orders SET ") + assignments
-                       + sql.SQL(" WHERE id = %s RETURNING *"), [*sets.values(), wo_id]).fetchone()
-    _history(conn, wo_id, at=now, action=action, frm=state, to=step.to, actor=actor, note=note)
-    updated = dict(row or {})
+    updated = lifecycle.move(conn, WORK_ORDER, wo, action, step, actor=actor, now=now, sets=sets,
+                             note=note)
     if action == "close":
         notify(conn, site_id=wo["site_id"], subject="work_order", event="closed",
                record=updated, now=now)
@@ -413,15 +383,14 @@ def get_work_order(conn: psycopg.Connection[Any], wo_id: int, *,
                    scope: str | None = None) -> dict[str, Any]:
     """One ticket with its history, escalations and the faults linked to it."""
     wo = _row(conn, wo_id, scope=scope)
-    wo["history"] = _all(conn, "SELECT at, action, from_state, to_state, actor, note FROM"
-                               " work_order_history WHERE work_order_id = %s ORDER BY id", wo_id)
-    wo["escalations"] = _all(conn, "SELECT deadline, level, due_at, escalated_at FROM"
-                                   " work_order_escalations WHERE work_order_id = %s"
-                                   " ORDER BY escalated_at, deadline, level", wo_id)
-    wo["faults"] = _all(conn, "SELECT source, source_ref, at FROM work_order_refs"
-                              " WHERE work_order_id = %s ORDER BY at, source_ref", wo_id)
+    wo["history"] = lifecycle.rows(
+        conn, "SELECT at, action, from_state, to_state, actor, note FROM work_order_history"
+              " WHERE work_order_id = %s ORDER BY id", wo_id)
+    wo["escalations"] = lifecycle.rows(
+        conn, "SELECT deadline, level, due_at, escalated_at FROM work_order_escalations"
+              " WHERE work_order_id = %s ORDER BY escalated_at, deadline, level", wo_id)
+    wo["faults"] = lifecycle.rows(
+        conn, "SELECT source, source_ref, at FROM work_order_refs"
+              " WHERE work_order_id = %s ORDER BY at, source_ref", wo_id)
     return wo
 
-
-def _all(conn: psycopg.Connection[Any], query: str, *params: Any) -> Sequence[dict[str, Any]]:
-    return [dict(r) for r in conn.execute(query, params)]
