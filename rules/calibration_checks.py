@@ -13,6 +13,7 @@ import hashlib
 import logging
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -163,7 +164,8 @@ def _check_one(conn: Conn, scan: dict[str, Any], checkpoint: dict[str, Any],
         return False  # checked before
     check = {**row, "checkpoint_name": checkpoint.get("name"), "zone_id": checkpoint.get("zone_id"),
              "checklist": checkpoint.get("checklist"), "severity": link["severity"],
-             "repeat": link["repeat"], "tolerance_text": str(tolerance)}
+             "repeat": link["repeat"], "tolerance_text": str(tolerance),
+             "timezone": _timezone(conn, site)}
     if action == "open":
         _open_in_savepoint(conn, check, now)
     elif live is not None and action != "none":
@@ -172,6 +174,11 @@ def _check_one(conn: Conn, scan: dict[str, Any], checkpoint: dict[str, Any],
 
 
 # --- tickets --------------------------------------------------------------------------------
+
+def _timezone(conn: Conn, site_id: str) -> str:
+    row = conn.execute("SELECT timezone FROM sites WHERE id = %s", (site_id,)).fetchone()
+    return str(row["timezone"]) if row else "UTC"
+
 
 def _item(check: dict[str, Any]) -> tuple[str, str]:
     """The checklist item's label and unit (' MPa') for the reading checked."""
@@ -185,7 +192,8 @@ def _item(check: dict[str, Any]) -> tuple[str, str]:
 def describe(check: dict[str, Any]) -> str:
     """One check in a line: when, the reading, the sensor's value, the difference."""
     _, unit = _item(check)
-    when = check["scan_time"].isoformat(timespec="minutes")
+    when = check["scan_time"].astimezone(ZoneInfo(check.get("timezone") or "UTC")).strftime(
+        "%Y-%m-%d %H:%M")
     if check["sensor_value"] is None:
         return f"{when}: reading {check['manual_value']:g}{unit}, no sensor value near it"
     return (f"{when}: reading {check['manual_value']:g}{unit} vs sensor "
@@ -215,8 +223,8 @@ def _open(conn: Conn, check: dict[str, Any], now: datetime) -> int:
         " ORDER BY scan_time DESC, id DESC LIMIT %s",
         (check["site_id"], check["device_id"], check["metric"], check["scan_time"],
          max(1, min(check["streak"], 10)))).fetchall()
-    lines = "\n".join(f"- {describe({**r, 'checklist': check['checklist']})}"
-                      for r in reversed(runs))
+    context = {"checklist": check["checklist"], "timezone": check["timezone"]}
+    lines = "\n".join(f"- {describe({**r, **context})}" for r in reversed(runs))
     title = (f"Calibration 校准: {label} at {check['checkpoint_name'] or check['checkpoint_id']}"
              f" — gauge {check['manual_value']:g}{unit} vs sensor "
              f"{check['sensor_value']:g}{unit}")
@@ -263,7 +271,7 @@ def open_pending(conn: Conn, now: datetime, *, limit: int = 50) -> int:
         tolerance = cal.Tolerance(r["tolerance"] if r["tolerance"] is not None else 0.0,
                                   bool(r["tolerance_pct"]))
         check = {**r, "severity": r["severity"] or "minor", "repeat": r["repeat"] or r["streak"],
-                 "tolerance_text": str(tolerance)}
+                 "tolerance_text": str(tolerance), "timezone": _timezone(conn, r["site_id"])}
         try:
             with conn.transaction():
                 _lock(conn, r["site_id"], r["device_id"], r["metric"])

@@ -1,4 +1,4 @@
-"""Calibration decisions without I/O: tolerances, comparisons, runs of disagreements, the section."""
+"""Calibration decisions without I/O: tolerances, comparisons, runs of disagreements."""
 
 from __future__ import annotations
 
