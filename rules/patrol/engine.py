@@ -283,7 +283,8 @@ def process_scans(conn: Conn, scan_ids: Iterable[UUID], now: datetime, *,
              cp["id"] if cp else None, disposition, suspicious, run_id, seq, now))
         if findings and cp is not None and cp["kind"] == "equipment":
             _file_finding(conn, scan, cp, now)
-            calibration_checks.check_scan(conn, scan, cp, now)  # gauge against sensor
+            if disposition != "repeat":  # the same reading again is no second check
+                calibration_checks.check_scan(conn, scan, cp, now)
         elif findings and scan["result"] == "abnormal":
             _file_hazard(conn, scan, cp, now)
     for run_id in sorted(touched):

@@ -151,19 +151,24 @@ def test_match_records_a_check_and_opens_nothing(
     load(conn, tolerance="10%", repeat=1)
     g1 = make_token("guard", site="t1", guard="g1")
     api_clock.set(T0 + 60 * M)
-    sensor(conn, T0 + timedelta(seconds=30), 0.40)
     for k in range(3):
-        gauge(client, g1, T0 + k * M, "0.43")      # a string answer is read as a number
-    tick(conn, T0 + 5 * M)
+        sensor(conn, T0 + 10 * k * M + timedelta(seconds=30), 0.40)
+        gauge(client, g1, T0 + 10 * k * M, "0.43")   # a string answer is read as a number
+    gauge(client, g1, T0 + 21 * M, 0.9)                # a repeat scan (same tag, guard, 5 min)
+    tick(conn, T0 + 25 * M)
     got = checks(conn)
     assert [(c["outcome"], c["allowed"], c["streak"], c["work_order_id"]) for c in got] == [
         ("agreed", pytest.approx(0.04), 0, None)] * 3
     assert tickets(conn) == []
+    # the repeat is no second reading: its finding (0.9 is out of range) is filed, no check
+    assert conn.execute("SELECT count(*) AS n FROM scan_checks WHERE disposition = 'repeat'"
+                        ).fetchone() == {"n": 1}
+    assert conn.execute("SELECT count(*) AS n FROM inspection_findings").fetchone() == {"n": 1}
     # processing the same scans again records nothing twice
     conn.execute("DELETE FROM scan_checks")
     conn.commit()
     from rules.patrol import engine
-    engine.process_scans(conn, [c["scan_id"] for c in got], T0 + 6 * M)
+    engine.process_scans(conn, [c["scan_id"] for c in got], T0 + 26 * M)
     assert len(checks(conn)) == 3
 
 
