@@ -127,6 +127,9 @@ def test_mismatch_twice_opens_one_ticket_naming_both_values(
     r = client.get("/api/v1/calibration-checks", params={
         "site": "t1", "from": (day2 - M).isoformat(), "to": day3.isoformat()}, headers=sup)
     assert r.status_code == 200 and [i["streak"] for i in r.json()["items"]] == [2]
+    assert client.get("/api/v1/calibration-checks?checkpoint=e1&metric=outlet_pressure",
+                      headers=sup).json()["total"] == 4
+    assert client.get("/api/v1/calibration-checks?metric=flow", headers=sup).json()["total"] == 0
     dis = client.get("/api/v1/calibration-checks?outcome=disagreed&limit=2", headers=sup).json()
     assert (dis["total"], len(dis["items"])) == (3, 2)
     assert client.get("/api/v1/calibration-checks?site=t1",
@@ -224,7 +227,7 @@ def test_a_ticket_per_device_and_metric_and_a_retry_when_opening_failed(
     assert all(c["work_order_id"] is not None for c in checks(conn))
 
 
-def test_the_section_is_validated_against_the_site_and_reloads_quietly(
+def test_the_section_is_validated_against_the_site_and_follows_the_file(
         conn: psycopg.Connection[Any]) -> None:
     with pytest.raises(SiteConfigError, match=r"calibration\[0\]: checkpoint 'e1' has no"
                                               r" checklist item with reading 'flow'"):
@@ -233,7 +236,11 @@ def test_the_section_is_validated_against_the_site_and_reloads_quietly(
     with pytest.raises(SiteConfigError, match=r"device 'nope' does not exist"):
         load(conn, device="nope")
     conn.rollback()
-    load(conn)
+    doc = site_doc()
+    doc["calibration"] = [LINK, {**LINK, "reading": "no_leaks", "metric": "leak"}]
+    load_site(conn, doc, now=T0)
+    assert conn.execute("SELECT count(*) AS n FROM calibration_links").fetchone() == {"n": 2}
+    load(conn)       # a link the file no longer has goes
     load(conn)
     rows = conn.execute("SELECT * FROM calibration_links").fetchall()
     assert [(r["checkpoint_id"], r["reading"], r["device_id"], r["repeat"]) for r in rows] == [
