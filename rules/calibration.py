@@ -192,8 +192,8 @@ Action = Literal["none", "open", "note_disagreed", "note_agreed"]
 def decide(outcome: Outcome, run: int, repeat: int, *, live_ticket: bool) -> Action:
     """What a check does to the device+metric's calibration ticket.
 
-    The `repeat`-th disagreement in a row opens one (or, if one is live, notes it there);
-    while one is live every further disagreement and the first agreement are noted on it.
+    The `repeat`-th disagreement in a row opens one; while one is live, every later check
+    with a sensor value (disagreeing or agreeing again) is noted on it instead.
     """
     if outcome == "disagreed" and (run >= repeat or live_ticket):
         return "note_disagreed" if live_ticket else "open"
