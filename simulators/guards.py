@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,8 @@ from rules.patrol.model import Route, Schedule, route_from_dict, schedule_from_d
 from rules.patrol.schedule import occurrences
 
 MS = timedelta(milliseconds=1)
+# What a guard's gauge shows: gauge(device_id, metric, time) → value, None when unknown.
+Gauge = Callable[[str, str, datetime], float | None]
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,28 @@ def _readings(checklist: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _gauge_readings(site_config: dict[str, Any], checkpoint: dict[str, Any], when: datetime,
+                    gauge: Gauge | None) -> dict[str, Any]:
+    """The answers read off gauges the site's `calibration:` links to a sensor, at `when`.
+
+    A gauge shows what the device's sensor measures (plus any gauge fault), read to two
+    decimals below 10 and one above, as a technician reads a dial.
+    """
+    if gauge is None:
+        return {}
+    out: dict[str, Any] = {}
+    for link in site_config.get("calibration") or []:
+        if not isinstance(link, dict) or link.get("checkpoint") != checkpoint.get("id"):
+            continue
+        device = link.get("device") or checkpoint.get("device")
+        if not device or not link.get("reading") or not link.get("metric"):
+            continue
+        value = gauge(str(device), str(link["metric"]), when)
+        if value is not None:
+            out[str(link["reading"])] = round(value, 2 if abs(value) < 10 else 1)
+    return out
+
+
 def _on_time(rng: random.Random, route: Route, start: datetime) -> list[datetime]:
     """Scan times inside each step's window (ordered routes: in order)."""
     times: list[datetime] = []
@@ -164,8 +189,13 @@ def _on_time(rng: random.Random, route: Route, start: datetime) -> list[datetime
 
 
 def plan_scans(site_config: dict[str, Any], *, start: datetime, end: datetime, seed: int,
-               rates: Rates | dict[str, float] | None = None) -> Plan:
-    """The scans the site's guards make for the runs planned to start in [start, end)."""
+               rates: Rates | dict[str, float] | None = None, gauge: Gauge | None = None
+               ) -> Plan:
+    """The scans the site's guards make for the runs planned to start in [start, end).
+
+    `gauge` gives what the gauges linked in the site's `calibration:` section show at a scan
+    (simulators/stream.py reads the simulated devices); without it, every answer is in range.
+    """
     r = Rates.of(rates)
     site = str(site_config["site"]["id"])
     tz = str(site_config["site"].get("timezone") or "UTC")
@@ -231,7 +261,8 @@ def plan_scans(site_config: dict[str, Any], *, start: datetime, end: datetime, s
                     "tag": str(cp.get("tag", step.checkpoint)),
                     "ts": int(t.timestamp() * 1000), "result": "ok"}
                 if cp.get("kind") == "equipment":
-                    payload["readings"] = _readings(cp.get("checklist") or [])
+                    payload["readings"] = {**_readings(cp.get("checklist") or []),
+                                           **_gauge_readings(site_config, cp, t, gauge)}
                     if rng.random() < r.abnormal:
                         payload["result"] = "abnormal"
                         payload["note"] = "abnormal noise and vibration 异响"

@@ -21,7 +21,9 @@ from simulators.devices import Reading, Value
 from simulators.fleet import Device
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
-KINDS = ("drift", "step", "flap", "silent", "bad_payload")
+KINDS = ("drift", "step", "flap", "silent", "bad_payload", "gauge_offset")
+
+
 @dataclass(frozen=True, slots=True)
 class Fault:
     """One fault on some devices: what it does, and its window relative to the run start."""
@@ -41,6 +43,7 @@ class Fault:
     lwt: bool = False
     payloads: tuple[str, ...] = ()
     every: float | None = None
+    offset: float | None = None  # gauge_offset: what the guard's gauge adds to the true value
 
     @property
     def end(self) -> float | None:
@@ -79,6 +82,14 @@ def _require(item: Mapping[str, Any], where: str, *names: str) -> None:
         raise ValueError(f"{where}: missing {', '.join(missing)}")
 
 
+def _number(value: Any, where: str, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where}: {name} must be a number, not {value!r}")
+    return float(value)
+
+
 def parse_fault(item: Mapping[str, Any], where: str = "fault") -> Fault:
     """A Fault from one entry of a scenario file; ValueError says what is wrong."""
     kind = item.get("kind")
@@ -106,6 +117,7 @@ def parse_fault(item: Mapping[str, Any], where: str = "fault") -> Fault:
         lwt=bool(item.get("lwt", False)),
         payloads=tuple(item.get("payloads") or BAD_KINDS) if kind == "bad_payload" else (),
         every=None if item.get("every") is None else parse_duration(item["every"]),
+        offset=_number(item.get("offset"), where, "offset"),
     )
     if kind == "drift":
         _require(item, where, "metric", "to")
@@ -117,6 +129,8 @@ def parse_fault(item: Mapping[str, Any], where: str = "fault") -> Fault:
         _require(item, where, "metric", "low", "high", "period")
         if not fault.period:
             raise ValueError(f"{where}: period must be more than 0")
+    elif kind == "gauge_offset":
+        _require(item, where, "metric", "offset")
     elif kind == "bad_payload":
         unknown = [p for p in fault.payloads if p not in BAD_KINDS]
         if unknown:
@@ -168,6 +182,12 @@ def overrides(faults: tuple[Fault, ...], offset: float,
                 origin = float(base) if not isinstance(base, str) else float(f.to)
             out[f.metric] = round(origin + (f.to - origin) * frac, 3)
     return out
+
+
+def gauge_offset(faults: tuple[Fault, ...], offset: float, metric: str) -> float:
+    """What the active gauge_offset faults add to a guard's gauge reading of `metric`."""
+    return sum(f.offset or 0.0 for f in faults
+               if f.kind == "gauge_offset" and f.metric == metric and f.active(offset))
 
 
 def needs_normal(faults: tuple[Fault, ...], offset: float) -> bool:

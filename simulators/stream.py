@@ -11,7 +11,7 @@ import heapq
 import json
 import math
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -236,7 +236,7 @@ def scan_events(plan: Plan) -> Iterator[Publish]:
             for config in plan.sites:
                 site = str(config["site"]["id"])
                 planned = plan_scans(config, start=_dt(begin), end=_dt(stop), seed=plan.seed,
-                                     rates=plan.guard_rates)
+                                     rates=plan.guard_rates, gauge=gauge_reader(plan, site))
                 for event in scans_as_events(site, planned):
                     if plan.end is None or event.time < plan.end:
                         heapq.heappush(pending, (event.time, seq, event))
@@ -248,6 +248,26 @@ def scan_events(plan: Plan) -> Iterator[Publish]:
             yield heapq.heappop(pending)[2]
 
     return chunks()
+
+
+def gauge_reader(plan: Plan, site: str) -> Callable[[str, str, datetime], float | None]:
+    """What a guard's gauge on a simulated device shows: its true value (with the device's
+    faults, own noise) plus any `gauge_offset` fault; None for a device not simulated."""
+    devices = {d.id: d for d in plan.devices if d.site == site}
+
+    def read(device_id: str, metric: str, when: datetime) -> float | None:
+        device = devices.get(device_id)
+        if device is None:
+            return None
+        t = when.timestamp()
+        faults = plan.scenario.faults_for(device)
+        rng = random.Random(f"{plan.seed}:gauge:{device.key}:{t!r}")
+        value = faulty_reading(device, t, rng, faults, t - plan.start).get(metric)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return float(value) + sc.gauge_offset(faults, t - plan.start, metric)
+
+    return read
 
 
 def _dt(t: float) -> datetime:

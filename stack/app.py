@@ -20,6 +20,7 @@ from api.console import routes as console
 from api.routes import (
     alarms,
     attachments,
+    calibration,
     checkpoints,
     complaints,
     dead_letters,
@@ -54,7 +55,9 @@ from ingest.store import MetricsProvider
 from reports.jobs import report_jobs
 from reports.settings import ReportsSpec, load_reports
 from reports.targets import KpiTargets, save_targets
+from rules import calibration_checks
 from rules import config as rule_config
+from rules.calibration import Calibration
 from rules.catalog import watched_metrics
 from rules.engine import rule_jobs
 from rules.patrol import config as patrol_config
@@ -81,6 +84,7 @@ SECTIONS: Mapping[str, Section] = {
     "kpi_targets": Section(KpiTargets, save_targets),
     "notifications": Section(NotificationsSpec, save_spec),
     "escalation": Section(EscalationSpec, save_ladder),
+    "calibration": Section(Calibration, calibration_checks.load_calibration),
 }
 
 # The API's routers, mounted under /api/v1 in this order.
@@ -94,6 +98,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     complaints.router,
     escalation.router,
     follow_ups.router, attachments.router,
+    calibration.router,
 )
 
 # The people's pages (the staff console), served at the root.

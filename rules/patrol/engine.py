@@ -5,7 +5,8 @@ Three steps, each one transaction on a connection with dict rows:
     schedule's effective_from: catch-up after downtime and backfilled history);
   * `consume_scans` takes `ingest_events` of kind 'scans' (FOR UPDATE SKIP LOCKED, deleted
     in the same transaction), records what each scan is (matched to a visit, repeat,
-    unknown tag, unscheduled) and files equipment findings;
+    unknown tag, unscheduled), files equipment findings and compares linked gauge readings
+    with the sensors (rules/calibration_checks.py);
   * `check_due` looks again at every run whose next event time has come, classifies it
     (rules/patrol/classify.py) and makes the stored gaps match what should exist.
 Gaps are unique per (run, kind, visit, window) in the database, so restarts and parallel
@@ -23,6 +24,7 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
+from rules import calibration_checks
 from rules.patrol import checklist, classify
 from rules.patrol.checklist import findings as checklist_findings
 from rules.patrol.model import PatrolConfigError, Route
@@ -281,6 +283,8 @@ def process_scans(conn: Conn, scan_ids: Iterable[UUID], now: datetime, *,
              cp["id"] if cp else None, disposition, suspicious, run_id, seq, now))
         if findings and cp is not None and cp["kind"] == "equipment":
             _file_finding(conn, scan, cp, now)
+            if disposition != "repeat":  # the same reading again is no second check
+                calibration_checks.check_scan(conn, scan, cp, now)
         elif findings and scan["result"] == "abnormal":
             _file_hazard(conn, scan, cp, now)
     for run_id in sorted(touched):
@@ -468,7 +472,7 @@ def check_due(conn: Conn, now: datetime, *, options: PatrolOptions = DEFAULT
 
 def clock_tick(conn: Conn, now: datetime, *, options: PatrolOptions = DEFAULT
                ) -> None:
-    """The clock job: plan runs, check runs whose windows closed, retry pending work orders.
+    """The clock job: plan runs, check runs whose windows closed, retry pending tickets.
 
     Scans already stored are taken first, so a window is never judged without them.
     """
@@ -478,6 +482,7 @@ def clock_tick(conn: Conn, now: datetime, *, options: PatrolOptions = DEFAULT
             break
     check_due(conn, now, options=options)
     open_finding_work_orders(conn, now)
+    calibration_checks.open_pending(conn, now)
 
 
 def patrol_jobs(settings: Any) -> list[Any]:

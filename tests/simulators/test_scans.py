@@ -12,17 +12,21 @@ from simulators.devices import MODELS
 from simulators.fleet import fleet_from_config, load_config
 from simulators.guards import Rates, plan_scans
 from simulators.run import Options, build_plan, parse_rates
-from simulators.stream import Plan, Publish, events, scans_as_events
+from simulators.stream import Plan, Publish, events, gauge_reader, scans_as_events
 
 CONFIG = load_config()
 FLEET = tuple(fleet_from_config(CONFIG, known_types=set(MODELS)))
 START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
 
 
-def scan_stream(days: float, rates: Rates) -> list[Publish]:
-    plan = Plan(devices=FLEET[:1], start=START.timestamp(),
+def stream_plan(days: float, rates: Rates) -> Plan:
+    return Plan(devices=FLEET[:1], start=START.timestamp(),
                 end=(START + timedelta(days=days)).timestamp(), interval=3600, seed=4,
                 live=False, sites=(CONFIG,), guard_rates=rates)
+
+
+def scan_stream(days: float, rates: Rates) -> list[Publish]:
+    plan = stream_plan(days, rates)
     return [e for e in events(plan) if isinstance(e, Publish) and e.kind == "scan"]
 
 
@@ -31,7 +35,9 @@ def test_scans_of_several_days_match_the_guard_plan_in_time_order() -> None:
     got = scan_stream(3, rates)
     assert [e.time for e in got] == sorted(e.time for e in got)
     end = START + timedelta(days=3)
-    whole = plan_scans(CONFIG, start=START, end=end, seed=4, rates=rates)
+    # the gauges linked to sensors (`calibration:`) read the simulated devices
+    whole = plan_scans(CONFIG, start=START, end=end, seed=4, rates=rates,
+                       gauge=gauge_reader(stream_plan(3, rates), "riverside"))
     want = [e for e in scans_as_events("riverside", whole) if e.time < end.timestamp()]
     # planned a day at a time, published as one plan would be
     assert Counter((e.topic, e.payload) for e in got) == Counter((e.topic, e.payload)
