@@ -55,6 +55,7 @@ from reports.jobs import report_jobs
 from reports.settings import ReportsSpec, load_reports
 from reports.targets import KpiTargets, save_targets
 from rules import config as rule_config
+from rules import forecast_config, forecast_job
 from rules.catalog import watched_metrics
 from rules.engine import rule_jobs
 from rules.patrol import config as patrol_config
@@ -81,6 +82,7 @@ SECTIONS: Mapping[str, Section] = {
     "kpi_targets": Section(KpiTargets, save_targets),
     "notifications": Section(NotificationsSpec, save_spec),
     "escalation": Section(EscalationSpec, save_ladder),
+    "forecast": Section(forecast_config.ForecastSpec, forecast_config.save_spec),
 }
 
 # The API's routers, mounted under /api/v1 in this order.
@@ -122,6 +124,7 @@ def worker_jobs(settings: Settings) -> list[Job]:
         Job("tickets-escalation", 1.0, escalate_due),
         Job("tickets-notifications", 1.0, outbox.delivery_job(settings)),
         *report_jobs(),
+        Job("rules-forecast", 60.0, forecast_job.run),  # early warning (issue 16)
     ]
 
 
