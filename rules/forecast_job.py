@@ -11,6 +11,7 @@ The latest estimate and what was said are rows of `forecasts`: a restart forgets
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
+from caretaker.paging import Where, fetch_page
 from rules.engine import TRANSIENT, for_device
 from rules.forecast import ORDERED, Forecast, Hourly, Step, decide, forecast
 from rules.forecast_config import ForecastSpec, parse_spec
@@ -227,6 +229,17 @@ def _save(conn: psycopg.Connection[Any], target: Target, estimate: Forecast | No
         list(values.values()))
 
 
+def list_forecasts(conn: psycopg.Connection[Any], *, filters: dict[str, Any], scope: str | None,
+                   limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """One page of the latest estimates, soonest expected crossing first, and how many match."""
+    where = Where()
+    where.equals_all(filters, {"site": "site_id", "device": "device_id", "rule": "rule_id",
+                               "state": "state"})
+    where.equals("site_id", scope)
+    return fetch_page(conn, "forecasts", where, limit=limit, offset=offset,
+                      order="expected_at NULLS LAST, site_id, device_id, rule_id")
+
+
 # ---- what the ticket says ------------------------------------------------------------------
 
 def _local(at: datetime, tz: ZoneInfo) -> str:
@@ -249,11 +262,14 @@ def _title(target: Target, estimate: Forecast, tz: ZoneInfo) -> str:
 def _estimate(estimate: Forecast, spec: ForecastSpec, tz: ZoneInfo) -> str:
     """When, between when and when, how sure, on what trend."""
     expected = _local(estimate.expected, tz) if estimate.expected else "not within 90 days"
-    earliest = _local(estimate.earliest, tz) if estimate.earliest else "?"
+    earliest = _local(estimate.earliest, tz) if estimate.earliest else "now"
     latest = _local(estimate.latest, tz) if estimate.latest else "later than 90 days"
-    return (f"expected around {expected} ({tz.key}), between {earliest} and {latest} (90 %"
-            f" interval of the trend); probability of crossing within {_days(spec.horizon)}:"
-            f" {estimate.confidence:.1%}; trend {_per_day(estimate)} over the last"
+    span = ("the 90 % interval of the trend gives the same hour" if earliest == latest
+            else f"between {earliest} and {latest} (90 % interval of the trend)")
+    sure = ("over 99.9 %" if estimate.confidence >= 0.999
+            else f"{math.floor(estimate.confidence * 1000) / 10:g} %")
+    return (f"expected around {expected} ({tz.key}); {span}; probability of crossing within"
+            f" {_days(spec.horizon)}: {sure}; trend {_per_day(estimate)} over the last"
             f" {_days(spec.window)} ({estimate.points} hourly values)")
 
 

@@ -27,6 +27,7 @@ from api.routes import (
     devices,
     escalation,
     follow_ups,
+    forecasts,
     gaps,
     guards,
     handovers,
@@ -96,6 +97,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     complaints.router,
     escalation.router,
     follow_ups.router, attachments.router,
+    forecasts.router,
 )
 
 # The people's pages (the staff console), served at the root.

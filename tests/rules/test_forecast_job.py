@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from fastapi.testclient import TestClient
 
 from caretaker.site_config import example_document
 from rules import forecast_job
@@ -160,3 +162,30 @@ def test_the_example_site_forecasts_its_listed_rules(conn: psycopg.Connection) -
     assert (vibration.level, vibration.threshold) == ("warning", 4.5)  # its least severe level
     assert all(t.rule.kind == "threshold" for t in found)
     assert not any(t.rule.id == "tank-level-high" for t in found)  # not listed
+
+
+def test_the_estimates_are_listed_by_the_api_within_the_tokens_site(
+        conn: psycopg.Connection, client: TestClient,
+        make_token: Callable[..., dict[str, str]]) -> None:
+    setup(conn)
+    forecast_pass(conn, T0)
+    reader = make_token("viewer", site=SITE)
+    page = client.get("/api/v1/forecasts", headers=reader).json()
+    assert page["total"] == 3
+    first = page["items"][0]  # the soonest expected crossing first
+    assert (first["device_id"], first["state"]) == ("pump-1", "warned")
+    assert first["work_order_id"] is not None and first["confidence"] >= 0.99
+    warned = client.get("/api/v1/forecasts", headers=reader, params={"state": "warned"}).json()
+    assert [i["device_id"] for i in warned["items"]] == ["pump-1"]
+    conn.execute("INSERT INTO sites (id, name) VALUES ('elsewhere', 'Another site')")
+    conn.commit()
+    other = make_token("viewer", site="elsewhere")
+    assert client.get("/api/v1/forecasts", headers=other).json()["total"] == 0
+    assert client.get("/api/v1/forecasts", headers=other,
+                      params={"site": SITE}).status_code == 403
+    assert client.get("/api/v1/forecasts").status_code == 401
+    assert client.get("/api/v1/forecasts", headers=reader,
+                      params={"state": "bogus"}).status_code == 422
+    listed = client.get("/api/v1/work-orders", headers=make_token("admin"),
+                        params={"source": "preventive"}).json()
+    assert [w["device_id"] for w in listed["items"]] == ["pump-1"]
