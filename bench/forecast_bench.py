@@ -104,6 +104,7 @@ class Run:
 
     opens: list[tuple[datetime, Forecast]]
     withdrawals: list[datetime]
+    updates: list[datetime]
     max_confidence: float
 
 
@@ -113,6 +114,7 @@ def replay(hours: list[Hourly], rule: ThresholdRule, threshold: float, *, begin:
     state, noted = "idle", None
     opens: list[tuple[datetime, Forecast]] = []
     withdrawals: list[datetime] = []
+    updates: list[datetime] = []
     top = 0.0
     times = [h.at for h in hours]
     lo = 0
@@ -135,11 +137,12 @@ def replay(hours: list[Hourly], rule: ThresholdRule, threshold: float, *, begin:
             noted = estimate.expected
         elif step.action == "update" and estimate is not None:
             noted = estimate.expected
+            updates.append(now)
         elif step.action == "withdraw":
             withdrawals.append(now)
         state = step.state
         now += timedelta(hours=1)
-    return Run(opens, withdrawals, top)
+    return Run(opens, withdrawals, updates, top)
 
 
 def _rules(config: dict[str, Any]) -> dict[str, ThresholdRule]:
@@ -181,6 +184,7 @@ def drifts(config: dict[str, Any], devices: dict[str, Device], rules: dict[str, 
                 else (first[1].expected - truth).total_seconds() / 3600,
                 "confidence": None if first is None else first[1].confidence,
                 "withdrawn": len([w for w in run.withdrawals if truth is None or w < truth]),
+                "notes": len(run.updates),
                 "warned_before_drift": any(o[0] < START + timedelta(days=5) for o in run.opens),
             })
     return results
@@ -230,11 +234,11 @@ def main(argv: list[str] | None = None) -> None:
           f" (horizon {SPEC.horizon.days} d, window {SPEC.window.days} d,"
           f" min_confidence {SPEC.min_confidence}):")
     print(f"{'case':<52} {'seed':>4} {'crosses d':>9} {'warned d ahead':>14}"
-          f" {'expected err h':>14} {'conf':>6} {'withdrawn':>9}")
+          f" {'expected err h':>14} {'conf':>6} {'withdrawn':>9} {'notes':>5}")
     for r in rows:
         print(f"{r['case']:<52} {r['seed']:>4} {_fmt(r['crossing_day'], '.2f'):>9}"
               f" {_fmt(r['lead_days'], '.2f'):>14} {_fmt(r['error_h'], '+.0f'):>14}"
-              f" {_fmt(r['confidence'], '.3f'):>6} {r['withdrawn']:>9}")
+              f" {_fmt(r['confidence'], '.3f'):>6} {r['withdrawn']:>9} {r['notes']:>5}")
     leads = [r["lead_days"] for r in rows if r["lead_days"] is not None]
     missed = sum(1 for r in rows if r["lead_days"] is None)
     early = sum(1 for r in rows if r["warned_before_drift"])

@@ -176,7 +176,7 @@ def confidence(trend: Trend, *, op: str, threshold: float, now: datetime,
     """Probability that the fitted extremes meet `op threshold` within the horizon.
 
     The slope needed is the gentlest that reaches the threshold at some hour before the
-    horizon ends; the answer is the seasonal Kendall test's one-sided probability that the
+    horizon ends (and at least a slope towards it); the answer is the seasonal Kendall test's one-sided probability that the
     true slope is at least that steep (normal approximation, continuity-corrected).
     """
     sign = 1.0 if op in RISING else -1.0
@@ -185,7 +185,9 @@ def confidence(trend: Trend, *, op: str, threshold: float, now: datetime,
     profile = np.asarray(trend.profile)
     season = np.floor(grid).astype(np.int64) % SEASONS
     gap = sign * threshold - sign * profile[season]  # how far each hour's profile has to go
-    need = float(np.min(gap / (grid - trend.centre)))  # in 'worse is larger' units per hour
+    # in 'worse is larger' units per hour; at least a trend towards the threshold: a flat
+    # signal whose extremes already touch it is the alarm rule's (and its hold time's) business
+    need = max(0.0, float(np.min(gap / (grid - trend.centre))))
     turned = sign * trend.slopes
     s = float(np.count_nonzero(turned > need) - np.count_nonzero(turned < need))
     if s == 0 or trend.var_s <= 0:

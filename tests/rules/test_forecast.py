@@ -180,3 +180,13 @@ def test_the_section_is_checked() -> None:
                       ({"colour": "red"}, "colour")):
         with pytest.raises(Invalid, match=word):
             parse_spec(bad)
+
+
+def test_a_flat_signal_already_touching_the_threshold_is_no_forecast() -> None:
+    # the hourly minima dip below 40 every night, and the alarm's hold time decides about that;
+    # without a trend towards the threshold there is nothing to forecast
+    points = series(5, 0.0, seed=8)
+    estimate = forecast(points, op="<", threshold=40.0, now=T0 + timedelta(days=5),
+                        horizon=WEEK)
+    assert estimate is not None and estimate.expected is not None  # the next trough
+    assert estimate.confidence < 0.99
