@@ -191,10 +191,10 @@ def drifts(config: dict[str, Any], devices: dict[str, Device], rules: dict[str, 
 
 
 def stable(config: dict[str, Any], devices: dict[str, Device], rules: dict[str, ThresholdRule],
-           seed: int) -> tuple[int, int, int, float, list[str]]:
-    """A month of stable signals: (series, hourly decisions, false warnings, max confidence)."""
+           seed: int) -> tuple[int, int, int, tuple[float, str], list[str]]:
+    """A month of stable signals: series, hourly decisions, false warnings, max confidence."""
     series = decisions = false = 0
-    top = 0.0
+    top = (0.0, "")
     where: list[str] = []
     types = {str(d["id"]): str(d.get("type") or "") for d in config.get("devices") or []}
     for dev_id, device in devices.items():
@@ -209,7 +209,7 @@ def stable(config: dict[str, Any], devices: dict[str, Device], rules: dict[str, 
             series += 1
             decisions += 30 * 24
             false += len(run.opens)
-            top = max(top, run.max_confidence)
+            top = max(top, (run.max_confidence, f"{dev_id}/{rule.id}"))
             where += [f"{dev_id}/{rule.id} at {o[0]:%m-%d %H:%M} ({o[1].confidence:.3f})"
                       for o in run.opens]
     return series, decisions, false, top, where
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
               f" max {leads[-1]:.2f} d; no warning before the crossing: {missed} of {len(rows)};"
               f" warned before the drift began: {early}")
     total_series = total_decisions = total_false = 0
-    top = 0.0
+    top = (0.0, "")
     for seed in range(args.month_seeds):
         series, decisions, false, best, where = stable(config, devices, rules, seed)
         total_series += series
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  false warning (month seed {seed}): {w}")
     print(f"Stable month x {args.month_seeds}: {total_series} device/rule series,"
           f" {total_decisions} hourly decisions, false warnings {total_false},"
-          f" highest confidence seen {top:.4f}")
+          f" highest confidence seen {top[0]:.4f} ({top[1]})")
     print(f"({time.perf_counter() - began:.0f} s)")
 
 
