@@ -111,7 +111,7 @@ class Run:
 def replay(hours: list[Hourly], rule: ThresholdRule, threshold: float, *, begin: datetime,
            end: datetime) -> Run:
     """Run the forecast and decision once an hour from `begin` to `end` (no alarm active)."""
-    state, noted = "idle", None
+    state, noted, noted_at = "idle", None, None
     opens: list[tuple[datetime, Forecast]] = []
     withdrawals: list[datetime] = []
     updates: list[datetime] = []
@@ -130,13 +130,13 @@ def replay(hours: list[Hourly], rule: ThresholdRule, threshold: float, *, begin:
         if estimate is not None:
             top = max(top, estimate.confidence)
         step = decide(state, estimate, now=now, alarm_active=False, ticket_live=True,
-                      noted=noted, min_confidence=SPEC.min_confidence,
+                      noted=noted, noted_at=noted_at, min_confidence=SPEC.min_confidence,
                       withdraw_below=SPEC.withdraw_below)
         if step.action == "open" and estimate is not None:
             opens.append((now, estimate))
-            noted = estimate.expected
+            noted, noted_at = estimate.expected, now
         elif step.action == "update" and estimate is not None:
-            noted = estimate.expected
+            noted, noted_at = estimate.expected, now
             updates.append(now)
         elif step.action == "withdraw":
             withdrawals.append(now)

@@ -176,8 +176,9 @@ def confidence(trend: Trend, *, op: str, threshold: float, now: datetime,
     """Probability that the fitted extremes meet `op threshold` within the horizon.
 
     The slope needed is the gentlest that reaches the threshold at some hour before the
-    horizon ends (and at least a slope towards it); the answer is the seasonal Kendall test's one-sided probability that the
-    true slope is at least that steep (normal approximation, continuity-corrected).
+    horizon ends (and at least a slope towards it); the answer is the seasonal Kendall
+    test's one-sided probability that the true slope is at least that steep (normal
+    approximation, continuity-corrected).
     """
     sign = 1.0 if op in RISING else -1.0
     hours = max(1, math.ceil(horizon.total_seconds() / HOUR))
@@ -232,8 +233,9 @@ def forecast(points: Sequence[Hourly], *, op: str, threshold: float, now: dateti
 # handled: people ended the ticket while the forecast still warns. From alarm and handled the
 # forecast waits until it no longer foresees a crossing before it may warn again.
 STATES = ("idle", "warned", "alarm", "handled")
-MOVE_HOURS = 6.0  # an expected crossing that moves less than this is not worth a note
+MOVE_HOURS = 12.0  # an expected crossing that moves less than this is not worth a note
 MOVE_SHARE = 0.25  # ... nor less than this share of the time left until it
+NOTE_EVERY = timedelta(hours=12)  # and a ticket hears of a moving estimate at most this often
 
 
 @dataclass(frozen=True)
@@ -259,8 +261,11 @@ def moved(expected: datetime | None, noted: datetime | None, now: datetime) -> b
 
 def decide(state: str, estimate: Forecast | None, *, now: datetime, alarm_active: bool,
            ticket_live: bool, noted: datetime | None, min_confidence: float,
-           withdraw_below: float) -> Step:
-    """The next step for one device and condition, from its state and the new estimate."""
+           withdraw_below: float, noted_at: datetime | None = None) -> Step:
+    """The next step for one device and condition, from its state and the new estimate.
+
+    `noted` is the crossing the ticket last said, `noted_at` when it said it.
+    """
     if alarm_active:
         return Step("quiet" if state == "warned" and ticket_live else "none", "alarm")
     if state == "warned" and not ticket_live:
@@ -275,6 +280,7 @@ def decide(state: str, estimate: Forecast | None, *, now: datetime, alarm_active
             "none", "idle")
     if gone:
         return Step("withdraw", "idle")
-    if moved(estimate.expected, noted, now):
+    recent = noted_at is not None and now - noted_at < NOTE_EVERY
+    if moved(estimate.expected, noted, now) and not recent:
         return Step("update", "warned")
     return Step("none", "warned")

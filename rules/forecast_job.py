@@ -170,9 +170,11 @@ def check(conn: psycopg.Connection[Any], target: Target, spec: ForecastSpec,
     step = decide(state, estimate, now=now, alarm_active=alarm is not None,
                   ticket_live=_live(conn, wo_id),
                   noted=row["noted_expected_at"] if row is not None else None,
+                  noted_at=row["noted_at"] if row is not None else None,
                   min_confidence=spec.min_confidence, withdraw_below=spec.withdraw_below)
     generation = row["generation"] if row is not None else 0
     noted = row["noted_expected_at"] if row is not None else None
+    noted_at = row["noted_at"] if row is not None else None
     if step.action == "open" and estimate is not None:
         generation += 1
         site, device, rule_id = target.key
@@ -181,11 +183,11 @@ def check(conn: psycopg.Connection[Any], target: Target, spec: ForecastSpec,
             title=_title(target, estimate, tz), description=describe(target, estimate, spec, tz),
             source="preventive", source_ref=f"forecast:{site}/{device}/{rule_id}#{generation}",
             now=now, rule_id=rule_id, actor=ACTOR)
-        noted = estimate.expected
+        noted, noted_at = estimate.expected, now
     elif step.action == "update" and estimate is not None and wo_id is not None:
         work_orders.add_note(conn, wo_id, "forecast moved: " + _estimate(estimate, spec, tz),
                              now=now, actor=ACTOR, action="forecast")
-        noted = estimate.expected
+        noted, noted_at = estimate.expected, now
     elif step.action == "withdraw" and wo_id is not None:
         why = ("no crossing foreseen any more" if estimate is None or estimate.expected is None
                else f"a crossing within {_days(spec.horizon)} is no longer likely"
@@ -200,13 +202,13 @@ def check(conn: psycopg.Connection[Any], target: Target, spec: ForecastSpec,
                              f"{fault}; the forecast is quiet while it is active", now=now,
                              actor=ACTOR, action="forecast")
     _save(conn, target, estimate, step, row, now=now, wo_id=wo_id, generation=generation,
-          noted=noted)
+          noted=(noted, noted_at))
     return step
 
 
 def _save(conn: psycopg.Connection[Any], target: Target, estimate: Forecast | None, step: Step,
           row: dict[str, Any] | None, *, now: datetime, wo_id: int | None, generation: int,
-          noted: datetime | None) -> None:
+          noted: tuple[datetime | None, datetime | None]) -> None:
     changed_at = now if row is None or row["state"] != step.state else row["changed_at"]
     values = {
         "site_id": target.site_id, "device_id": target.device_id, "rule_id": target.rule.id,
@@ -218,7 +220,8 @@ def _save(conn: psycopg.Connection[Any], target: Target, estimate: Forecast | No
         "confidence": estimate.confidence if estimate else None,
         "slope_per_day": estimate.slope_per_day if estimate else None,
         "points": estimate.points if estimate else 0,
-        "noted_expected_at": noted, "work_order_id": wo_id, "generation": generation,
+        "noted_expected_at": noted[0], "noted_at": noted[1], "work_order_id": wo_id,
+        "generation": generation,
         "checked_at": now, "changed_at": changed_at}
     names = [sql.Identifier(n) for n in values]
     conn.execute(

@@ -27,6 +27,7 @@ CREATE TABLE forecasts (
     slope_per_day double precision,
     points        integer,          -- hourly values the estimate used
     noted_expected_at timestamptz,  -- the estimate the ticket last said
+    noted_at      timestamptz,      -- when it said it
     work_order_id bigint REFERENCES work_orders ON DELETE SET NULL,
     generation    integer NOT NULL DEFAULT 0,  -- tickets opened so far (their source_ref's #n)
     checked_at    timestamptz NOT NULL,

@@ -130,9 +130,9 @@ def est(confidence: float, days: float | None = 3.0) -> Forecast:
 
 
 def step(state: str, estimate: Forecast | None, *, alarm: bool = False, live: bool = True,
-         noted: datetime | None = None) -> tuple[str, str]:
+         noted: datetime | None = None, noted_at: datetime | None = None) -> tuple[str, str]:
     s = decide(state, estimate, now=NOW, alarm_active=alarm, ticket_live=live, noted=noted,
-               min_confidence=0.99, withdraw_below=0.5)
+               noted_at=noted_at, min_confidence=0.99, withdraw_below=0.5)
     return s.action, s.state
 
 
@@ -144,6 +144,11 @@ def test_decisions() -> None:
     # warned: small moves are not worth a note, large ones are; a fading forecast withdraws
     assert step("warned", est(0.995, 3.1), noted=noted) == ("none", "warned")
     assert step("warned", est(0.995, 2.0), noted=noted) == ("update", "warned")
+    # ... but a ticket hears of a moving estimate at most every 12 hours
+    assert step("warned", est(0.995, 2.0), noted=noted,
+                noted_at=NOW - timedelta(hours=3)) == ("none", "warned")
+    assert step("warned", est(0.995, 2.0), noted=noted,
+                noted_at=NOW - timedelta(hours=13)) == ("update", "warned")
     assert step("warned", est(0.7, 3.0), noted=noted) == ("none", "warned")  # hysteresis
     assert step("warned", est(0.3, None), noted=noted) == ("withdraw", "idle")
     assert step("warned", None, noted=noted) == ("none", "warned")
@@ -162,6 +167,9 @@ def test_decisions() -> None:
 def test_moved() -> None:
     noted = NOW + timedelta(days=4)
     assert not moved(noted + timedelta(hours=5), noted, NOW)
+    soon = NOW + timedelta(days=1)
+    assert not moved(soon + timedelta(hours=11), soon, NOW)  # less than 12 h
+    assert moved(soon + timedelta(hours=13), soon, NOW)
     assert not moved(noted + timedelta(hours=20), noted, NOW)  # < 25 % of 4 days
     assert moved(noted + timedelta(hours=30), noted, NOW)
     assert moved(None, noted, NOW) and moved(noted, None, NOW) and not moved(None, None, NOW)
