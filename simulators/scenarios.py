@@ -34,6 +34,7 @@ class Fault:
     duration: float | None = None
     metric: str | None = None
     to: float | None = None
+    by: float | None = None
     from_: float | None = None
     ramp: float | None = None
     set: Mapping[str, Value] = field(default_factory=dict)
@@ -108,6 +109,7 @@ def parse_fault(item: Mapping[str, Any], where: str = "fault") -> Fault:
         duration=duration,
         metric=item.get("metric"),
         to=item.get("to"),
+        by=item.get("by"),
         from_=item.get("from"),
         ramp=None if item.get("ramp") is None else parse_duration(item["ramp"]),
         set=dict(item.get("set") or {}),
@@ -120,7 +122,11 @@ def parse_fault(item: Mapping[str, Any], where: str = "fault") -> Fault:
         offset=_number(item.get("offset"), where, "offset"),
     )
     if kind == "drift":
-        _require(item, where, "metric", "to")
+        _require(item, where, "metric")
+        if (fault.to is None) == (fault.by is None):
+            raise ValueError(f"{where}: a drift needs `to` (a value) or `by` (a change), not both")
+        if fault.by is not None and fault.from_ is not None:
+            raise ValueError(f"{where}: `by` changes the device's own value: give no `from`")
         if fault.ramp is None and fault.duration is None:
             raise ValueError(f"{where}: a drift needs `ramp` or `duration`")
     elif kind == "step" and not fault.set:
@@ -173,9 +179,15 @@ def overrides(faults: tuple[Fault, ...], offset: float,
             high = int((offset - f.start) // (f.period / 2)) % 2 == 0
             out[f.metric] = f.high if high else f.low
         elif f.kind == "drift":
-            assert f.metric and f.to is not None
+            assert f.metric
             ramp = f.ramp if f.ramp is not None else f.duration
             frac = 1.0 if not ramp else min(1.0, (offset - f.start) / ramp)
+            if f.by is not None:  # a slow change on top of the own value: noise, cycles stay
+                base = (normal or {}).get(f.metric)
+                if isinstance(base, int | float) and not isinstance(base, bool):
+                    out[f.metric] = round(float(base) + f.by * frac, 3)
+                continue
+            assert f.to is not None
             origin = f.from_
             if origin is None:
                 base = (normal or {}).get(f.metric, f.to)

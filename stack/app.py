@@ -28,6 +28,7 @@ from api.routes import (
     devices,
     escalation,
     follow_ups,
+    forecasts,
     gaps,
     guards,
     handovers,
@@ -58,6 +59,7 @@ from reports.targets import KpiTargets, save_targets
 from rules import calibration_checks
 from rules import config as rule_config
 from rules.calibration import Calibration
+from rules import forecast_config, forecast_job
 from rules.catalog import watched_metrics
 from rules.engine import rule_jobs
 from rules.patrol import config as patrol_config
@@ -85,6 +87,7 @@ SECTIONS: Mapping[str, Section] = {
     "notifications": Section(NotificationsSpec, save_spec),
     "escalation": Section(EscalationSpec, save_ladder),
     "calibration": Section(Calibration, calibration_checks.load_calibration),
+    "forecast": Section(forecast_config.ForecastSpec, forecast_config.save_spec),
 }
 
 # The API's routers, mounted under /api/v1 in this order.
@@ -99,6 +102,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     escalation.router,
     follow_ups.router, attachments.router,
     calibration.router,
+    forecasts.router,
 )
 
 # The people's pages (the staff console), served at the root.
@@ -127,6 +131,7 @@ def worker_jobs(settings: Settings) -> list[Job]:
         Job("tickets-escalation", 1.0, escalate_due),
         Job("tickets-notifications", 1.0, outbox.delivery_job(settings)),
         *report_jobs(),
+        Job("rules-forecast", 60.0, forecast_job.run),  # early warning (issue 16)
     ]
 
 

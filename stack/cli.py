@@ -296,7 +296,8 @@ def simulate(
     duration: Annotated[str | None, typer.Option(help="stop after this much simulated time, "
                         "e.g. 30m (default: run until interrupted)")] = None,
     scenario: Annotated[str | None, typer.Option(help="fault scenario: a packaged name "
-                        "(faults, drift, outage, flapping, bad-payloads) or a YAML file")] = None,
+                        "(faults, drift, slow-drift, outage, flapping, bad-payloads) or a YAML "
+                        "file")] = None,
     backfill: Annotated[str | None, typer.Option(help="publish this much history (e.g. 7d) "
                         "as fast as the broker acknowledges, timestamps in the past, then "
                         "exit")] = None,

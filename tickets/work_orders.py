@@ -343,6 +343,13 @@ def raise_severity(conn: psycopg.Connection[Any], wo_id: int, severity: str, *, 
     return True
 
 
+def add_note(conn: psycopg.Connection[Any], wo_id: int, note: str, *, now: datetime,
+             actor: str = "system", action: str = "note") -> None:
+    """Add a line to a ticket's history (e.g. a forecast that moved); the state stays."""
+    conn.execute("UPDATE work_orders SET updated_at = %s WHERE id = %s", (now, wo_id))
+    _history(conn, wo_id, at=now, action=action, actor=actor, note=note)
+
+
 def note_alarm_cleared(conn: psycopg.Connection[Any], wo_id: int, *, alarm_id: int, now: datetime,
                        actor: str) -> None:
     """Record on the ticket that its alarm cleared; the ticket stays as it is."""
