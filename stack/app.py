@@ -41,6 +41,7 @@ from api.routes import (
     schedules,
     sites,
     telemetry,
+    verifications,
     work_orders,
     zones,
 )
@@ -59,6 +60,9 @@ from rules.catalog import watched_metrics
 from rules.engine import rule_jobs
 from rules.patrol import config as patrol_config
 from rules.patrol.engine import patrol_jobs
+from rules.verification_config import VerificationSpec
+from rules.verification_config import save_spec as save_verification
+from rules.verification_store import verification_jobs
 from tickets import follow_up_policy, outbox
 from tickets.escalation import EscalationSpec, escalate_due, save_ladder
 from tickets.notification_policy import NotificationsSpec, save_spec
@@ -81,6 +85,7 @@ SECTIONS: Mapping[str, Section] = {
     "kpi_targets": Section(KpiTargets, save_targets),
     "notifications": Section(NotificationsSpec, save_spec),
     "escalation": Section(EscalationSpec, save_ladder),
+    "verification": Section(VerificationSpec, save_verification),
 }
 
 # The API's routers, mounted under /api/v1 in this order.
@@ -94,6 +99,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     complaints.router,
     escalation.router,
     follow_ups.router, attachments.router,
+    verifications.router,
 )
 
 # The people's pages (the staff console), served at the root.
@@ -118,6 +124,7 @@ def worker_jobs(settings: Settings) -> list[Job]:
             dead_letter_days=settings.dead_letter_retention_days)),
         *patrol_jobs(settings),
         *rule_jobs(settings),
+        *verification_jobs(),  # alarms nobody verified in time escalate
         # Tickets: deadlines climb the escalation ladder; the outbox is sent in its own thread.
         Job("tickets-escalation", 1.0, escalate_due),
         Job("tickets-notifications", 1.0, outbox.delivery_job(settings)),

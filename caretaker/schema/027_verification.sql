@@ -17,7 +17,7 @@ CREATE TABLE verifications (
     alarm_id        bigint NOT NULL UNIQUE REFERENCES alarms ON DELETE CASCADE,
     rule_id         text NOT NULL,
     device_id       text NOT NULL,
-    checkpoint_id   ident NOT NULL,       -- where to go and look
+    checkpoint_id   ident,                -- where to go and look (NULL: nowhere known)
     title           text NOT NULL,
     guard_id        ident,                -- who was sent; NULL: no guard was on duty
     run_id          bigint REFERENCES patrol_runs ON DELETE SET NULL,  -- the guard's run then
