@@ -84,6 +84,7 @@ def record_result(verification_id: int, body: VerificationResult, conn: Db,
     verification_store.get_verification(conn, verification_id, scope=principal.site_id,
                                         guard=guard)  # 404 for another guard's
     verification_store.record_result(
-        conn, verification_id, body.result, now=clock(), actor=principal.actor,
+        conn, verification_id, body.result, now=clock(),
+        actor=f"guard:{guard}" if guard else principal.actor,
         note=body.note, scope=principal.site_id, guard=guard)
     return get_verification(verification_id, conn, principal)
