@@ -94,7 +94,8 @@ def test_guards_see_their_own_and_record_results_supervisors_see_all(
     first = page["items"][0]
     assert (first["id"], first["checkpoint_id"], first["checkpoint_name"], first["state"]) == (
         flood["id"], "cp-pump-room-door", "Pump room door 水泵房门", "open")  # due soonest
-    assert first["title"] == "Water on the pump room floor 水泵房地面积水 · Pump room floor 水泵房地面"
+    assert first["title"] == ("Water on the pump room floor 水泵房地面积水"
+                              " · Pump room floor 水泵房地面")
     assert client.get(f"/api/v1/verifications?site={SITE}&state=open",
                       headers=li).json()["total"] == 0
     assert client.get(f"/api/v1/verifications?site={SITE}&guard=g-wang",
