@@ -140,6 +140,11 @@ def request(conn: Conn, alarm: dict[str, Any], *, now: datetime) -> dict[str, An
 
 # --- results ------------------------------------------------------------------------------
 
+def _said(ver: dict[str, Any]) -> dict[str, Any]:
+    """The verification as a notification carries it (JSON: the scan id as text)."""
+    return {**ver, "scan_id": None if ver.get("scan_id") is None else str(ver["scan_id"])}
+
+
 def _lock(conn: Conn, ver_id: int, scope: str | None) -> dict[str, Any]:
     row = conn.execute("SELECT * FROM verifications WHERE id = %s"
                        " AND (%s::text IS NULL OR site_id = %s) FOR UPDATE",
@@ -206,8 +211,8 @@ def record_result(conn: Conn, ver_id: int, result: str, *, now: datetime, actor:
                     description=f"{ver['title']}: confirmed on site at {ver['checkpoint_id']}"
                                 f" by {actor}{said}")
         ver = _lock(conn, ver_id, None)
-    notify(conn, site_id=ver["site_id"], subject="verification", event="answered", record=ver,
-           now=now, extra={"lines": [f"{result} ({actor})"]})
+    notify(conn, site_id=ver["site_id"], subject="verification", event="answered",
+           record=_said(ver), now=now, extra={"lines": [f"{result} ({actor})"]})
     return ver
 
 
@@ -238,8 +243,8 @@ def _not_verified(conn: Conn, ver: dict[str, Any], spec: VerificationSpec | None
     add_history(conn, ver["alarm_id"], at=now, action="not_verified", actor="system",
                 note=f"verification #{ver['id']}: {why}")
     who = list(spec.escalate.to) if spec else ["supervisor"]
-    notify(conn, site_id=ver["site_id"], subject="verification", event="overdue", record=ver,
-           now=now, audience=who, extra={"lines": [why]})
+    notify(conn, site_id=ver["site_id"], subject="verification", event="overdue",
+           record=_said(ver), now=now, audience=who, extra={"lines": [why]})
     _work_order(conn, ver, spec, now=now, title=f"Not verified: {ver['title']}",
                 description=f"{ver['title']}: nobody verified it at {ver['checkpoint_id']}"
                             f" ({why})")

@@ -155,7 +155,7 @@ def test_nobody_on_duty_escalates_at_once(conn: psycopg.Connection[Any]) -> None
 
 def test_a_guard_on_duty_without_a_scan_yet_is_sent_when_nobody_else_is(
         conn: psycopg.Connection[Any]) -> None:
-    riverside(conn)
+    riverside(conn, receivers=True)
     # 20:00 in Shanghai: the night perimeter run starts; g-zhang has not scanned yet
     start = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     reading(conn, "door-pump-room", start + timedelta(minutes=1), forced=1)
@@ -169,6 +169,12 @@ def test_a_guard_on_duty_without_a_scan_yet_is_sent_when_nobody_else_is(
     assert ver["state"] == "confirmed"
     assert [w["source"] for w in rows(conn, "SELECT source FROM work_orders")] == [
         "verification"]
+    sent = rows(conn, "SELECT receiver, event, payload FROM notification_outbox"
+                      " WHERE subject = 'verification' ORDER BY id")
+    assert [(s["receiver"], s["event"]) for s in sent] == [
+        ("duty-room", "opened"), ("guard-handhelds", "opened"), ("duty-room", "answered")]
+    assert sent[1]["payload"]["title"].startswith("【告警核实】请前往核实：Door forced open")
+    assert sent[2]["payload"]["verification"]["scan_id"] is not None
 
 
 @pytest.mark.parametrize(("section", "words"), [
