@@ -18,8 +18,7 @@ from rules import engine
 from rules.patrol import engine as patrol
 from simulators.guards import NONE, plan_scans
 from simulators.responders import UNKNOWN_WALK, responses
-from simulators.scenarios import load_scenario, parse_fault
-from simulators.scenarios import Scenario
+from simulators.scenarios import Scenario, load_scenario, parse_fault
 from simulators.stream import scans_as_events
 from stack.app import load_site
 
