@@ -3,7 +3,9 @@
 Pure and deterministic, like the guards' rounds (simulators/guards.py). For each step fault
 of the scenario that trips a rule named in the site's `verification:` section (a forced
 door, water on a floor), it works out who the server will send — the same choice
-(rules/verification.py) over the same planned scans — and plans that guard's scan at the
+(rules/verification.py) over the same planned scans, the day before the alarm included (a
+demo publishes those as its history; without them the server may send another guard, whose
+phone page then shows the visit) — and plans that guard's scan at the
 checkpoint after the walk (`WALK_SPEED` m/s over the distance, `UNKNOWN_WALK` when the
 distance is unknown). The scan's result is `abnormal` with a note: the guard confirms what
 they found (the server records it and opens a work order).
@@ -87,7 +89,7 @@ def responses(config: dict[str, Any], scenario: Scenario, *, start: datetime,
                 if end is not None and alarm >= end:
                     continue
                 sent = _nearest(config, spec.on_duty, entry.checkpoint, site_map, alarm,
-                                start=start, seed=seed, rates=rates)
+                                seed=seed, rates=rates)
                 if sent is None:
                     continue
                 walk = (timedelta(seconds=sent.distance / WALK_SPEED)
@@ -103,14 +105,15 @@ def responses(config: dict[str, Any], scenario: Scenario, *, start: datetime,
 
 
 def _nearest(config: dict[str, Any], on_duty: timedelta, checkpoint: str, site_map: SiteMap,
-             alarm: datetime, *, start: datetime, seed: int, rates: Any) -> Any:
+             alarm: datetime, *, seed: int, rates: Any) -> Any:
     """The server's choice at `alarm`, from the rounds the simulated guards walk."""
     plan = plan_scans(config, start=alarm - timedelta(days=1), end=alarm + timedelta(hours=1),
                       seed=seed, rates=rates)
     cp_of = {str(c.get("tag")): str(c["id"]) for c in config.get("checkpoints") or []}
     last: dict[str, tuple[datetime, str]] = {}
-    for s in plan:  # only what was published in this run, up to the alarm
-        if start <= s.time <= alarm and s.payload["tag"] in cp_of:
+    # the rounds of the day before count too: a demo publishes them as its history
+    for s in plan:
+        if s.time <= alarm and s.payload["tag"] in cp_of:
             last[s.guard_id] = (s.time, cp_of[s.payload["tag"]])
     walking = {r.guard_id for r in plan.runs
                if r.start <= alarm <= max((st.window_end for st in r.steps), default=r.start)}

@@ -17,7 +17,7 @@ from ingest.store import store_scans
 from rules import engine
 from rules.patrol import engine as patrol
 from simulators.guards import NONE, plan_scans
-from simulators.responders import UNKNOWN_WALK, responses
+from simulators.responders import responses
 from simulators.scenarios import Scenario, load_scenario, parse_fault
 from simulators.stream import scans_as_events
 from stack.app import load_site
@@ -51,13 +51,14 @@ def test_the_packaged_scenario_forces_the_pump_room_door() -> None:
     [fault] = scenario.faults
     assert (fault.kind, fault.devices, dict(fault.set), fault.start) == (
         "step", ("door-pump-room",), {"forced": 1}, 120)
-    # at 13:14 nobody has scanned since the run started; g-li's day patrol is under way
+    # seed 1: by 13:16 g-li's day patrol has reached Tower B's lobby (80 + 70 + 40 m from
+    # the door via Tower C and the B2 stairs); g-wang was last at the east gate (420 m)
     answers = responses(example_document(), scenario, start=START + timedelta(minutes=14),
                         end=None, seed=1, rates=NONE)
     [answer] = answers
     alarm = START + timedelta(minutes=16)
     assert answer.guard_id == "g-li" and answer.payload["tag"] == "NFC-RS-0011"
-    assert answer.time == alarm + UNKNOWN_WALK + timedelta(seconds=30)
+    assert answer.time == alarm + timedelta(seconds=190 + 30)
     assert answer.payload["result"] == "abnormal"
     assert responses(example_document(), scenario, start=START, end=START + timedelta(minutes=1),
                      seed=1, rates=NONE) == []  # the run ends before the door is forced
@@ -71,11 +72,11 @@ def test_the_simulated_guard_is_the_one_the_server_sends(conn: psycopg.Connectio
                                               "set": {"forced": 1}, "start": "14m"}),))
     alarm = START + timedelta(minutes=14)
     [answer] = responses(doc, scenario, start=START, end=None, seed=seed, rates=NONE)
-    # what the simulated guards published between the start and the alarm
+    # what the simulated guards published in the day before the alarm
     for event in scans_as_events("riverside", plan_scans(
             doc, start=START - timedelta(days=1), end=alarm, seed=seed, rates=NONE)):
         when = datetime.fromtimestamp(event.time, UTC)
-        if START <= when <= alarm:
+        if when <= alarm:
             store(conn, event.topic.split("/")[4], json.loads(event.payload))
     conn.execute("INSERT INTO ingest_events (kind, payload) VALUES ('telemetry', %s)",
                  (json.dumps([{"site": "riverside", "device": "door-pump-room",
@@ -86,7 +87,7 @@ def test_the_simulated_guard_is_the_one_the_server_sends(conn: psycopg.Connectio
     conn.commit()
     [ver] = conn.execute("SELECT * FROM verifications").fetchall()
     assert ver["guard_id"] == answer.guard_id
-    assert ver["distance"] is not None  # both guards have scanned since 13:00
+    assert ver["distance"] is not None
     assert answer.time == alarm + timedelta(seconds=ver["distance"] + 30)
     store(conn, answer.guard_id, answer.payload)
     [ver] = conn.execute("SELECT * FROM verifications").fetchall()
