@@ -20,7 +20,7 @@ import psycopg
 from caretaker.scheduler import Job
 from caretaker.settings import Settings
 from caretaker.severity import SEVERITY_RANK
-from rules import alarms
+from rules import alarms, verification_store
 from rules import state as rule_state
 from rules.evaluate import (
     State,
@@ -111,6 +111,8 @@ def act(ctx: Context, rule: Rule, device: str, decision: Decision) -> None:
         ctx.forget_mutes(rule.site_id)
     if mute is None:
         open_ticket(ctx, alarm)
+        # an alarm of a kind that asks a guard to go and look: sent once, with the alarm
+        verification_store.request(conn, alarm, now=now)
 
 
 def follow_ticket(ctx: Context, alarm: dict[str, Any]) -> None:

@@ -216,6 +216,18 @@ def water_tank(device: Device, t: float, rng: random.Random,
     return {"level": round(_num(overrides, "level", level + rng.gauss(0, 0.2)), 1)}
 
 
+def door_sensor(device: Device, t: float, rng: random.Random,
+                overrides: Mapping[str, Value]) -> Reading:
+    """A door contact with forced-entry detection: 0, until a fault forces the door (1)."""
+    return {"forced": 1 if _flag(overrides, "forced", False) else 0}
+
+
+def leak_sensor(device: Device, t: float, rng: random.Random,
+                overrides: Mapping[str, Value]) -> Reading:
+    """A floor leak sensor: 0 (dry), until a fault puts water on the floor (1)."""
+    return {"water": 1 if _flag(overrides, "water", False) else 0}
+
+
 MODELS: dict[str, Model] = {
     "water_pump": water_pump,
     "fire_pump": fire_pump,
@@ -223,6 +235,8 @@ MODELS: dict[str, Model] = {
     "chiller": chiller,
     "power_meter": power_meter,
     "water_tank": water_tank,
+    "door_sensor": door_sensor,   # alarm verification by the nearest guard
+    "leak_sensor": leak_sensor,
 }
 
 

@@ -268,6 +268,19 @@ def gauge_reader(plan: Plan, site: str) -> Callable[[str, str, datetime], float 
         return float(value) + sc.gauge_offset(faults, t - plan.start, metric)
 
     return read
+def verification_events(plan: Plan) -> list[Publish]:
+    """Guards' scans answering the alarms the scenario sets off (simulators.responders)."""
+    if not plan.sites or not plan.scenario.faults:
+        return []
+    from simulators.responders import responses
+
+    out: list[Publish] = []
+    for config in plan.sites:
+        answers = responses(config, plan.scenario, start=_dt(plan.start),
+                            end=None if plan.end is None else _dt(plan.end), seed=plan.seed,
+                            rates=plan.guard_rates)
+        out += scans_as_events(str(config["site"]["id"]), answers)
+    return sorted(out, key=lambda e: e.time)
 
 
 def _dt(t: float) -> datetime:
@@ -302,7 +315,7 @@ def events(plan: Plan) -> Iterator[Event]:
     """Every event of the run, in time order (ties keep a fixed order: same plan, same stream)."""
     own = own_clients(plan)
     sources: list[Iterable[Event]] = [status_events(plan, own), bad_payload_events(plan),
-                                      scan_events(plan)]
+                                      scan_events(plan), verification_events(plan)]
     sources += [device_events(plan, d, own=d.key in own) for d in plan.devices]
     return heapq.merge(*sources, key=lambda e: e.time)
 

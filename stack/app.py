@@ -43,6 +43,7 @@ from api.routes import (
     schedules,
     sites,
     telemetry,
+    verifications,
     work_orders,
     zones,
 )
@@ -64,6 +65,9 @@ from rules.catalog import watched_metrics
 from rules.engine import rule_jobs
 from rules.patrol import config as patrol_config
 from rules.patrol.engine import patrol_jobs
+from rules.verification_config import VerificationSpec
+from rules.verification_config import save_spec as save_verification
+from rules.verification_store import verification_jobs
 from tickets import follow_up_policy, outbox
 from tickets.escalation import EscalationSpec, escalate_due, save_ladder
 from tickets.notification_policy import NotificationsSpec, save_spec
@@ -88,6 +92,7 @@ SECTIONS: Mapping[str, Section] = {
     "escalation": Section(EscalationSpec, save_ladder),
     "calibration": Section(Calibration, calibration_checks.load_calibration),
     "forecast": Section(forecast_config.ForecastSpec, forecast_config.save_spec),
+    "verification": Section(VerificationSpec, save_verification),
 }
 
 # The API's routers, mounted under /api/v1 in this order.
@@ -103,6 +108,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     follow_ups.router, attachments.router,
     calibration.router,
     forecasts.router,
+    verifications.router,
 )
 
 # The people's pages (the staff console), served at the root.
@@ -127,6 +133,7 @@ def worker_jobs(settings: Settings) -> list[Job]:
             dead_letter_days=settings.dead_letter_retention_days)),
         *patrol_jobs(settings),
         *rule_jobs(settings),
+        *verification_jobs(),  # alarms nobody verified in time escalate
         # Tickets: deadlines climb the escalation ladder; the outbox is sent in its own thread.
         Job("tickets-escalation", 1.0, escalate_due),
         Job("tickets-notifications", 1.0, outbox.delivery_job(settings)),

@@ -35,6 +35,9 @@ TITLES: dict[str, dict[tuple[str, str], str]] = {
         ("complaint", "closed"): "【投诉已关闭】{number}",
         ("report", "weekly"): "【周报】{title}",
         ("handover", "unsigned"): "【交接班未签字】{title}",
+        ("verification", "opened"): "【告警核实】请前往核实：{title}",
+        ("verification", "answered"): "【告警已核实】{title}",
+        ("verification", "overdue"): "【告警未核实】{title}",
         ("any", "test"): "【测试】Caretaker 通知测试",
         ("any", "any"): "【{subject} {event}】{title}",
     },
@@ -51,6 +54,9 @@ TITLES: dict[str, dict[tuple[str, str], str]] = {
         ("complaint", "closed"): "Closed: complaint {number}",
         ("report", "weekly"): "Weekly report: {title}",
         ("handover", "unsigned"): "Handover sheet not signed: {title}",
+        ("verification", "opened"): "Go and verify: {title}",
+        ("verification", "answered"): "Verified: {title}",
+        ("verification", "overdue"): "Not verified in time: {title}",
         ("any", "test"): "Test: a Caretaker notification",
         ("any", "any"): "{subject} {event}: {title}",
     },
@@ -78,8 +84,10 @@ WORDS: dict[str, dict[str, str]] = {
     "zh-CN": {"critical": "紧急", "major": "严重", "minor": "一般", "warning": "预警",
               "open": "待处理", "acknowledged": "已响应", "in_progress": "处理中",
               "resolved": "已完成", "closed": "已关闭", "cancelled": "已取消",
-              "assigned": "已分派", "answered": "已答复", "rework": "返工"},
-    "en": {"in_progress": "in progress"},
+              "assigned": "已分派", "answered": "已答复", "rework": "返工",
+              "confirmed": "属实", "false_alarm": "误报", "not_verified": "未核实"},
+    "en": {"in_progress": "in progress", "false_alarm": "false alarm",
+           "not_verified": "not verified"},
 }
 PATHS = {"work_order": "/api/v1/work-orders/{id}", "complaint": "/api/v1/complaints/{id}"}
 
@@ -199,6 +207,8 @@ def compose(*, subject: str, event: str, record: Mapping[str, Any], place: Place
     shown = [f"{lab[k]} {_local(v, place.timezone)}" for k, v in deadlines if v]
     if shown and subject in ("work_order", "complaint"):
         lines.append(line("deadline", lab["join"].join(shown)))
+    if subject == "verification" and record.get("due_by"):
+        lines.append(line("deadline", _local(record["due_by"], place.timezone)))
     if extra.get("deadline") and extra.get("due_at"):
         which = lab.get(str(extra["deadline"]), str(extra["deadline"]))
         lines.append(line("overdue", lab["passed"].format(

@@ -38,8 +38,9 @@ from caretaker.site_config import problems
 
 Channel = Literal["webhook", "wecom", "dingtalk", "email"]
 CHANNELS: tuple[Channel, ...] = ("webhook", "wecom", "dingtalk", "email")
-Subject = Literal["work_order", "complaint", "report", "handover"]
-SUBJECTS: tuple[Subject, ...] = ("work_order", "complaint", "report", "handover")
+Subject = Literal["work_order", "complaint", "report", "handover", "verification"]
+SUBJECTS: tuple[Subject, ...] = ("work_order", "complaint", "report", "handover",
+                                 "verification")
 # Tickets and complaints: opened .. closed; a report: weekly; a handover sheet: unsigned.
 Event = Literal["opened", "escalated", "overdue", "answered", "closed", "weekly", "unsigned",
                 "test"]

@@ -3,7 +3,8 @@
 `notify` is called inside the transaction that causes the event, so a notification is queued
 exactly when its cause commits (the outbox pattern); the worker's delivery job sends it.
 Subjects and events: work_order and complaint — opened, escalated, overdue, answered, closed;
-report — weekly; handover — unsigned. `audience` names who must hear of it beyond the site's
+report — weekly; handover — unsigned; verification (a guard sent to look at an alarm) —
+opened, answered, overdue. `audience` names who must hear of it beyond the site's
 usual receivers (e.g. "quality" for a 严重 complaint, or an escalation level's people).
 
 Receivers are the site's `notifications:` section (tickets/notification_policy.py), plus the
@@ -27,7 +28,7 @@ from tickets.messages import compose, jsonable, personal_masked, place_of
 from tickets.notification_policy import load_spec, targets_for
 from tickets.policy import load_policy
 
-Subject = Literal["work_order", "complaint", "report", "handover"]
+Subject = Literal["work_order", "complaint", "report", "handover", "verification"]
 
 
 def notify(conn: psycopg.Connection[Any], *, site_id: str, subject: Subject, event: str,

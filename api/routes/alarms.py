@@ -42,6 +42,8 @@ class AlarmPublic(BaseModel):
     suppressed_by: str | None
     suppression_ended_at: datetime | None
     work_order_id: int | None
+    verification: str | None = Field(default=None, description=(
+        "its verification by a guard: open, confirmed, false_alarm, not_verified (null: none)"))
 
 
 class AlarmEvent(BaseModel):

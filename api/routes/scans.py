@@ -42,7 +42,7 @@ from rules.patrol import queries
 router = APIRouter(prefix="/scans", tags=["patrol"])
 
 Scanner = Annotated[Principal, Depends(require("supervisor", "engineer", "guard"))]
-Disposition = Literal["matched", "repeat", "unknown_tag", "unscheduled"]
+Disposition = Literal["matched", "repeat", "unknown_tag", "unscheduled", "verification"]
 ResultFilter = Literal["ok", "normal", "abnormal"]  # normal: the same as ok
 IdParam = Annotated[str | None, Query(pattern=IDENT_PATTERN)]
 MAX_SCANS = 1000  # scans in one request; a handheld syncs a longer backlog in several

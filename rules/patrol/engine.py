@@ -30,6 +30,7 @@ from rules.patrol.checklist import findings as checklist_findings
 from rules.patrol.model import PatrolConfigError, Route
 from rules.patrol.schedule import occurrences
 from rules.patrol.store import Conn, load_route, load_schedule
+from rules.verification_store import take_scan
 from tickets.work_orders import open_work_order, raise_severity
 
 log = logging.getLogger(__name__)
@@ -261,15 +262,19 @@ def process_scans(conn: Conn, scan_ids: Iterable[UUID], now: datetime, *,
                 " WHERE site_id = %s AND tag = %s", key).fetchone()
         cp = checkpoints[key]
         run_id = seq = None
-        suspicious = False
+        suspicious = verified = False
         if cp is None:
             disposition = "unknown_tag"
         else:
             # a repeat that finds a free visit (another run's) is a visit, not an extra one
             hit = _match(conn, scan, cp["id"])
+            # the guard sent to verify an alarm here: the scan is the result (once)
+            verified = findings and take_scan(conn, dict(scan), cp["id"], now)
             if hit is not None:
                 disposition, (run_id, seq) = "matched", hit
                 touched.add(run_id)
+            elif verified:
+                disposition = "verification"
             elif _is_repeat(conn, scan, options.repeat_window):
                 disposition, suspicious = "repeat", True
             else:
@@ -287,6 +292,8 @@ def process_scans(conn: Conn, scan_ids: Iterable[UUID], now: datetime, *,
                 calibration_checks.check_scan(conn, scan, cp, now)
         elif findings and scan["result"] == "abnormal":
             _file_hazard(conn, scan, cp, now)
+        elif findings and scan["result"] == "abnormal" and not verified:
+            _file_hazard(conn, scan, cp, now)  # (a confirmed alarm has its own work order)
     for run_id in sorted(touched):
         check_run(conn, run_id, now, options=options)
     return len(scans)

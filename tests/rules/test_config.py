@@ -21,7 +21,7 @@ def test_example_site_rules_load_and_reload_unchanged(conn: psycopg.Connection) 
     metrics = {r["metric"] for r in rows(
         conn, "SELECT DISTINCT metric FROM rules WHERE enabled AND metric IS NOT NULL")}
     assert {"vibration", "bearing_temp", "outlet_pressure", "level", "supply_temp",
-            "door_fault", "power_factor", "voltage"} == metrics
+            "door_fault", "power_factor", "voltage", "forced", "water"} == metrics
     policy = load_policy(conn, "riverside")
     assert policy.deadlines["critical"] == (900.0, 14400.0)
     load_site(conn, doc, now=T0.replace(hour=9))

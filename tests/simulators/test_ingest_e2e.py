@@ -148,7 +148,7 @@ def test_simulated_history_arrives_as_telemetry_rows(ingest: str, mqtt: Broker,
     assert stored == expected  # every value, exactly once, at its own timestamp
     assert dead == bad  # every bad payload dead-lettered, none of the good ones
     assert stored_scans == scans  # guards' scans, offline batches included, each once
-    assert len(devices) == 18  # unknown to the database: auto-registered, not dropped
+    assert len(devices) == 20  # unknown to the database: auto-registered, not dropped
     assert {status for _, status, _ in devices} == {"unassigned"}
     assert all(last_seen is not None for _, _, last_seen in devices)
 
@@ -164,7 +164,7 @@ def test_a_device_silent_with_last_will_goes_offline_in_the_database(
                      guards=False, progress=False), target=mqtt.take("simulator"),
              now=datetime.now(UTC), device_logins=mqtt.devices)  # a real Last Will
     with psycopg.connect(ingest, autocommit=True) as conn:
-        _poll(conn, "SELECT count(*) FROM device_status WHERE site_id = %s", (site,), 2 * 18 + 2)
+        _poll(conn, "SELECT count(*) FROM device_status WHERE site_id = %s", (site,), 2 * 20 + 2)
         history = conn.execute(
             "SELECT status, source FROM device_status WHERE site_id = %s"
             " AND device_id = 'meter-pumps' ORDER BY time", (site,)).fetchall()

@@ -66,7 +66,7 @@ def test_backfill_one_day_of_the_example_site(mqtt: Broker, tmp_path: Path) -> N
     sub = Subscriber(mqtt, f"caretaker/v1/{site}/#")
     before = time.time()
     run(mqtt, config=config, backfill=86400)
-    expected = 18 * 1440  # 18 devices, one reading a minute for 24 h
+    expected = 20 * 1440  # 20 devices, one reading a minute for 24 h
     got = sub.wait_for(expected)
     sub.close()
     assert len(got) == expected
@@ -152,7 +152,7 @@ def test_bad_payload_fault_publishes_the_bad_payloads(mqtt: Broker,
     assert len(expected) == 5 * 12
     sub = Subscriber(mqtt, "caretaker/v1/+/devices/+/telemetry")
     run(mqtt, **options)
-    got = sub.wait_for(len(expected) + 18 * 5)
+    got = sub.wait_for(len(expected) + 20 * 5)
     sub.close()
     bad = [(m.topic, m.payload) for m in got
            if not m.topic.startswith(f"caretaker/v1/{site}/") or "/pump-3-x" in m.topic
