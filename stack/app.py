@@ -22,6 +22,7 @@ from api.routes import (
     attachments,
     checkpoints,
     complaints,
+    compliance,
     dead_letters,
     device_types,
     devices,
@@ -55,8 +56,10 @@ from reports.jobs import report_jobs
 from reports.settings import ReportsSpec, load_reports
 from reports.targets import KpiTargets, save_targets
 from rules import config as rule_config
+from rules import fire_pump_store
 from rules.catalog import watched_metrics
 from rules.engine import rule_jobs
+from rules.fire_pumps import FirePumpSpec
 from rules.patrol import config as patrol_config
 from rules.patrol.engine import patrol_jobs
 from tickets import follow_up_policy, outbox
@@ -81,6 +84,7 @@ SECTIONS: Mapping[str, Section] = {
     "kpi_targets": Section(KpiTargets, save_targets),
     "notifications": Section(NotificationsSpec, save_spec),
     "escalation": Section(EscalationSpec, save_ladder),
+    "fire_pumps": Section(FirePumpSpec, fire_pump_store.load_fire_pumps),
 }
 
 # The API's routers, mounted under /api/v1 in this order.
@@ -94,6 +98,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     complaints.router,
     escalation.router,
     follow_ups.router, attachments.router,
+    compliance.router,
 )
 
 # The people's pages (the staff console), served at the root.
@@ -122,6 +127,8 @@ def worker_jobs(settings: Settings) -> list[Job]:
         Job("tickets-escalation", 1.0, escalate_due),
         Job("tickets-notifications", 1.0, outbox.delivery_job(settings)),
         *report_jobs(),
+        # The fire-pump test log: starts from telemetry, a verdict per pump, test and period.
+        Job("fire-pump-log", 60.0, fire_pump_store.fire_pump_job),
     ]
 
 

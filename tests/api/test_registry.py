@@ -51,9 +51,9 @@ def test_list_with_filters_and_paging(client: TestClient, make_token: MakeToken)
     assert [d["id"] for d in body["items"]] == ["pump-1", "pump-2", "pump-3"]
 
     page = client.get("/api/v1/devices?site=riverside&limit=5&offset=15", headers=viewer).json()
-    assert page["total"] == 18 and len(page["items"]) == 3 and page["offset"] == 15
+    assert page["total"] == 19 and len(page["items"]) == 4 and page["offset"] == 15
     everything = client.get("/api/v1/devices", headers=viewer).json()
-    assert everything["total"] == 19  # both sites
+    assert everything["total"] == 20  # both sites
 
     eq = client.get("/api/v1/checkpoints?site=riverside&kind=equipment", headers=viewer).json()
     assert eq["total"] == 6 and eq["items"][0]["checklist"]

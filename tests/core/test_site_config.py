@@ -50,9 +50,9 @@ def test_example_site_loads_twice_without_duplicates(conn: psycopg.Connection) -
     first = load_site(conn, doc, now=NOW)
     conn.commit()
     after_first = snapshot(conn)
-    assert counts(conn) == {"sites": 1, "zones": 10, "device_types": 6, "devices": 18,
+    assert counts(conn) == {"sites": 1, "zones": 10, "device_types": 7, "devices": 19,
                             "guards": 4, "checkpoints": 16}
-    assert first.counts["devices"]["inserted"] == 18
+    assert first.counts["devices"]["inserted"] == 19
 
     every_table = all_counts(conn)
     second = load_site(conn, doc, now=datetime(2026, 11, 24, tzinfo=UTC))
