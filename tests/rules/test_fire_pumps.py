@@ -1,4 +1,4 @@
-"""The fire-pump test log's pure parts: starts from samples, periods in the site's zone, verdicts."""
+"""The fire-pump test log's pure parts: starts from samples, periods in local time, verdicts."""
 
 from __future__ import annotations
 
