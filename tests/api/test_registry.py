@@ -60,7 +60,7 @@ def test_list_with_filters_and_paging(client: TestClient, make_token: MakeToken)
     assert client.get("/api/v1/zones?site=riverside&kind=plant",
                       headers=viewer).json()["total"] == 5
     assert client.get("/api/v1/guards?site=riverside", headers=viewer).json()["total"] == 4
-    assert client.get("/api/v1/device-types", headers=viewer).json()["total"] == 6
+    assert client.get("/api/v1/device-types", headers=viewer).json()["total"] == 7
     assert client.get("/api/v1/sites", headers=viewer).json()["total"] == 2
     assert client.get("/api/v1/devices?limit=0", headers=viewer).status_code == 422
 

@@ -77,7 +77,7 @@ def test_changed_file_updates_only_what_changed(conn: psycopg.Connection) -> Non
     changed["guards"].append({"id": "g-zhao", "name": "Zhao Lei"})
     later = datetime(2026, 11, 25, tzinfo=UTC)
     result = load_site(conn, changed, now=later)
-    assert result.counts["devices"] == {"inserted": 0, "updated": 1, "unchanged": 17}
+    assert result.counts["devices"] == {"inserted": 0, "updated": 1, "unchanged": 18}
     assert result.counts["guards"] == {"inserted": 1, "updated": 0, "unchanged": 4}
     row = conn.execute("SELECT name, updated_at, created_at FROM devices"
                        " WHERE site_id = 'riverside' AND id = 'pump-1'").fetchone()
