@@ -1,13 +1,13 @@
 """The fire-pump test log kept in the database: the section, the job, and the log as read back.
 
 The job (`fire_pump_job`, run by the rules worker under its advisory lock, in one
-transaction) does two things per pump. It scans the pump's telemetry from where it stopped
-(`fire_pump_scans.scanned_to`) and records each finished start in `fire_pump_runs`; when
-older history arrives (a backfill), the scan starts again from the pump's first reading.
-Then it judges every whole period of each required test that the scan has passed (or that
-ended `judge_silent_after` ago): one `fire_pump_tests` row per pump, test and period, and
-for a missed or failed test a work order (source `preventive`), whose opening notifies
-through tickets/notify.py. Unique keys make every write idempotent.
+transaction) judges each pump's periods of each required test once they have ended: when
+the pump has reported past the end (or `judge_silent_after` has passed) and the period's
+reading count has not changed for SETTLE — so a backfill or a gateway's late upload still
+arriving, in any order, is waited for. It then reads the period's runs from telemetry into
+`fire_pump_runs` and stores one `fire_pump_tests` row; a missed or failed test is a gap and
+opens a work order (source `preventive`), whose opening notifies through tickets/notify.py.
+Unique keys make every write idempotent: any number of workers, any restart.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from tickets.work_orders import open_work_order
 
 log = logging.getLogger(__name__)
 
-SCAN_SPAN = timedelta(days=2)  # telemetry read per query
-SCAN_WINDOWS = 16  # queries per pump and tick: a backfilled month is caught up in a tick
+SETTLE = timedelta(minutes=1)  # a period's reading count holds this long before it is judged
+HORIZON = timedelta(days=400)  # periods further back are not judged (telemetry is kept 365 d)
+LOOK_BEFORE = timedelta(hours=1)  # readings read before a period, to see a run's start
+LOOK_AFTER = timedelta(days=1)  # and after it, to see the end of a run begun in it
 JUDGE_LIMIT = 100  # periods judged per pump, test and tick
 Kind = Literal["fire", "jockey"]
 
@@ -75,7 +77,22 @@ def pumps(conn: psycopg.Connection[Any], site_id: str, spec: fp.FirePumpSpec
             for d in found]
 
 
-# ---- the scan ------------------------------------------------------------------------------
+# ---- reading a pump's telemetry -----------------------------------------------------------
+
+EDGES = {
+    "ASC": "SELECT time FROM telemetry WHERE site_id = %s AND device_id = %s"
+           " AND metric = 'running' AND time <= %s ORDER BY time ASC LIMIT 1",
+    "DESC": "SELECT time FROM telemetry WHERE site_id = %s AND device_id = %s"
+            " AND metric = 'running' AND time <= %s ORDER BY time DESC LIMIT 1",
+}
+
+
+def _edge(conn: psycopg.Connection[Any], site_id: str, device_id: str, now: datetime,
+          order: Literal["ASC", "DESC"]) -> datetime | None:
+    """The pump's first (ASC) or newest (DESC) `running` reading up to now."""
+    row = _one(conn, EDGES[order], (site_id, device_id, now))
+    return None if row is None else row["time"]
+
 
 def samples(conn: psycopg.Connection[Any], site_id: str, device_id: str, start: datetime,
             end: datetime) -> list[fp.Sample]:
@@ -97,23 +114,23 @@ def samples(conn: psycopg.Connection[Any], site_id: str, device_id: str, start: 
     return out
 
 
-EDGES = {
-    "ASC": "SELECT time FROM telemetry WHERE site_id = %s AND device_id = %s"
-           " AND metric = %s AND time <= %s ORDER BY time ASC LIMIT 1",
-    "DESC": "SELECT time FROM telemetry WHERE site_id = %s AND device_id = %s"
-            " AND metric = %s AND time <= %s ORDER BY time DESC LIMIT 1",
-}
-EDGE_METRICS = ("running", "flow")  # what tells whether a pump runs
+def period_runs(conn: psycopg.Connection[Any], site_id: str, device_id: str, start: datetime,
+                end: datetime) -> tuple[list[fp.Run], bool]:
+    """The runs that started in [start, end), and whether one that started there still goes.
 
-
-def _edge(conn: psycopg.Connection[Any], site_id: str, device_id: str, now: datetime,
-          order: Literal["ASC", "DESC"]) -> datetime | None:
-    """The pump's first (ASC) or newest (DESC) reading of running or flow, up to now."""
-    found: list[datetime] = [row["time"] for m in EDGE_METRICS
-             if (row := _one(conn, EDGES[order], (site_id, device_id, m, now))) is not None]
-    if not found:
-        return None
-    return min(found) if order == "ASC" else max(found)
+    The `running` series alone finds where the runs are (a week of readings every 10 s is
+    60 000 rows of one metric); every metric is read only around each run.
+    """
+    series = [(r["time"], bool(r["value"])) for r in _rows(
+        conn, "SELECT time, value FROM telemetry WHERE site_id = %s AND device_id = %s"
+        " AND metric = 'running' AND value IS NOT NULL AND time >= %s AND time <= %s"
+        " ORDER BY time", (site_id, device_id, start - LOOK_BEFORE, end + LOOK_AFTER))]
+    windows, going = fp.run_windows(series)
+    runs: list[fp.Run] = []
+    for w in windows:
+        if start <= w.start < end:
+            runs += fp.detect_runs(samples(conn, site_id, device_id, w.before, w.stop))[0]
+    return runs, going is not None and going < end
 
 
 def record_runs(conn: psycopg.Connection[Any], site_id: str, device_id: str,
@@ -131,51 +148,15 @@ def record_runs(conn: psycopg.Connection[Any], site_id: str, device_id: str,
     return new
 
 
-def scan(conn: psycopg.Connection[Any], site_id: str, device_id: str, spec: fp.FirePumpSpec,
-         now: datetime) -> dict[str, Any] | None:
-    """Record the pump's finished runs since the last scan; its scan row (None: no data)."""
-    first = _edge(conn, site_id, device_id, now, "ASC")
-    if first is None:
-        return None
-    state = _one(conn, "SELECT since, scanned_to FROM fire_pump_scans WHERE site_id = %s"
-                 " AND device_id = %s FOR UPDATE", (site_id, device_id))
-    if state is None or first < state["since"]:  # new, or older history arrived: rescan
-        state = {"since": first, "scanned_to": first}
-    latest = _edge(conn, site_id, device_id, now, "DESC") or first
-    cursor: datetime = state["scanned_to"]
-    span = SCAN_SPAN
-    for _ in range(SCAN_WINDOWS):
-        if cursor >= latest:
-            break
-        end = min(latest, cursor + span)
-        got = samples(conn, site_id, device_id, cursor, end)
-        runs, resume = fp.detect_runs(got, flow_floor=spec.flow_floor)
-        record_runs(conn, site_id, device_id, runs, now)
-        if resume is not None and resume > cursor:
-            cursor, span = resume, SCAN_SPAN
-        elif any(fp.running(s, spec.flow_floor) for s in got):
-            if end >= latest:
-                break  # a run still going: seen whole next time
-            span *= 2  # a run longer than the window
-        else:
-            cursor = end  # nothing readable here
-    conn.execute(
-        "INSERT INTO fire_pump_scans (site_id, device_id, since, scanned_to, updated_at)"
-        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (site_id, device_id) DO UPDATE"
-        " SET since = EXCLUDED.since, scanned_to = EXCLUDED.scanned_to,"
-        " updated_at = EXCLUDED.updated_at",
-        (site_id, device_id, state["since"], cursor, now))
-    return {"since": state["since"], "scanned_to": cursor}
+def _reading_count(conn: psycopg.Connection[Any], site_id: str, device_id: str,
+                   start: datetime, end: datetime) -> int:
+    row = _one(conn, "SELECT count(*) AS n FROM telemetry WHERE site_id = %s"
+               " AND device_id = %s AND metric = 'running' AND time >= %s AND time < %s",
+               (site_id, device_id, start, end))
+    return int(row["n"]) if row else 0
 
 
 # ---- judging -------------------------------------------------------------------------------
-
-def _runs_between(conn: psycopg.Connection[Any], site_id: str, device_id: str,
-                  start: datetime, end: datetime) -> list[dict[str, Any]]:
-    return _rows(conn, "SELECT * FROM fire_pump_runs WHERE site_id = %s AND device_id = %s"
-                 " AND started_at >= %s AND started_at < %s ORDER BY started_at",
-                 (site_id, device_id, start, end))
-
 
 def as_run(row: dict[str, Any]) -> fp.Run:
     """A stored run as the pure module's Run."""
@@ -183,24 +164,16 @@ def as_run(row: dict[str, Any]) -> fp.Run:
                   row["start_pressure"], row["stop_pressure"], row["flow_max"], row["mode"])
 
 
-def _sample_count(conn: psycopg.Connection[Any], site_id: str, device_id: str,
-                  start: datetime, end: datetime) -> int:
-    row = _one(conn, "SELECT count(DISTINCT time) AS n FROM telemetry WHERE site_id = %s"
-               " AND device_id = %s AND metric = ANY(%s) AND time >= %s AND time < %s",
-               (site_id, device_id, list(EDGE_METRICS), start, end))
-    return int(row["n"]) if row else 0
-
-
 def verdict(conn: psycopg.Connection[Any], site_id: str, device_id: str, test: fp.Test,
-            start: datetime, end: datetime, spec: fp.FirePumpSpec
+            start: datetime, end: datetime, readings: int, spec: fp.FirePumpSpec
             ) -> tuple[fp.Verdict, int | None]:
-    """The verdict on one pump, test and period, and the id of the run it rests on."""
-    stored = _runs_between(conn, site_id, device_id, start, end)
+    """The verdict on one pump, test and period from its stored runs, and the run's id."""
+    stored = _rows(conn, "SELECT * FROM fire_pump_runs WHERE site_id = %s AND device_id = %s"
+                   " AND started_at >= %s AND started_at < %s ORDER BY started_at",
+                   (site_id, device_id, start, end))
     runs = [as_run(r) for r in stored]
-    if test == "jockey_daily":
-        v = fp.jockey_day(runs, _sample_count(conn, site_id, device_id, start, end), spec)
-    else:
-        v = fp.start_test(test, runs, spec)
+    v = (fp.jockey_day(runs, readings, spec) if test == "jockey_daily"
+         else fp.start_test(test, runs, spec))
     ids = {r["started_at"]: int(r["id"]) for r in stored}
     return v, (ids.get(v.run.started_at) if v.run is not None else None)
 
@@ -219,8 +192,9 @@ def _open_gap(conn: psycopg.Connection[Any], pump: dict[str, Any], site_id: str,
               now: datetime) -> int:
     title = (f"{TEST_TITLE[test]} {STATUS_TITLE[v.status]}: {pump['name']}, "
              f"{_period_label(test, start, tz)}")
-    description = (f"{title}. {v.reason or ''} GB 50974-2014 §14.0.4; see "
-                   f"/api/v1/compliance/fire-pumps?site={site_id}").replace(" . ", ". ")
+    description = " ".join(filter(None, (
+        f"{title}.", f"{v.reason}." if v.reason else None, "GB 50974-2014 §14.0.4; the log:",
+        f"/api/v1/compliance/fire-pumps?site={site_id}")))
     return open_work_order(
         conn, site_id=site_id, device_id=pump["id"], severity=spec.severity, title=title,
         description=description, source="preventive",
@@ -228,19 +202,58 @@ def _open_gap(conn: psycopg.Connection[Any], pump: dict[str, Any], site_id: str,
         now=now, zone_id=pump["zone_id"])
 
 
+def _settled(conn: psycopg.Connection[Any], site_id: str, device_id: str, test: fp.Test,
+             start: datetime, readings: int, now: datetime) -> bool:
+    """Whether the period's reading count has held for SETTLE (noting it when it has not)."""
+    row = _one(conn, "SELECT samples, seen_at FROM fire_pump_pending WHERE site_id = %s"
+               " AND device_id = %s AND test = %s AND period_start = %s",
+               (site_id, device_id, test, start))
+    if row is not None and row["samples"] == readings:
+        return bool(now - row["seen_at"] >= SETTLE)
+    conn.execute(
+        "INSERT INTO fire_pump_pending (site_id, device_id, test, period_start, samples,"
+        " seen_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (site_id, device_id, test,"
+        " period_start) DO UPDATE SET samples = EXCLUDED.samples, seen_at = EXCLUDED.seen_at",
+        (site_id, device_id, test, start, readings, now))
+    return False
+
+
 def judge(conn: psycopg.Connection[Any], site_id: str, tz: str, pump: dict[str, Any],
-          state: dict[str, Any], spec: fp.FirePumpSpec, now: datetime) -> list[dict[str, Any]]:
-    """Judge every ready period of the pump's required tests; the verdicts newly stored."""
+          spec: fp.FirePumpSpec, now: datetime) -> list[dict[str, Any]]:
+    """Judge the pump's ended periods whose data has settled; the verdicts newly stored.
+
+    A period waits until the pump has reported past its end (or `judge_silent_after` has
+    passed), its reading count has held for SETTLE, and no run that began in it still goes.
+    """
+    first = _edge(conn, site_id, pump["id"], now, "ASC")
+    if first is None:
+        return []
+    newest = _edge(conn, site_id, pump["id"], now, "DESC") or first
+    conn.execute(
+        "INSERT INTO fire_pump_scans (site_id, device_id, since, updated_at) VALUES"
+        " (%s, %s, %s, %s) ON CONFLICT (site_id, device_id) DO UPDATE SET since ="
+        " EXCLUDED.since, updated_at = EXCLUDED.updated_at"
+        " WHERE fire_pump_scans.since <> EXCLUDED.since", (site_id, pump["id"], first, now))
     out = []
-    ready = min(now, max(state["scanned_to"], now - spec.judge_silent_after))
+    since = max(first, now - HORIZON)
     for test in fp.tests_for(pump["kind"], spec):
-        last = _one(conn, "SELECT max(period_start) AS at FROM fire_pump_tests"
-                    " WHERE site_id = %s AND device_id = %s AND test = %s",
-                    (site_id, pump["id"], test))
-        since = state["since"] if last is None or last["at"] is None else fp.next_period(
-            test, last["at"], tz)[0]
-        for start, end in fp.periods(test, since=since, until=ready, tz=tz, limit=JUDGE_LIMIT):
-            v, run_id = verdict(conn, site_id, pump["id"], test, start, end, spec)
+        judged = {r["period_start"] for r in _rows(
+            conn, "SELECT period_start FROM fire_pump_tests WHERE site_id = %s"
+            " AND device_id = %s AND test = %s AND period_start >= %s",
+            (site_id, pump["id"], test, since - timedelta(days=31)))}
+        todo = [p for p in fp.periods(test, since=since, until=now, tz=tz, limit=500)
+                if p[0] not in judged][:JUDGE_LIMIT]
+        for start, end in todo:
+            if newest < end and now < end + spec.judge_silent_after:
+                break  # the pump's data has not reached the end yet: wait for it
+            readings = _reading_count(conn, site_id, pump["id"], start, end)
+            if not _settled(conn, site_id, pump["id"], test, start, readings, now):
+                continue
+            runs, going = period_runs(conn, site_id, pump["id"], start, end)
+            if going:
+                continue
+            record_runs(conn, site_id, pump["id"], runs, now)
+            v, run_id = verdict(conn, site_id, pump["id"], test, start, end, readings, spec)
             row = _one(conn, "INSERT INTO fire_pump_tests (site_id, device_id, test,"
                        " period_start, period_end, status, run_id, reason, details, judged_at)"
                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -248,6 +261,9 @@ def judge(conn: psycopg.Connection[Any], site_id: str, tz: str, pump: dict[str, 
                        " RETURNING id",
                        (site_id, pump["id"], test, start, end, v.status, run_id, v.reason,
                         Jsonb(v.details), now))
+            conn.execute("DELETE FROM fire_pump_pending WHERE site_id = %s AND device_id = %s"
+                         " AND test = %s AND period_start = %s",
+                         (site_id, pump["id"], test, start))
             if row is None:
                 continue
             wo = None
@@ -263,21 +279,20 @@ def judge(conn: psycopg.Connection[Any], site_id: str, tz: str, pump: dict[str, 
 
 
 def fire_pump_job(conn: psycopg.Connection[Any], now: datetime) -> list[dict[str, Any]]:
-    """Scan every site's fire and jockey pumps and judge their ready periods."""
+    """Judge every site's fire and jockey pumps' ended periods; the verdicts newly stored."""
     judged: list[dict[str, Any]] = []
     for site in _rows(conn, "SELECT s.id, s.timezone, f.settings FROM sites s"
                       " LEFT JOIN fire_pump_settings f ON f.site_id = s.id ORDER BY s.id"):
         spec = fp.FirePumpSpec.model_validate(site["settings"] or {})
         for pump in pumps(conn, site["id"], spec):
-            state = scan(conn, site["id"], pump["id"], spec, now)
-            if state is not None:
-                judged += judge(conn, site["id"], site["timezone"], pump, state, spec, now)
+            judged += judge(conn, site["id"], site["timezone"], pump, spec, now)
     return judged
 
 
 # ---- the log, as the API and the weekly report show it -------------------------------------
 
 RUN_LIMIT = 500  # fire-pump starts listed per pump (jockey starts are summed per day)
+LIVE_SPAN = timedelta(days=35)  # starts not yet recorded are read from this far back at most
 
 
 def _run_public(row: dict[str, Any]) -> dict[str, Any]:
@@ -286,6 +301,28 @@ def _run_public(row: dict[str, Any]) -> dict[str, Any]:
             "pressure_reached": row["pressure_reached"], "flow_max": row["flow_max"],
             "start_pressure": row["start_pressure"], "stop_pressure": row["stop_pressure"],
             "mode": row["mode"]}
+
+
+def _starts(conn: psycopg.Connection[Any], site_id: str, device_id: str, start: datetime,
+            end: datetime, now: datetime) -> list[dict[str, Any]]:
+    """A fire pump's starts in [start, end): those recorded when their periods were judged,
+    and those since, read from telemetry as they are (id null until recorded)."""
+    stored = _rows(conn, "SELECT * FROM fire_pump_runs WHERE site_id = %s AND device_id = %s"
+                   " AND started_at >= %s AND started_at < %s ORDER BY started_at LIMIT %s",
+                   (site_id, device_id, start, end, RUN_LIMIT))
+    last = _one(conn, "SELECT max(period_end) AS at FROM fire_pump_tests WHERE site_id = %s"
+                " AND device_id = %s", (site_id, device_id))
+    live_from = max(start, now - LIVE_SPAN, *([last["at"]] if last and last["at"] else []))
+    live_to = min(end, now)
+    found = {r["started_at"]: _run_public(r) for r in stored}
+    if live_from < live_to:
+        for run in period_runs(conn, site_id, device_id, live_from, live_to)[0]:
+            found.setdefault(run.started_at, _run_public(
+                {"id": None, "started_at": run.started_at, "stopped_at": run.stopped_at,
+                 "pressure_reached": run.pressure_reached, "flow_max": run.flow_max,
+                 "start_pressure": run.start_pressure, "stop_pressure": run.stop_pressure,
+                 "mode": run.mode}))
+    return [found[k] for k in sorted(found)][:RUN_LIMIT]
 
 
 def fire_pump_log(conn: psycopg.Connection[Any], site_id: str, start: datetime,
@@ -323,10 +360,8 @@ def fire_pump_log(conn: psycopg.Connection[Any], site_id: str, start: datetime,
                     "work_order_id": v["work_order_id"] if v else None,
                     "run": _run_public({**v, "id": v["run_id"]})
                     if v and v["run_id"] is not None else None})
-        starts = [] if pump["kind"] == "jockey" else [_run_public(r) for r in _rows(
-            conn, "SELECT * FROM fire_pump_runs WHERE site_id = %s AND device_id = %s"
-            " AND started_at >= %s AND started_at < %s ORDER BY started_at LIMIT %s",
-            (site_id, pump["id"], start, end, RUN_LIMIT))]
+        starts = [] if pump["kind"] == "jockey" else _starts(conn, site_id, pump["id"], start,
+                                                             end, now)
         out.append({"device_id": pump["id"], "name": pump["name"], "kind": pump["kind"],
                     "periods": sorted(periods, key=lambda p: (p["period_start"], p["test"])),
                     "starts": starts})

@@ -3,7 +3,8 @@
 GB 50974-2014 §14.0.4 asks for a weekly automatic start of every fire pump, a monthly manual
 start, and a daily check of the jockey pump's (稳压泵) start/stop pressures and start count.
 Everything here is pure: samples of a pump's telemetry in, runs and verdicts out; the job in
-rules/fire_pump_store.py loads and saves. The site-file section `fire_pumps:` is `FirePumpSpec`.
+rules/fire_pump_store.py loads and saves. A pump must report `running`; samples without it
+are skipped. The site-file section `fire_pumps:` is `FirePumpSpec`.
 
 A pump's sample is one timestamp's `running` (bool), `outlet_pressure` (MPa), `flow` and
 `start_mode`: the controller's state register, "standby", "auto" (started by its test timer,
@@ -84,17 +85,15 @@ class FirePumpSpec(_Spec):
     min_run: Duration = Field(timedelta(minutes=1), description="a shorter run is no test")
     min_pressure: float | None = Field(None, ge=0, le=10,
                                        description="MPa a test run must reach")
-    flow_floor: float | None = Field(
-        None, ge=0, description="flow at or above this is running, for a sample without a "
-        "`running` value (a pump that reports no `running` at all needs `running` or flow)")
     unknown_mode: Literal["auto", "manual"] | None = Field(
         None, description="what a start counts as when the pump reports no start_mode")
     jockey: JockeySpec = Field(default_factory=JockeySpec)
     severity: Literal["critical", "major", "minor"] = Field(
         "major", description="of the work order each gap opens")
     judge_silent_after: Duration = Field(
-        timedelta(days=1), description="judge a period this long after its end even when the "
-        "pump has sent nothing since (an offline pump misses its tests)")
+        timedelta(days=1), description="a period is judged once the pump has reported past its "
+        "end; one it has not is judged this long after the end (an offline pump misses its "
+        "tests, but a gateway uploading its buffer late is waited for)")
 
     @model_validator(mode="after")
     def _positive(self) -> FirePumpSpec:
@@ -136,22 +135,12 @@ class Run:
         return self.stopped_at - self.started_at
 
 
-def running(sample: Sample, flow_floor: float | None = None) -> bool | None:
-    """Whether the pump runs in this sample (None: the sample cannot tell)."""
-    if sample.running is not None:
-        return sample.running
-    if flow_floor is not None and sample.flow is not None:
-        return sample.flow >= flow_floor
-    return None
-
-
 def _max(values: Iterable[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return max(known) if known else None
 
 
-def detect_runs(samples: Sequence[Sample], *, flow_floor: float | None = None
-                ) -> tuple[list[Run], datetime | None]:
+def detect_runs(samples: Sequence[Sample]) -> tuple[list[Run], datetime | None]:
     """The finished runs in time-ordered samples, and where to resume next time.
 
     A run counts only when a stopped sample comes before it and after it (a run cut by the
@@ -163,7 +152,7 @@ def detect_runs(samples: Sequence[Sample], *, flow_floor: float | None = None
     current: list[Sample] = []
     resume: datetime | None = None
     for s in samples:
-        state = running(s, flow_floor)
+        state = s.running
         if state is None:
             continue
         if state:
@@ -181,6 +170,37 @@ def detect_runs(samples: Sequence[Sample], *, flow_floor: float | None = None
         before = s
         resume = s.time
     return runs, resume
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Where one run lies in a pump's `running` series: the stopped reading before it, its
+    first running reading, and the first stopped reading after it."""
+
+    before: datetime
+    start: datetime
+    stop: datetime
+
+
+def run_windows(points: Iterable[tuple[datetime, bool]]
+                ) -> tuple[list[Window], datetime | None]:
+    """The finished runs in a time-ordered `running` series, and the start of one still going.
+
+    A run already going at the first point is skipped (its start is not in the series).
+    """
+    windows: list[Window] = []
+    before: datetime | None = None
+    start: datetime | None = None
+    for t, on in points:
+        if on:
+            if start is None and before is not None:
+                start = t
+            continue
+        if start is not None and before is not None:
+            windows.append(Window(before, start, t))
+        start = None
+        before = t
+    return windows, start
 
 
 # ---- periods, in the site's time zone ----------------------------------------------------

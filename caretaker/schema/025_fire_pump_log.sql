@@ -1,6 +1,7 @@
 -- The fire-pump test log (issue 16, part 3; rules/fire_pumps.py): the `fire_pumps:` site-file
--- section, each pump's scan position, every start derived from telemetry, and one verdict
--- per pump, test and period — done, failed or missed — with the work order a gap opened.
+-- section, each pump's first reading, the periods waiting for their data to settle, every
+-- start derived from telemetry, and one verdict per pump, test and period — done, failed or
+-- missed — with the work order a gap opened.
 
 CREATE TABLE fire_pump_settings (
     site_id    ident PRIMARY KEY REFERENCES sites ON DELETE CASCADE,
@@ -8,16 +9,27 @@ CREATE TABLE fire_pump_settings (
     updated_at timestamptz NOT NULL
 );
 
--- Where the job has read each pump's telemetry to: every run starting before `scanned_to` is
--- in fire_pump_runs. `since` is the pump's first reading: periods are judged from the first
--- whole one after it.
+-- Each pump's first reading: periods are judged from the first whole one after it.
 CREATE TABLE fire_pump_scans (
     site_id    ident NOT NULL,
     device_id  ident NOT NULL,
     since      timestamptz NOT NULL,
-    scanned_to timestamptz NOT NULL,
     updated_at timestamptz NOT NULL,
     PRIMARY KEY (site_id, device_id),
+    FOREIGN KEY (site_id, device_id) REFERENCES devices (site_id, id) ON DELETE CASCADE
+);
+
+-- A period that has ended but is not judged yet: how many readings it had when last looked
+-- at. It is judged when that count has held for a while (a backfill or a late upload still
+-- arriving changes it), so history arriving in any order is judged whole.
+CREATE TABLE fire_pump_pending (
+    site_id      ident NOT NULL,
+    device_id    ident NOT NULL,
+    test         text NOT NULL,
+    period_start timestamptz NOT NULL,
+    samples      bigint NOT NULL,
+    seen_at      timestamptz NOT NULL,  -- when `samples` was last different
+    PRIMARY KEY (site_id, device_id, test, period_start),
     FOREIGN KEY (site_id, device_id) REFERENCES devices (site_id, id) ON DELETE CASCADE
 );
 

@@ -14,6 +14,7 @@ import psycopg
 from fastapi.testclient import TestClient
 from psycopg.rows import dict_row
 
+from caretaker.clock import FakeClock
 from caretaker.site_config import example_document
 from reports import weekly
 from reports.periods import Week
@@ -64,6 +65,16 @@ def site(conn: psycopg.Connection[Any], now: datetime) -> None:
     conn.commit()
 
 
+def judge(conn: psycopg.Connection[Any], now: datetime) -> datetime:
+    """Two ticks of the job, SETTLE apart: a period is judged once its data has held still."""
+    store.fire_pump_job(conn, now)
+    conn.commit()
+    later = now + store.SETTLE
+    store.fire_pump_job(conn, later)
+    conn.commit()
+    return later
+
+
 def verdicts(conn: psycopg.Connection[Any]) -> dict[tuple[str, str, datetime], dict[str, Any]]:
     return {(r["device_id"], r["test"], r["period_start"]): r for r in conn.execute(
         "SELECT * FROM fire_pump_tests WHERE site_id = %s", (SITE,))}
@@ -78,9 +89,7 @@ def two_weeks_with_a_skipped_test(conn: psycopg.Connection[Any]) -> datetime:
         skip = {"auto_test": False} if device.id == "fire-pump-1" else None
         write_telemetry(conn, device, local(2026, 11, 22), now, overrides=skip)
     conn.commit()
-    store.fire_pump_job(conn, now)
-    conn.commit()
-    return now
+    return judge(conn, now)
 
 
 def test_a_skipped_weekly_test_is_a_gap_with_a_work_order_and_a_notification(
@@ -141,15 +150,16 @@ def test_the_log_is_kept_exactly_once_across_reruns_and_racing_workers(
     conn.commit()
     results: list[list[dict[str, Any]]] = []
 
-    def worker() -> None:
+    def worker(at: datetime) -> None:
         with psycopg.connect(database, row_factory=dict_row) as c:
-            results.append(store.fire_pump_job(c, local(2026, 12, 8, 6)))
+            results.append(store.fire_pump_job(c, at))
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    for at in (local(2026, 12, 8, 6), local(2026, 12, 8, 6) + store.SETTLE):
+        threads = [threading.Thread(target=worker, args=(at,)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
     judged = sorted((j["device_id"], j["test"], j["period_start"]) for r in results for j in r)
     assert len(judged) == len(set(judged)) == 1 + 1 + 7  # one week for each fire pump, 7 days
     after = counts()
@@ -158,39 +168,46 @@ def test_the_log_is_kept_exactly_once_across_reruns_and_racing_workers(
     got = verdicts(conn)
     assert got[("fire-pump-1", "weekly_auto", local(2026, 11, 30))]["status"] == "missed"
     assert got[("fire-pump-2", "weekly_auto", local(2026, 11, 30))]["status"] == "done"
-    # the monthly manual start of fire-pump-2 (Wednesday 12-02) is in the log already
+    # the starts of the judged weeks are recorded, the monthly manual ones (12-02) among them
     modes = conn.execute("SELECT device_id, mode, count(*) AS n FROM fire_pump_runs"
                          " WHERE device_id LIKE 'fire-pump-%%' GROUP BY 1, 2 ORDER BY 1, 2"
                          ).fetchall()
     assert [(m["device_id"], m["mode"], m["n"]) for m in modes] == [
-        ("fire-pump-1", "manual", 1), ("fire-pump-2", "auto", 3), ("fire-pump-2", "manual", 1)]
+        ("fire-pump-1", "manual", 1), ("fire-pump-2", "auto", 2), ("fire-pump-2", "manual", 1)]
 
 
-def test_older_history_arriving_later_is_scanned_too(conn: psycopg.Connection[Any]) -> None:
+def test_history_arriving_out_of_order_is_waited_for_and_judged_whole(
+        conn: psycopg.Connection[Any]) -> None:
     now = local(2026, 12, 1, 6)
     site(conn, now)
     pump = fleet()["fire-pump-2"]
-    write_telemetry(conn, pump, local(2026, 11, 26), now)
+    test_day = local(2026, 11, 23), local(2026, 11, 24)
+    write_telemetry(conn, pump, local(2026, 11, 24), now)  # the newer part first
     conn.commit()
-    store.fire_pump_job(conn, now)
+    judge(conn, now)
+    assert not verdicts(conn)  # the log begins 11-24: no whole week yet
+    write_telemetry(conn, pump, local(2026, 11, 21), test_day[0])  # a backfill, with a hole
     conn.commit()
-    tests = [local(2026, 11, day, 10) + timedelta(minutes=15) for day in (23, 30)]
-
-    def runs() -> list[datetime]:
-        return [r["started_at"] for r in conn.execute(
-            "SELECT started_at FROM fire_pump_runs ORDER BY started_at")]
-
-    assert runs() == tests[1:]
-    assert not verdicts(conn)  # no whole week since 11-26 yet
-    write_telemetry(conn, pump, local(2026, 11, 20), local(2026, 11, 26))  # a backfill
+    store.fire_pump_job(conn, now + timedelta(minutes=5))  # the week is whole now: noted
     conn.commit()
-    store.fire_pump_job(conn, now)
+    assert not verdicts(conn)
+    write_telemetry(conn, pump, *test_day)  # the rest arrives later: the count changed
     conn.commit()
+    store.fire_pump_job(conn, now + timedelta(minutes=10))
+    conn.commit()
+    assert not verdicts(conn)
+    judged = store.fire_pump_job(conn, now + timedelta(minutes=12))  # held still: judged
+    conn.commit()
+    assert [(j["test"], j["period_start"], j["status"]) for j in judged] == [
+        ("weekly_auto", local(2026, 11, 23), "done")]
     scan = conn.execute("SELECT * FROM fire_pump_scans WHERE device_id = %s",
                         (pump.id,)).fetchone()
-    assert scan["since"] == local(2026, 11, 20)
-    assert runs() == tests  # the rescan added the older start and did not repeat the newer
-    assert verdicts(conn)[(pump.id, "weekly_auto", local(2026, 11, 23))]["status"] == "done"
+    assert scan["since"] == local(2026, 11, 21)
+    runs = [r["started_at"] for r in conn.execute(
+        "SELECT started_at FROM fire_pump_runs ORDER BY started_at")]
+    assert runs == [local(2026, 11, 23, 10) + timedelta(minutes=15)]  # that week's, once
+    assert not conn.execute("SELECT * FROM fire_pump_pending WHERE test = 'weekly_auto'"
+                            " AND period_start = %s", (test_day[0],)).fetchall()
 
 
 def test_a_month_without_a_manual_start_is_missed(conn: psycopg.Connection[Any]) -> None:
@@ -203,8 +220,7 @@ def test_a_month_without_a_manual_start_is_missed(conn: psycopg.Connection[Any])
                     overrides={"manual_test": False})
     write_telemetry(conn, pumps["fire-pump-2"], local(2026, 11, 30), now, step=300)
     conn.commit()
-    store.fire_pump_job(conn, now)
-    conn.commit()
+    judge(conn, now)
     got = verdicts(conn)
     assert set(got) == {("fire-pump-1", "monthly_manual", local(2026, 12, 1)),
                         ("fire-pump-2", "monthly_manual", local(2026, 12, 1))}
@@ -222,8 +238,7 @@ def test_a_leaking_fire_main_fails_the_jockey_check(conn: psycopg.Connection[Any
     write_telemetry(conn, fleet()["jockey-pump-1"], local(2026, 11, 23), now,
                     overrides={"cycle": 1200})
     conn.commit()
-    store.fire_pump_job(conn, now)
-    conn.commit()
+    judge(conn, now)
     got = verdicts(conn)
     assert [v["status"] for v in got.values()] == ["failed", "failed"]
     first = got[("jockey-pump-1", "jockey_daily", local(2026, 11, 23))]
@@ -234,8 +249,9 @@ def test_a_leaking_fire_main_fails_the_jockey_check(conn: psycopg.Connection[Any
 
 
 def test_the_api_answers_per_pump_and_period(conn: psycopg.Connection[Any], client: TestClient,
-                                              make_token: MakeToken) -> None:
-    two_weeks_with_a_skipped_test(conn)
+                                              make_token: MakeToken, api_clock: FakeClock
+                                              ) -> None:
+    api_clock.now = two_weeks_with_a_skipped_test(conn)
     url = "/api/v1/compliance/fire-pumps"
     week = {"site": SITE, "from": "2026-11-23", "to": "2026-11-29"}
     r = client.get(url, params=week, headers=make_token("viewer"))
@@ -246,7 +262,7 @@ def test_the_api_answers_per_pump_and_period(conn: psycopg.Connection[Any], clie
     assert list(pumps) == list(PUMPS) and pumps["jockey-pump-1"]["kind"] == "jockey"
     one = {p["test"]: p for p in pumps["fire-pump-1"]["periods"]}
     assert one["weekly_auto"]["status"] == "missed" and one["weekly_auto"]["work_order_id"]
-    assert one["monthly_manual"]["status"] == "pending"  # November had not ended
+    assert one["monthly_manual"]["status"] == "unjudged"  # the log began on 11-22
     assert pumps["fire-pump-1"]["starts"] == []
     two = {p["test"]: p for p in pumps["fire-pump-2"]["periods"]}
     run = two["weekly_auto"]["run"]
@@ -255,7 +271,7 @@ def test_the_api_answers_per_pump_and_period(conn: psycopg.Connection[Any], clie
     assert pumps["fire-pump-2"]["starts"] == [run]
     jockey = pumps["jockey-pump-1"]["periods"]
     assert [p["status"] for p in jockey] == ["done"] * 7 and jockey[0]["details"]["starts"] > 10
-    assert body["totals"] == {"missed": 1, "done": 8, "pending": 2}
+    assert body["totals"] == {"missed": 1, "done": 8, "unjudged": 2}
     # the week before the log began is not a gap, only unjudged
     earlier = client.get(url, params={**week, "from": "2026-11-16", "to": "2026-11-22"},
                          headers=make_token("guard")).json()

@@ -71,13 +71,13 @@ def test_runs_cut_by_the_edges_are_left_for_the_next_scan() -> None:
     assert resume == T0 + timedelta(minutes=4)
 
 
-def test_samples_that_cannot_tell_are_skipped_and_flow_can_stand_for_running() -> None:
-    samples = [s(0, None, flow=0.0), s(1, None, flow=30.0), s(2, None), s(3, None, flow=0.0)]
-    assert fp.detect_runs(samples) == ([], None)
-    runs, _ = fp.detect_runs(samples, flow_floor=5.0)
-    assert [(r.started_at, r.stopped_at) for r in runs] == [
-        (T0 + timedelta(minutes=1), T0 + timedelta(minutes=3))]
-    assert runs[0].mode is None
+def test_samples_that_cannot_tell_are_skipped() -> None:
+    samples = [s(0, False), s(1, None), s(2, True, mode="auto"), s(3, None), s(4, False)]
+    runs, resume = fp.detect_runs(samples)
+    assert [(r.started_at, r.stopped_at, r.mode) for r in runs] == [
+        (T0 + timedelta(minutes=2), T0 + timedelta(minutes=4), "auto")]
+    assert resume == T0 + timedelta(minutes=4)
+    assert fp.detect_runs([s(0, None), s(1, None)]) == ([], None)
 
 
 def test_the_simulated_fire_pumps_weekly_and_monthly_starts_are_found() -> None:
