@@ -2,12 +2,13 @@
 
 The job (`fire_pump_job`, run by the rules worker under its advisory lock, in one
 transaction) judges each pump's periods of each required test once they have ended: when
-the pump has reported past the end (or `judge_silent_after` has passed) and the period's
-reading count has not changed for SETTLE — so a backfill or a gateway's late upload still
-arriving, in any order, is waited for. It then reads the period's runs from telemetry into
-`fire_pump_runs` and stores one `fire_pump_tests` row; a missed or failed test is a gap and
-opens a work order (source `preventive`), whose opening notifies through tickets/notify.py.
-Unique keys make every write idempotent: any number of workers, any restart.
+the pump has reported past the end (or `judge_silent_after` has passed) and the count of
+its readings from its first up to that end has not changed for SETTLE — so a backfill or a
+gateway's late upload still arriving, in any order, is waited for. It then reads the
+period's runs from telemetry into `fire_pump_runs` and stores one `fire_pump_tests` row; a
+missed or failed test is a gap and opens a work order (source `preventive`), whose opening
+notifies through tickets/notify.py. Unique keys make every write idempotent: any number of
+workers, any restart.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tickets.work_orders import open_work_order
 
 log = logging.getLogger(__name__)
 
-SETTLE = timedelta(minutes=1)  # a period's reading count holds this long before it is judged
+SETTLE = timedelta(minutes=1)  # a pump's history holds still this long before it is judged
 HORIZON = timedelta(days=400)  # periods further back are not judged (telemetry is kept 365 d)
 LOOK_BEFORE = timedelta(hours=1)  # readings read before a period, to see a run's start
 LOOK_AFTER = timedelta(days=1)  # and after it, to see the end of a run begun in it
@@ -202,28 +203,28 @@ def _open_gap(conn: psycopg.Connection[Any], pump: dict[str, Any], site_id: str,
         now=now, zone_id=pump["zone_id"])
 
 
-def _settled(conn: psycopg.Connection[Any], site_id: str, device_id: str, test: fp.Test,
-             start: datetime, readings: int, now: datetime) -> bool:
-    """Whether the period's reading count has held for SETTLE (noting it when it has not)."""
-    row = _one(conn, "SELECT samples, seen_at FROM fire_pump_pending WHERE site_id = %s"
-               " AND device_id = %s AND test = %s AND period_start = %s",
-               (site_id, device_id, test, start))
-    if row is not None and row["samples"] == readings:
+def _settled(conn: psycopg.Connection[Any], site_id: str, device_id: str, since: datetime,
+             end: datetime, now: datetime) -> bool:
+    """Whether the pump's readings in [since, end) have not changed for SETTLE (noting the
+    count when they have): nothing of its history before `end` is still arriving."""
+    count = _reading_count(conn, site_id, device_id, since, end)
+    row = _one(conn, "SELECT history_end, history_count, seen_at FROM fire_pump_scans"
+               " WHERE site_id = %s AND device_id = %s FOR UPDATE", (site_id, device_id))
+    if row is not None and row["history_end"] == end and row["history_count"] == count:
         return bool(now - row["seen_at"] >= SETTLE)
-    conn.execute(
-        "INSERT INTO fire_pump_pending (site_id, device_id, test, period_start, samples,"
-        " seen_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (site_id, device_id, test,"
-        " period_start) DO UPDATE SET samples = EXCLUDED.samples, seen_at = EXCLUDED.seen_at",
-        (site_id, device_id, test, start, readings, now))
+    conn.execute("UPDATE fire_pump_scans SET history_end = %s, history_count = %s,"
+                 " seen_at = %s, updated_at = %s WHERE site_id = %s AND device_id = %s",
+                 (end, count, now, now, site_id, device_id))
     return False
 
 
 def judge(conn: psycopg.Connection[Any], site_id: str, tz: str, pump: dict[str, Any],
           spec: fp.FirePumpSpec, now: datetime) -> list[dict[str, Any]]:
-    """Judge the pump's ended periods whose data has settled; the verdicts newly stored.
+    """Judge the pump's ended periods once their data is in; the verdicts newly stored.
 
-    A period waits until the pump has reported past its end (or `judge_silent_after` has
-    passed), its reading count has held for SETTLE, and no run that began in it still goes.
+    A period is ready when the pump has reported past its end, or `judge_silent_after` has
+    passed since it ended. Ready periods are judged when the pump's readings from its first
+    up to the last ready end have not changed for SETTLE, and no run begun in them still goes.
     """
     first = _edge(conn, site_id, pump["id"], now, "ASC")
     if first is None:
@@ -234,47 +235,46 @@ def judge(conn: psycopg.Connection[Any], site_id: str, tz: str, pump: dict[str, 
         " (%s, %s, %s, %s) ON CONFLICT (site_id, device_id) DO UPDATE SET since ="
         " EXCLUDED.since, updated_at = EXCLUDED.updated_at"
         " WHERE fire_pump_scans.since <> EXCLUDED.since", (site_id, pump["id"], first, now))
-    out = []
     since = max(first, now - HORIZON)
+    ready: list[tuple[fp.Test, datetime, datetime]] = []
     for test in fp.tests_for(pump["kind"], spec):
         judged = {r["period_start"] for r in _rows(
             conn, "SELECT period_start FROM fire_pump_tests WHERE site_id = %s"
             " AND device_id = %s AND test = %s AND period_start >= %s",
             (site_id, pump["id"], test, since - timedelta(days=31)))}
         todo = [p for p in fp.periods(test, since=since, until=now, tz=tz, limit=500)
-                if p[0] not in judged][:JUDGE_LIMIT]
-        for start, end in todo:
-            if newest < end and now < end + spec.judge_silent_after:
-                break  # the pump's data has not reached the end yet: wait for it
-            readings = _reading_count(conn, site_id, pump["id"], start, end)
-            if not _settled(conn, site_id, pump["id"], test, start, readings, now):
-                continue
-            runs, going = period_runs(conn, site_id, pump["id"], start, end)
-            if going:
-                continue
-            record_runs(conn, site_id, pump["id"], runs, now)
-            v, run_id = verdict(conn, site_id, pump["id"], test, start, end, readings, spec)
-            row = _one(conn, "INSERT INTO fire_pump_tests (site_id, device_id, test,"
-                       " period_start, period_end, status, run_id, reason, details, judged_at)"
-                       " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                       " ON CONFLICT (site_id, device_id, test, period_start) DO NOTHING"
-                       " RETURNING id",
-                       (site_id, pump["id"], test, start, end, v.status, run_id, v.reason,
-                        Jsonb(v.details), now))
-            conn.execute("DELETE FROM fire_pump_pending WHERE site_id = %s AND device_id = %s"
-                         " AND test = %s AND period_start = %s",
-                         (site_id, pump["id"], test, start))
-            if row is None:
-                continue
-            wo = None
-            if v.status != "done":
-                wo = _open_gap(conn, pump, site_id, tz, test, start, v, spec, now)
-                conn.execute("UPDATE fire_pump_tests SET work_order_id = %s WHERE id = %s",
-                             (wo, row["id"]))
-                log.info("fire-pump test gap: %s/%s %s %s (%s), work order %s", site_id,
-                         pump["id"], test, start.isoformat(), v.status, wo)
-            out.append({"device_id": pump["id"], "test": test, "period_start": start,
-                        "status": v.status, "work_order_id": wo})
+                if p[0] not in judged
+                and (newest >= p[1] or now >= p[1] + spec.judge_silent_after)]
+        ready += [(test, start, end) for start, end in todo[:JUDGE_LIMIT]]
+    if not ready or not _settled(conn, site_id, pump["id"], since,
+                                 max(end for _, _, end in ready), now):
+        return []
+    out = []
+    for test, start, end in ready:
+        runs, going = period_runs(conn, site_id, pump["id"], start, end)
+        if going:
+            continue
+        record_runs(conn, site_id, pump["id"], runs, now)
+        readings = _reading_count(conn, site_id, pump["id"], start, end)
+        v, run_id = verdict(conn, site_id, pump["id"], test, start, end, readings, spec)
+        row = _one(conn, "INSERT INTO fire_pump_tests (site_id, device_id, test,"
+                   " period_start, period_end, status, run_id, reason, details, judged_at)"
+                   " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                   " ON CONFLICT (site_id, device_id, test, period_start) DO NOTHING"
+                   " RETURNING id",
+                   (site_id, pump["id"], test, start, end, v.status, run_id, v.reason,
+                    Jsonb(v.details), now))
+        if row is None:
+            continue
+        wo = None
+        if v.status != "done":
+            wo = _open_gap(conn, pump, site_id, tz, test, start, v, spec, now)
+            conn.execute("UPDATE fire_pump_tests SET work_order_id = %s WHERE id = %s",
+                         (wo, row["id"]))
+            log.info("fire-pump test gap: %s/%s %s %s (%s), work order %s", site_id,
+                     pump["id"], test, start.isoformat(), v.status, wo)
+        out.append({"device_id": pump["id"], "test": test, "period_start": start,
+                    "status": v.status, "work_order_id": wo})
     return out
 
 

@@ -1,6 +1,6 @@
 -- The fire-pump test log (issue 16, part 3; rules/fire_pumps.py): the `fire_pumps:` site-file
--- section, each pump's first reading, the periods waiting for their data to settle, every
--- start derived from telemetry, and one verdict per pump, test and period — done, failed or
+-- section, each pump's first reading and whether its history has settled, every start
+-- derived from telemetry, and one verdict per pump, test and period — done, failed or
 -- missed — with the work order a gap opened.
 
 CREATE TABLE fire_pump_settings (
@@ -9,27 +9,20 @@ CREATE TABLE fire_pump_settings (
     updated_at timestamptz NOT NULL
 );
 
--- Each pump's first reading: periods are judged from the first whole one after it.
+-- Each pump's first reading (periods are judged from the first whole one after it), and how
+-- many readings it had between then and the end of the periods waiting to be judged, when
+-- that count last changed: the periods are judged when it has held still for a while (a
+-- backfill or a late upload still arriving changes it), so history arriving in any order is
+-- judged whole.
 CREATE TABLE fire_pump_scans (
-    site_id    ident NOT NULL,
-    device_id  ident NOT NULL,
-    since      timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL,
+    site_id       ident NOT NULL,
+    device_id     ident NOT NULL,
+    since         timestamptz NOT NULL,
+    history_end   timestamptz,
+    history_count bigint,
+    seen_at       timestamptz,          -- when history_end or history_count last changed
+    updated_at    timestamptz NOT NULL,
     PRIMARY KEY (site_id, device_id),
-    FOREIGN KEY (site_id, device_id) REFERENCES devices (site_id, id) ON DELETE CASCADE
-);
-
--- A period that has ended but is not judged yet: how many readings it had when last looked
--- at. It is judged when that count has held for a while (a backfill or a late upload still
--- arriving changes it), so history arriving in any order is judged whole.
-CREATE TABLE fire_pump_pending (
-    site_id      ident NOT NULL,
-    device_id    ident NOT NULL,
-    test         text NOT NULL,
-    period_start timestamptz NOT NULL,
-    samples      bigint NOT NULL,
-    seen_at      timestamptz NOT NULL,  -- when `samples` was last different
-    PRIMARY KEY (site_id, device_id, test, period_start),
     FOREIGN KEY (site_id, device_id) REFERENCES devices (site_id, id) ON DELETE CASCADE
 );
 

@@ -188,7 +188,7 @@ def test_history_arriving_out_of_order_is_waited_for_and_judged_whole(
     assert not verdicts(conn)  # the log begins 11-24: no whole week yet
     write_telemetry(conn, pump, local(2026, 11, 21), test_day[0])  # a backfill, with a hole
     conn.commit()
-    store.fire_pump_job(conn, now + timedelta(minutes=5))  # the week is whole now: noted
+    store.fire_pump_job(conn, now + timedelta(minutes=5))  # a whole week now: count noted
     conn.commit()
     assert not verdicts(conn)
     write_telemetry(conn, pump, *test_day)  # the rest arrives later: the count changed
@@ -206,8 +206,25 @@ def test_history_arriving_out_of_order_is_waited_for_and_judged_whole(
     runs = [r["started_at"] for r in conn.execute(
         "SELECT started_at FROM fire_pump_runs ORDER BY started_at")]
     assert runs == [local(2026, 11, 23, 10) + timedelta(minutes=15)]  # that week's, once
-    assert not conn.execute("SELECT * FROM fire_pump_pending WHERE test = 'weekly_auto'"
-                            " AND period_start = %s", (test_day[0],)).fetchall()
+
+
+def test_days_a_backfill_has_not_reached_yet_are_not_missed(
+        conn: psycopg.Connection[Any]) -> None:
+    now = local(2026, 12, 1, 6)
+    site(conn, now)
+    jockey = fleet()["jockey-pump-1"]
+    for start, end in ((local(2026, 11, 16), local(2026, 11, 20)),
+                       (local(2026, 11, 20), local(2026, 11, 24)),
+                       (local(2026, 11, 24), now)):  # the backfill, a minute at a time
+        write_telemetry(conn, jockey, start, end)
+        conn.commit()
+        # days after the data so far ended more than a day ago: they could be judged
+        # "silent", but the pump's history is still growing, so nothing is judged
+        assert store.fire_pump_job(conn, now) == []
+        conn.commit()
+        now += store.SETTLE
+    judged = store.fire_pump_job(conn, now)
+    assert [j["status"] for j in judged] == ["done"] * 15  # 11-16 .. 11-30, all there
 
 
 def test_a_month_without_a_manual_start_is_missed(conn: psycopg.Connection[Any]) -> None:
