@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -23,6 +24,7 @@ from reports.i18n import gettext_for
 from reports.kpis import NAMES, Kpi
 from reports.periods import Week
 from reports.render import html_to_pdf, render_html
+from rules.fire_pump_store import site_spec
 
 TREND_WEEKS = 6  # this week and the five before it
 LIST_LIMIT = 50  # rows of a list shown in full; the rest are counted
@@ -82,6 +84,8 @@ class WeeklyData:
     worst_devices: list[dict[str, Any]] = field(default_factory=list)
     repeat_faults: list[dict[str, Any]] = field(default_factory=list)
     device_names: dict[str, str] = field(default_factory=dict)
+    fire_pump_starts: list[dict[str, Any]] = field(default_factory=list)
+    fire_pump_tests: list[dict[str, Any]] = field(default_factory=list)
 
     def kpi_table(self) -> dict[str, dict[str, Any]]:
         """The KPIs as the API answers them: value, numerator, denominator, target, previous."""
@@ -144,6 +148,14 @@ def gather(conn: psycopg.Connection[Any], site_id: str, week: Week, *, now: date
     data.device_names = {r["id"]: r["name"] for r in rows(
         conn, "SELECT id, name FROM devices WHERE site_id = %(site)s", p)}
     data.repeat_faults = rows(conn, REPEAT_FAULTS, p)
+    step("fire-pump tests")
+    types = site_spec(conn, site_id).fire_pump_types
+    data.fire_pump_starts = rows(conn, FIRE_PUMP_STARTS, {**p, "fire_pump_types": types})
+    zone = ZoneInfo(site.timezone)
+    data.fire_pump_tests = [
+        {**t, "first_day": t["period_start"].astimezone(zone).date(),
+         "last_day": (t["period_end"].astimezone(zone) - timedelta(days=1)).date()}
+        for t in rows(conn, FIRE_PUMP_TESTS, p)]
     return data
 
 
@@ -286,6 +298,28 @@ SELECT w.id, w.device_id, d.name AS device, w.title, w.repeat_count, w.repeat_of
         SELECT 1 FROM work_order_refs f WHERE f.work_order_id = w.id
            AND f.at >= %(start)s AND f.at < %(end)s))
  ORDER BY w.repeat_count DESC, w.opened_at LIMIT %(limit)s"""
+
+
+# The fire-pump test log (rules/fire_pump_store.py): the fire pumps' starts in the week, and
+# the verdicts on the test periods that ended in it (the week's automatic start test, the
+# jockey pump's days, a month's manual start), gaps first.
+FIRE_PUMP_STARTS = """
+SELECT r.device_id, d.name AS device, r.started_at, r.stopped_at,
+       extract(epoch FROM r.stopped_at - r.started_at)::float8 AS duration_s,
+       r.pressure_reached, r.mode
+  FROM fire_pump_runs r
+  JOIN devices d ON d.site_id = r.site_id AND d.id = r.device_id
+ WHERE r.site_id = %(site)s AND r.started_at >= %(start)s AND r.started_at < %(end)s
+   AND d.type_id = ANY(%(fire_pump_types)s)
+ ORDER BY r.started_at LIMIT %(limit)s"""
+
+FIRE_PUMP_TESTS = """
+SELECT t.device_id, d.name AS device, t.test, t.period_start, t.period_end, t.status,
+       t.reason, t.details, t.work_order_id
+  FROM fire_pump_tests t
+  JOIN devices d ON d.site_id = t.site_id AND d.id = t.device_id
+ WHERE t.site_id = %(site)s AND t.period_end > %(start)s AND t.period_end <= %(end)s
+ ORDER BY t.status = 'done', t.test, t.device_id, t.period_start LIMIT %(limit)s"""
 
 
 def breakdown_rows(breakdown: Any, prefix: str = "") -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ import random
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from simulators.fleet import Device
@@ -133,14 +134,58 @@ def water_pump(device: Device, t: float, rng: random.Random,
 
 def fire_pump(device: Device, t: float, rng: random.Random,
               overrides: Mapping[str, Value]) -> Reading:
-    """A fire pump on standby at ~0.8 MPa, test-run 10 min weekly (Mon 10:00 + index × 15 min)."""
-    week_s = (local(device, t) + 3 * DAY) % (7 * DAY)  # 1970-01-01 was a Thursday: shift to Monday
-    test_start = 10 * 3600.0 + device.index * 900.0
-    running = _flag(overrides, "running", test_start <= week_s < test_start + 600.0)
-    jockey = 0.015 * ((local(device, t) % 1800.0) / 1800.0)  # jockey pump sawtooth
+    """A fire pump on standby at ~0.8 MPa, with the tests of GB 50974-2014 §14.0.4.
+
+    Weekly automatic start test: Monday 10:00 + index × 15 min, 10 min, started by the
+    controller's test timer (`start_mode` "auto"); monthly manual start: the first Wednesday
+    of the month at 14:00 + index × 15 min, 10 min ("manual"). `start_mode` is the
+    controller's state register: "standby" when stopped. Override `auto_test: false` (the
+    test timer switched off) skips the weekly test; `manual_test: false` the monthly one.
+    """
+    loc = local(device, t)
+    week_s = (loc + 3 * DAY) % (7 * DAY)  # 1970-01-01 was a Thursday: shift to Monday
+    auto_start = 10 * 3600.0 + device.index * 900.0
+    auto = _flag(overrides, "auto_test", True) and auto_start <= week_s < auto_start + 600.0
+    day = datetime.fromtimestamp(loc, UTC)  # local calendar date (the offset is applied)
+    manual_start = 14 * 3600.0 + device.index * 900.0
+    day_s = loc % DAY
+    manual = (_flag(overrides, "manual_test", True) and day.weekday() == 2 and day.day <= 7
+              and manual_start <= day_s < manual_start + 600.0)
+    running = _flag(overrides, "running", auto or manual)
+    jockey = 0.015 * ((loc % 1800.0) / 1800.0)  # jockey pump sawtooth
     pressure = (1.05 + rng.gauss(0, 0.015)) if running else (0.79 + jockey + rng.gauss(0, 0.004))
+    flow = 25.0 * (1 + rng.gauss(0, 0.03)) if running else 0.0  # through the test return line
+    mode = ("manual" if manual else "auto") if running else "standby"
     return {
         "outlet_pressure": round(_num(overrides, "outlet_pressure", pressure), 3),
+        "flow": round(_num(overrides, "flow", flow), 2),
+        "running": running,
+        "start_mode": str(overrides.get("start_mode", mode)),
+    }
+
+
+def jockey_pump(device: Device, t: float, rng: random.Random,
+                overrides: Mapping[str, Value]) -> Reading:
+    """A jockey pump (稳压泵) keeping the fire main between its start and stop pressures.
+
+    The main leaks slowly from the stop pressure (0.85 MPa) to the start pressure (0.80 MPa)
+    in `cycle` minus 3 min, then the pump runs 3 min to refill it: 16 starts a day. Override
+    `cycle` (seconds) to model a leak (a shorter cycle, more starts).
+    """
+    cycle = max(600.0, _num(overrides, "cycle", 5400.0))
+    run = 180.0
+    start_p, stop_p = 0.80, 0.85
+    c = constants(device, phase=(0.0, 1.0))
+    at = (t / cycle + c["phase"]) % 1.0 * cycle
+    running = at >= cycle - run
+    if running:
+        pressure = start_p + (stop_p - start_p) * (at - (cycle - run)) / run
+    else:
+        pressure = stop_p - (stop_p - start_p) * at / (cycle - run)
+    running = _flag(overrides, "running", running)
+    return {
+        "outlet_pressure": round(_num(overrides, "outlet_pressure",
+                                      pressure + rng.gauss(0, 0.002)), 3),
         "running": running,
     }
 
@@ -231,6 +276,7 @@ def leak_sensor(device: Device, t: float, rng: random.Random,
 MODELS: dict[str, Model] = {
     "water_pump": water_pump,
     "fire_pump": fire_pump,
+    "jockey_pump": jockey_pump,
     "elevator": elevator,
     "chiller": chiller,
     "power_meter": power_meter,

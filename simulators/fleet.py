@@ -19,6 +19,7 @@ DEVICES_PER_SITE = 100
 GENERATED_MIX = (
     ("water_pump", "pump", 3),
     ("fire_pump", "fire-pump", 1),
+    ("jockey_pump", "jockey-pump", 1),  # the fire-pump test log checks it daily
     ("elevator", "elev", 4),
     ("chiller", "chiller", 1),
     ("power_meter", "meter", 2),

@@ -23,6 +23,7 @@ from api.routes import (
     calibration,
     checkpoints,
     complaints,
+    compliance,
     dead_letters,
     device_types,
     devices,
@@ -61,8 +62,10 @@ from rules import calibration_checks
 from rules import config as rule_config
 from rules.calibration import Calibration
 from rules import forecast_config, forecast_job
+from rules import fire_pump_store
 from rules.catalog import watched_metrics
 from rules.engine import rule_jobs
+from rules.fire_pumps import FirePumpSpec
 from rules.patrol import config as patrol_config
 from rules.patrol.engine import patrol_jobs
 from rules.verification_config import VerificationSpec
@@ -93,6 +96,7 @@ SECTIONS: Mapping[str, Section] = {
     "calibration": Section(Calibration, calibration_checks.load_calibration),
     "forecast": Section(forecast_config.ForecastSpec, forecast_config.save_spec),
     "verification": Section(VerificationSpec, save_verification),
+    "fire_pumps": Section(FirePumpSpec, fire_pump_store.load_fire_pumps),
 }
 
 # The API's routers, mounted under /api/v1 in this order.
@@ -109,6 +113,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     calibration.router,
     forecasts.router,
     verifications.router,
+    compliance.router,
 )
 
 # The people's pages (the staff console), served at the root.
@@ -139,6 +144,8 @@ def worker_jobs(settings: Settings) -> list[Job]:
         Job("tickets-notifications", 1.0, outbox.delivery_job(settings)),
         *report_jobs(),
         Job("rules-forecast", 60.0, forecast_job.run),  # early warning (issue 16)
+        # The fire-pump test log: starts from telemetry, a verdict per pump, test and period.
+        Job("fire-pump-log", 60.0, fire_pump_store.fire_pump_job),
     ]
 
 
