@@ -268,6 +268,8 @@ def gauge_reader(plan: Plan, site: str) -> Callable[[str, str, datetime], float 
         return float(value) + sc.gauge_offset(faults, t - plan.start, metric)
 
     return read
+
+
 def verification_events(plan: Plan) -> list[Publish]:
     """Guards' scans answering the alarms the scenario sets off (simulators.responders)."""
     if not plan.sites or not plan.scenario.faults:

@@ -58,11 +58,9 @@ from ingest.store import MetricsProvider
 from reports.jobs import report_jobs
 from reports.settings import ReportsSpec, load_reports
 from reports.targets import KpiTargets, save_targets
-from rules import calibration_checks
+from rules import calibration_checks, fire_pump_store, forecast_config, forecast_job
 from rules import config as rule_config
 from rules.calibration import Calibration
-from rules import forecast_config, forecast_job
-from rules import fire_pump_store
 from rules.catalog import watched_metrics
 from rules.engine import rule_jobs
 from rules.fire_pumps import FirePumpSpec

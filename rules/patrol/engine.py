@@ -290,8 +290,6 @@ def process_scans(conn: Conn, scan_ids: Iterable[UUID], now: datetime, *,
             _file_finding(conn, scan, cp, now)
             if disposition != "repeat":  # the same reading again is no second check
                 calibration_checks.check_scan(conn, scan, cp, now)
-        elif findings and scan["result"] == "abnormal":
-            _file_hazard(conn, scan, cp, now)
         elif findings and scan["result"] == "abnormal" and not verified:
             _file_hazard(conn, scan, cp, now)  # (a confirmed alarm has its own work order)
     for run_id in sorted(touched):

@@ -148,8 +148,7 @@ def test_simulated_history_arrives_as_telemetry_rows(ingest: str, mqtt: Broker,
     assert stored == expected  # every value, exactly once, at its own timestamp
     assert dead == bad  # every bad payload dead-lettered, none of the good ones
     assert stored_scans == scans  # guards' scans, offline batches included, each once
-    assert len(devices) == 20  # unknown to the database: auto-registered, not dropped
-    assert len(devices) == 19  # unknown to the database: auto-registered, not dropped
+    assert len(devices) == 21  # unknown to the database: auto-registered, not dropped
     assert {status for _, status, _ in devices} == {"unassigned"}
     assert all(last_seen is not None for _, _, last_seen in devices)
 
