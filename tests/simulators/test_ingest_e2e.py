@@ -112,7 +112,7 @@ def test_simulated_history_arrives_as_telemetry_rows(ingest: str, mqtt: Broker,
                 expected[(device, metric, item["ts"])] = (
                     value if isinstance(value, str) else float(value))
     bad = sum(1 for e in planned if e.kind == "bad")
-    assert len(expected) == 69 * 120 and bad == 5 * 12  # 69 metrics, 120 readings each
+    assert len(expected) == 71 * 120 and bad == 5 * 12  # 71 metrics, 120 readings each
     scans: dict[str, tuple[str, str]] = {}
     for e in planned:
         if e.kind == "scan":
