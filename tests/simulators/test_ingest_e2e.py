@@ -180,5 +180,5 @@ def test_a_device_silent_with_last_will_goes_offline_in_the_database(
     assert all(status == "online" for status, source in history if source == "telemetry")
     assert announced == [("online", "status"), ("offline", "lwt"), ("online", "status"),
                          ("offline", "planned")]
-    assert len(others) == 18 and all(states == ["online", "offline"] for _, states in others)
+    assert len(others) == 20 and all(states == ["online", "offline"] for _, states in others)
     assert online == (False,)  # the run ended: every simulated device said goodbye
