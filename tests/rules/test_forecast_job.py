@@ -90,6 +90,7 @@ def test_a_drift_opens_one_ticket_and_a_flat_trend_withdraws_it(
 
     # the next passes open nothing more: not due yet, then due with the same estimate
     assert forecast_pass(conn, T0 + timedelta(minutes=1)) == 0
+    assert forecast_pass(conn, T0 + timedelta(minutes=3)) == 1  # pump-3: no estimate yet
     forecast_pass(conn, T0 + timedelta(hours=1, minutes=1))
     assert len(preventive(conn)) == 1
     assert [n["action"] for n in notes(conn, wo["id"])] == ["opened"]
