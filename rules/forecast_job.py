@@ -126,6 +126,9 @@ def run(conn: psycopg.Connection[Any], now: datetime) -> int:
             raise
         except Exception:
             log.exception("forecast of %s/%s %s failed", *target.key)
+            # tried again after `every`, not on every pass ahead of all the others
+            conn.execute("UPDATE forecasts SET checked_at = %s WHERE site_id = %s"
+                         " AND device_id = %s AND rule_id = %s", (now, *target.key))
     return min(len(due), BATCH)
 
 
