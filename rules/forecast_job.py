@@ -30,6 +30,7 @@ from tickets import work_orders
 log = logging.getLogger(__name__)
 
 BATCH = 200  # estimates recomputed per pass at most, so that a pass stays short
+RETRY = timedelta(minutes=2)  # a condition without an estimate yet is looked at this often
 ACTOR = "forecast"
 
 
@@ -110,7 +111,8 @@ def run(conn: psycopg.Connection[Any], now: datetime) -> int:
         wanted = targets(conn, site["site_id"], spec)
         for target in wanted:
             row = rows.get(target.key)
-            if row is None or _changed(row, target) or row["checked_at"] + spec.every <= now:
+            if row is None or _changed(row, target) or row["checked_at"] + _every(
+                    spec, row) <= now:
                 when = row["checked_at"] if row is not None else datetime.min.replace(
                     tzinfo=now.tzinfo)
                 due.append((when, target, spec, site["timezone"], row))
@@ -124,7 +126,16 @@ def run(conn: psycopg.Connection[Any], now: datetime) -> int:
             raise
         except Exception:
             log.exception("forecast of %s/%s %s failed", *target.key)
+            # tried again after `every`, not on every pass ahead of all the others
+            conn.execute("UPDATE forecasts SET checked_at = %s WHERE site_id = %s"
+                         " AND device_id = %s AND rule_id = %s", (now, *target.key))
     return min(len(due), BATCH)
+
+
+def _every(spec: ForecastSpec, row: dict[str, Any]) -> timedelta:
+    """How soon a condition is looked at again: sooner while its history is too short (a new
+    site, a backfill under way), so that a first estimate comes minutes after the data."""
+    return spec.every if row["points"] else min(spec.every, RETRY)
 
 
 def _changed(row: dict[str, Any], target: Target) -> bool:

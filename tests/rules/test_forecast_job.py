@@ -90,6 +90,7 @@ def test_a_drift_opens_one_ticket_and_a_flat_trend_withdraws_it(
 
     # the next passes open nothing more: not due yet, then due with the same estimate
     assert forecast_pass(conn, T0 + timedelta(minutes=1)) == 0
+    assert forecast_pass(conn, T0 + timedelta(minutes=3)) == 1  # pump-3: no estimate yet
     forecast_pass(conn, T0 + timedelta(hours=1, minutes=1))
     assert len(preventive(conn)) == 1
     assert [n["action"] for n in notes(conn, wo["id"])] == ["opened"]
@@ -189,3 +190,17 @@ def test_the_estimates_are_listed_by_the_api_within_the_tokens_site(
     listed = client.get("/api/v1/work-orders", headers=make_token("admin"),
                         params={"source": "preventive"}).json()
     assert [w["device_id"] for w in listed["items"]] == ["pump-1"]
+
+
+def test_a_condition_taken_out_of_the_section_withdraws_its_ticket(
+        conn: psycopg.Connection) -> None:
+    setup(conn)
+    forecast_pass(conn, T0)
+    [wo] = preventive(conn)
+    save_spec(conn, SITE, parse_spec({"rules": []}), now=T0)
+    conn.commit()
+    forecast_pass(conn, T0 + timedelta(minutes=5))
+    [wo] = preventive(conn)
+    assert wo["state"] == "cancelled"
+    assert "no longer forecast" in notes(conn, wo["id"])[-1]["note"]
+    assert rows(conn, "SELECT * FROM forecasts") == []
