@@ -112,7 +112,7 @@ def test_simulated_history_arrives_as_telemetry_rows(ingest: str, mqtt: Broker,
                 expected[(device, metric, item["ts"])] = (
                     value if isinstance(value, str) else float(value))
     bad = sum(1 for e in planned if e.kind == "bad")
-    assert len(expected) == 63 * 120 and bad == 5 * 12  # 63 metrics, 120 readings each
+    assert len(expected) == 65 * 120 and bad == 5 * 12  # 65 metrics, 120 readings each
     scans: dict[str, tuple[str, str]] = {}
     for e in planned:
         if e.kind == "scan":
@@ -180,5 +180,5 @@ def test_a_device_silent_with_last_will_goes_offline_in_the_database(
     assert all(status == "online" for status, source in history if source == "telemetry")
     assert announced == [("online", "status"), ("offline", "lwt"), ("online", "status"),
                          ("offline", "planned")]
-    assert len(others) == 17 and all(states == ["online", "offline"] for _, states in others)
+    assert len(others) == 19 and all(states == ["online", "offline"] for _, states in others)
     assert online == (False,)  # the run ended: every simulated device said goodbye
