@@ -177,6 +177,24 @@ def test_a_guard_on_duty_without_a_scan_yet_is_sent_when_nobody_else_is(
     assert sent[2]["payload"]["verification"]["scan_id"] is not None
 
 
+def test_a_door_opened_during_maintenance_sends_nobody(conn: psycopg.Connection[Any]) -> None:
+    doc: dict[str, Any] = example_document()
+    for s in doc["schedules"]:
+        s["effective_from"] = "2026-11-22"
+    doc["notifications"]["receivers"] = []
+    # the lock is being replaced 13:00-14:00 (Shanghai): the alarm is muted, nobody is sent
+    doc["maintenance_windows"] = [{"id": "lock", "device": "door-pump-room",
+                                   "start": "2026-11-23T13:00:00", "end": "2026-11-23T14:00:00",
+                                   "reason": "lock replaced 换锁"}]
+    load_site(conn, doc, now=RUNS - timedelta(hours=1))
+    conn.commit()
+    scan(conn, "g-wang", "NFC-RS-0001", RUNS + timedelta(minutes=7))
+    reading(conn, "door-pump-room", RUNS + timedelta(minutes=9), forced=1)
+    [alarm] = rows(conn, "SELECT * FROM alarms")
+    assert alarm["suppressed_by"] is not None and alarm["verification"] is None
+    assert rows(conn, "SELECT 1 FROM verifications") == []
+
+
 @pytest.mark.parametrize(("section", "words"), [
     ({"rules": [{"rule": "no-such-rule"}]}, "unknown rule(s) no-such-rule"),
     ({"distances": [["cp-gate-main", "cp-nowhere", 10]]}, "unknown checkpoint(s) cp-nowhere"),
