@@ -274,13 +274,43 @@ def mode_of(run: Run, spec: FirePumpSpec) -> str | None:
     return run.mode if run.mode in MODES else spec.unknown_mode
 
 
+# Why a test failed or was missed, as `details["problems"]`: {"kind", ...numbers}, so each
+# language can say it (reports/templates/labels.html); `reason` says it in English.
+PROBLEMS = ("no_start", "short", "low_pressure", "no_readings", "too_many_starts",
+            "start_pressure", "stop_pressure")
+
+
+def _say(problem: dict[str, Any]) -> str:
+    """A problem in English."""
+    k = problem["kind"]
+    if k == "no_start":
+        return f"no {problem['mode']} start"
+    if k == "short":
+        return f"ran {problem['value']} s, less than {problem['limit']} s"
+    if k == "low_pressure":
+        return f"reached {problem['value']} MPa, less than {problem['limit']} MPa"
+    if k == "no_readings":
+        return "no readings that day"
+    if k == "too_many_starts":
+        return f"{problem['value']} starts, more than {problem['limit']}: a leak?"
+    which = "starts" if k == "start_pressure" else "stops"
+    return f"{which} at {problem['value']} MPa, outside {problem['min']}–{problem['max']}"
+
+
+def _verdict(status: Status, problems: list[dict[str, Any]], run: Run | None = None,
+             details: dict[str, Any] | None = None) -> Verdict:
+    unique = [dict(t) for t in dict.fromkeys(tuple(sorted(p.items())) for p in problems)]
+    return Verdict(status, run, "; ".join(map(_say, unique)) or None,
+                   {**(details or {}), **({"problems": unique} if unique else {})})
+
+
 def start_test(test: Test, runs: Sequence[Run], spec: FirePumpSpec) -> Verdict:
     """A fire pump's weekly automatic or monthly manual start test over one period's runs."""
     want = MODE_OF[test]
     tried = [r for r in runs if mode_of(r, spec) == want]
     if not tried:
-        return Verdict("missed", reason=f"no {want} start")
-    problems: list[str] = []
+        return _verdict("missed", [{"kind": "no_start", "mode": want}])
+    problems: list[dict[str, Any]] = []
     for run in tried:
         short = run.duration < spec.min_run
         low = spec.min_pressure is not None and (
@@ -288,12 +318,12 @@ def start_test(test: Test, runs: Sequence[Run], spec: FirePumpSpec) -> Verdict:
         if not (short or low):
             return Verdict("done", run)
         if short:
-            problems.append(f"ran {int(run.duration.total_seconds())} s, less than "
-                            f"{int(spec.min_run.total_seconds())} s")
+            problems.append({"kind": "short", "value": int(run.duration.total_seconds()),
+                             "limit": int(spec.min_run.total_seconds())})
         if low:
-            problems.append(f"reached {run.pressure_reached} MPa, less than "
-                            f"{spec.min_pressure} MPa")
-    return Verdict("failed", tried[0], reason="; ".join(dict.fromkeys(problems)))
+            problems.append({"kind": "low_pressure", "value": run.pressure_reached,
+                             "limit": spec.min_pressure})
+    return _verdict("failed", problems, tried[0])
 
 
 def _median(values: Iterable[float | None]) -> float | None:
@@ -304,25 +334,21 @@ def _median(values: Iterable[float | None]) -> float | None:
 def jockey_day(runs: Sequence[Run], samples: int, spec: FirePumpSpec) -> Verdict:
     """A jockey pump's daily check over the day's runs (`samples`: readings that day)."""
     if samples == 0:
-        return Verdict("missed", reason="no readings that day")
+        return _verdict("missed", [{"kind": "no_readings"}])
     j = spec.jockey
     start_p = _median(r.start_pressure for r in runs)
     stop_p = _median(r.stop_pressure for r in runs)
     details = {"starts": len(runs), "start_pressure": start_p, "stop_pressure": stop_p,
                "max_starts": j.max_starts_per_day}
-    problems = []
+    problems: list[dict[str, Any]] = []
     if len(runs) > j.max_starts_per_day:
-        problems.append(f"{len(runs)} starts, more than {j.max_starts_per_day}: a leak?")
-    if j.start_pressure is not None and start_p is not None and not j.start_pressure.holds(
-            start_p):
-        problems.append(f"starts at {start_p} MPa, outside {j.start_pressure.min}–"
-                        f"{j.start_pressure.max}")
-    if j.stop_pressure is not None and stop_p is not None and not j.stop_pressure.holds(stop_p):
-        problems.append(f"stops at {stop_p} MPa, outside {j.stop_pressure.min}–"
-                        f"{j.stop_pressure.max}")
-    if problems:
-        return Verdict("failed", reason="; ".join(problems), details=details)
-    return Verdict("done", details=details)
+        problems.append({"kind": "too_many_starts", "value": len(runs),
+                         "limit": j.max_starts_per_day})
+    for kind, band, value in (("start_pressure", j.start_pressure, start_p),
+                              ("stop_pressure", j.stop_pressure, stop_p)):
+        if band is not None and value is not None and not band.holds(value):
+            problems.append({"kind": kind, "value": value, "min": band.min, "max": band.max})
+    return _verdict("failed" if problems else "done", problems, details=details)
 
 
 def tests_for(kind: Literal["fire", "jockey"], spec: FirePumpSpec) -> list[Test]:

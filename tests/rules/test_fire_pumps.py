@@ -161,12 +161,16 @@ def test_a_start_test_is_done_failed_or_missed() -> None:
     # a manual start is not the automatic test, nor the other way round
     missed = fp.start_test("weekly_auto", [run(mode="manual")], RIVERSIDE)
     assert (missed.status, missed.reason) == ("missed", "no auto start")
+    assert missed.details == {"problems": [{"kind": "no_start", "mode": "auto"}]}
     assert fp.start_test("monthly_manual", [run()], RIVERSIDE).status == "missed"
     assert fp.start_test("monthly_manual", [run(mode="manual")], RIVERSIDE).status == "done"
     short = fp.start_test("weekly_auto", [run(minutes=0.5)], RIVERSIDE)
     assert short.status == "failed" and short.reason == "ran 30 s, less than 60 s"
     weak = fp.start_test("weekly_auto", [run(pressure=0.85)], RIVERSIDE)
     assert weak.status == "failed" and "0.85 MPa, less than 0.9 MPa" in (weak.reason or "")
+    assert weak.details["problems"] == [{"kind": "low_pressure", "value": 0.85, "limit": 0.9}]
+    both = fp.start_test("weekly_auto", [run(minutes=0.5, pressure=0.85)] * 2, RIVERSIDE)
+    assert both.reason == "ran 30 s, less than 60 s; reached 0.85 MPa, less than 0.9 MPa"
     # one good start among poor ones is enough
     good = run()
     assert fp.start_test("weekly_auto", [run(minutes=0.5), good], RIVERSIDE).run == good
@@ -192,6 +196,8 @@ def test_the_jockey_day_checks_pressures_starts_and_readings() -> None:
     assert low.status == "failed" and "starts at 0.7 MPa" in (low.reason or "")
     high = fp.jockey_day([jr(0.80, 0.95)] * 4, 1440, RIVERSIDE)
     assert high.status == "failed" and "stops at 0.95 MPa" in (high.reason or "")
+    assert high.details["problems"] == [{"kind": "stop_pressure", "value": 0.95, "min": 0.83,
+                                         "max": 0.87}]
     assert fp.jockey_day([], 1440, RIVERSIDE).status == "done"  # the pressure held all day
     silent = fp.jockey_day([], 0, RIVERSIDE)
     assert (silent.status, silent.reason) == ("missed", "no readings that day")
