@@ -84,9 +84,8 @@ class Context:
                           stamp=data.stamp(self.conn, self.site_id), **extra)
 
     def refuse(self, active: str, message: str, status: int = 403) -> Leave:
-        """A page saying why not (raise it)."""
-        return Leave(self.render("error.html", active, status=status,
-                                 message=self.gettext(message)))
+        """A page saying why not, in the page's language (raise it)."""
+        return Leave(self.render("error.html", active, status=status, message=message))
 
 
 def countdown(seconds: float) -> str:

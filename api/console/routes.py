@@ -42,7 +42,7 @@ def device(ctx: Page, device_id: str, range: str = "24h") -> Response:  # noqa: 
     conn, site = ctx.conn, ctx.site_id
     dev = data.device(conn, site, device_id[:64])
     if dev is None:
-        raise ctx.refuse("plant", "No such device.", status=404)
+        raise ctx.refuse("plant", ctx.gettext("No such device."), status=404)
     span = data.RANGES.get(range, data.RANGES["24h"])
     start = ctx.now - span
     series = data.series(conn, site, dev["id"], start=start, end=ctx.now)
@@ -165,7 +165,8 @@ def patrol_runs(ctx: Page, day: str = "", guard: str = "") -> Response:
     try:
         shown_day = date.fromisoformat(day) if day else today
     except ValueError:
-        raise ctx.refuse("patrol", "That is not a date (YYYY-MM-DD).", status=422) from None
+        raise ctx.refuse("patrol", ctx.gettext("That is not a date (YYYY-MM-DD)."),
+                         status=422) from None
     chosen = guard[:64] or None
     runs = data.runs_of_day(ctx.conn, ctx.site_id, shown_day, guard=own, guard_id=chosen)
     strays = data.stray_scans(ctx.conn, ctx.site_id, shown_day, guard=own, guard_id=chosen)
@@ -192,9 +193,10 @@ def acknowledge_gaps(ctx: Page, csrf: Annotated[str | None, Depends(sessions.pre
                      note: Annotated[str, Form(max_length=4000)] = "") -> Response:
     """Acknowledge the ticked gaps with one note, in one transaction; back to Patrol."""
     if not sessions.csrf_matches(ctx.session.csrf_token, csrf):
-        raise ctx.refuse("patrol", "The form had expired. Please go back, reload and try again.")
+        raise ctx.refuse("patrol", ctx.gettext(
+            "The form had expired. Please go back, reload and try again."))
     if ctx.user.role not in GAP_HANDLERS:
-        raise ctx.refuse("patrol", "Only a supervisor may acknowledge gaps.")
+        raise ctx.refuse("patrol", ctx.gettext("Only a supervisor may acknowledge gaps."))
     for gap_id in gap or []:
         # scoped to the site shown: a gap of another site is NotFound (the whole form fails)
         queries.acknowledge_gap(ctx.conn, gap_id, scope=ctx.site_id, actor=ctx.user.actor,
@@ -220,7 +222,7 @@ def kpis_and_reports(ctx: Page, week: str = "this") -> Response:
     """KPIs & reports: this (or last) week's KPIs against their targets and the week before;
     the stored weekly reports with their PDFs."""
     if ctx.user.role not in REPORT_READERS:
-        raise ctx.refuse("reports", "Reports are not for this role.")
+        raise ctx.refuse("reports", ctx.gettext("Reports are not for this role."))
     site, tz, lang = ctx.site_id, ctx.site["timezone"], ctx.language
     today = ctx.now.astimezone(ZoneInfo(tz)).date()
     period = periods.Week.of(today).shift(-1 if week == "last" else 0)
@@ -261,7 +263,7 @@ SHEETS = 10
 def handover_sheets(ctx: Page) -> Response:
     """Handover: the latest shift sheets, what each lists, their signatures; sign a side."""
     if ctx.user.role not in REPORT_READERS:
-        raise ctx.refuse("handover", "Reports are not for this role.")
+        raise ctx.refuse("handover", ctx.gettext("Reports are not for this role."))
     sheets, total = handover.list_sheets(ctx.conn, site=ctx.site_id, scope=ctx.site_id,
                                          limit=SHEETS, offset=0)
     for sheet in sheets:
