@@ -27,6 +27,7 @@ VIEWPORT = {"width": 1366, "height": 768}
 def estate(database: str) -> str:
     with psycopg.connect(database, row_factory=dict_row) as conn:
         seed(conn, datetime.now(UTC))
+        conn.execute("INSERT INTO sites (id, name) VALUES ('elsewhere', 'Elsewhere')")
         create_user(conn, "eve", PASSWORD, role="engineer", site_id=SITE)
         create_user(conn, "sam", PASSWORD, role="supervisor", site_id=SITE, language="en")
     return database
@@ -125,6 +126,10 @@ def test_the_console_in_chinese(served: str, estate: str, browser: Browser) -> N
     page.click("#who")
     assert page.locator("#role").inner_text() == "engineer"
     assert page.locator("#site").inner_text() == SITE
+    # A site-scoped user: another site's pages are not there for them.
+    response = page.goto(served + "/?site=elsewhere")
+    assert response is not None and response.status == 404
+    assert page.locator("select[name=site]").count() == 0  # no site to choose
     page.goto(served + "/devices/pump-1?range=7d")
     page.wait_for_selector('.chart[data-metric="vibration"] .uplot canvas', timeout=20000)
     assert "本时段告警" in page.content()

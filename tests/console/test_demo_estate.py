@@ -126,7 +126,7 @@ def estate(settings_env: dict[str, str], mqtt: Broker, tmp_path: Path) -> Iterat
             count = _scalar(database, "SELECT count(*) FROM telemetry")
             pending = _scalar(database, "SELECT count(*) FROM ingest_events WHERE kind <> 'scans'")
             done = count == last[0] and pending == 0
-            last[0] = int(count)  # type: ignore[call-overload]
+            last[0] = int(str(count))
             return done
         wait_until(settled, timeout=300, every=3, what="the backfill to be stored and evaluated")
         assert last[0] > 18 * 200  # a day of readings every 5 minutes

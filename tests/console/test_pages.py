@@ -329,8 +329,8 @@ def test_manual_tickets_and_complaints_from_the_board_with_the_pages_token(
     card = card[:card.index("</article>")]
     respond_by = made.json()["respond_by"]
     assert "B3 车库入口积水" in card and "Response due in" in card
-    assert re.search(r'data-deadline="([\d.]+)"', card).group(1) == str(  # type: ignore[union-attr]
-        datetime_of(respond_by).timestamp())
+    deadline = re.search(r'data-deadline="([\d.]+)"', card)
+    assert deadline and float(deadline.group(1)) == datetime_of(respond_by).timestamp()
     assert 'data-late="Response overdue by {t}"' in card
     row = html[html.index(f'data-complaint="{filed.json()["id"]}"'):]
     row = row[:row.index("</tr>")]
