@@ -20,6 +20,11 @@
       const fresh = doc.getElementById("content");
       if (fresh) {
         refreshed = Date.now();
+        // a form someone has opened stays open
+        for (const open of content().querySelectorAll("details[open][id]")) {
+          const same = fresh.querySelector("details#" + CSS.escape(open.id));
+          if (same) same.open = true;
+        }
         content().replaceWith(fresh);
         serverClock();
         tick();
@@ -37,10 +42,29 @@
     return Boolean(content().querySelector("input[type=checkbox]:checked, form[data-dirty]")
                    || (active && content().contains(active) && active.matches("input, select, textarea")));
   }
-  document.addEventListener("input", (event) => {
-    const form = event.target.closest && event.target.closest("form[data-api]");
-    if (form) form.dataset.dirty = "1";
-  });
+  // A form counts as half filled while any field differs from how the page gave it.
+  function changed(form) {
+    return Array.from(form.elements).some((f) => f.name && f.type !== "hidden" && (
+      f.tagName === "SELECT" ? Array.from(f.options).some((o) => o.selected !== o.defaultSelected)
+                             : f.value !== f.defaultValue));
+  }
+  for (const kind of ["input", "change"]) {
+    document.addEventListener(kind, (event) => {
+      const form = event.target.closest && event.target.closest("form[data-api]");
+      if (!form) return;
+      if (changed(form)) form.dataset.dirty = "1";
+      else delete form.dataset.dirty;
+    });
+  }
+  // Closing a form's <details> puts it away: nothing half filled holds the refresh back.
+  document.addEventListener("toggle", (event) => {
+    const details = event.target;
+    if (details.tagName !== "DETAILS" || details.open) return;
+    for (const form of details.querySelectorAll("form[data-api]")) {
+      form.reset();
+      delete form.dataset.dirty;
+    }
+  }, true);
 
   // Deadline countdowns: each [data-deadline] (unix seconds) ticks every second between
   // refreshes, on the server's clock (the page says what time the server had).

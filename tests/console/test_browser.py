@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from caretaker.users import create_user
 from tests.api.test_logins_browser import ARGS, CHROMIUM, served
 from tests.console.seed import SITE, add_alarm, seed
+from tickets import work_orders
 
 __all__ = ["served"]  # the uvicorn fixture, shared with the login browser test
 PASSWORD = "correct horse battery"
@@ -156,6 +157,18 @@ def test_a_work_order_from_open_to_closed_on_the_board(served: str, estate: str,
     page.wait_for_selector('#closed-work-orders >> text=Check pump 1 bearings')
     assert page.locator('article[data-work-order="1"]').count() == 0
     _no_sideways_scroll(page)
+
+    # A form opened on the board stays open when the live refresh brings a new ticket.
+    page.click("#new-work-order summary")
+    page.evaluate("window.notReloaded = true")
+    with psycopg.connect(estate, row_factory=dict_row) as conn:
+        work_orders.open_manual(conn, site_id=SITE, category="公区维修", urgency="零修",
+                                channel="phone", description="Lobby light out",
+                                reporter=work_orders.Person(), now=datetime.now(UTC),
+                                actor="front desk")
+    page.wait_for_selector("section[data-state=open] >> text=Lobby light out", timeout=15000)
+    assert page.locator("#new-work-order").get_attribute("open") is not None
+    assert page.evaluate("window.notReloaded") is True
     hosts = {urlsplit(u).hostname for u in requested if not u.startswith("data:")}
     assert hosts == {"127.0.0.1"}, requested
 
