@@ -84,6 +84,16 @@ def lookup(conn: psycopg.Connection[Any], value: str, *, now: datetime,
     return Session(principal, row["csrf_token"], row["expires_at"])
 
 
+def renew(conn: psycopg.Connection[Any], value: str, *, now: datetime,
+          settings: Settings) -> None:
+    """Push a session's absolute expiry a full term past now (the wall display's viewer
+    session, renewed while the display polls; never a session that has already ended).
+    Written at most once a `TOUCH_EVERY`, like the idle time `lookup` keeps."""
+    term = now + settings.session_absolute_timeout
+    conn.execute("UPDATE sessions SET expires_at = %s WHERE id_hash = %s AND expires_at > %s"
+                 " AND expires_at <= %s", (term, hash_id(value), now, term - TOUCH_EVERY))
+
+
 def end(conn: psycopg.Connection[Any], value: str) -> None:
     """End the session a cookie stands for (nothing happens for an unknown one)."""
     conn.execute("DELETE FROM sessions WHERE id_hash = %s", (hash_id(value),))

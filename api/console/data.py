@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -172,7 +172,7 @@ def device_tickets(conn: psycopg.Connection[Any], site: str, device_id: str,
 
 def stamp(conn: psycopg.Connection[Any], site: str) -> str:
     """A short fingerprint of what the live pages show: it changes whenever an alarm, a work
-    order or a patrol gap is raised or changes state."""
+    order, a complaint or a patrol gap is raised or changes state, or a follow-up is made."""
     # One row per table; each part changes when a row is added or changes state.
     row = conn.cursor(row_factory=dict_row).execute(
         "SELECT concat_ws('-',"
@@ -180,7 +180,10 @@ def stamp(conn: psycopg.Connection[Any], site: str) -> str:
         "  FROM alarms WHERE site_id = %s),"
         " (SELECT concat_ws('.', max(id), max(updated_at)) FROM work_orders WHERE site_id = %s),"
         " (SELECT concat_ws('.', max(id), max(acknowledged_at), max(resolved_at))"
-        "  FROM inspection_gaps WHERE site_id = %s)) AS stamp", (site, site, site)).fetchone()
+        "  FROM inspection_gaps WHERE site_id = %s),"
+        " (SELECT concat_ws('.', max(id), max(updated_at)) FROM complaints WHERE site_id = %s),"
+        " (SELECT max(id) FROM follow_ups WHERE site_id = %s)) AS stamp",
+        (site, site, site, site, site)).fetchone()
     return str(row["stamp"]) if row else ""
 
 
@@ -240,3 +243,90 @@ def findings(conn: psycopg.Connection[Any], site: str, *, guard: str | None, sin
                  " WHERE f.site_id = %s AND f.scan_time >= %s"
                  " AND (%s::text IS NULL OR f.guard_id = %s)"
                  " ORDER BY f.scan_time DESC LIMIT %s", (site, since, guard, guard, limit))
+
+
+def complaints_live(conn: psycopg.Connection[Any], site: str,
+                    limit: int = 100) -> list[dict[str, Any]]:
+    """Complaints not closed, overdue first, then by their answer deadline (no names: the
+    board shows what and when, the complaint's own record who)."""
+    return _rows(conn, "SELECT id, number, grade, category, channel, state, team, assignee,"
+                 " opened_at, answer_by, answered_at, overdue, rework_count, description"
+                 " FROM complaints WHERE site_id = %s AND state <> 'closed'"
+                 " ORDER BY overdue DESC, answer_by LIMIT %s", (site, limit))
+
+
+def places(conn: psycopg.Connection[Any], site: str) -> dict[str, list[dict[str, Any]]]:
+    """The zones and devices a manual ticket may name, by name."""
+    return {"zones": _rows(conn, "SELECT id, name FROM zones WHERE site_id = %s ORDER BY name"
+                           " LIMIT %s", (site, MAX_DEVICES)),
+            "devices": _rows(conn, "SELECT id, name FROM devices WHERE site_id = %s"
+                             " AND status <> 'retired' ORDER BY name LIMIT %s",
+                             (site, MAX_DEVICES))}
+
+
+MAX_RUNS = 300  # a day's runs on one site (the example site has about 60)
+
+
+def runs_of_day(conn: psycopg.Connection[Any], site: str, day: date, *, guard: str | None,
+                guard_id: str | None) -> list[dict[str, Any]]:
+    """A site-local day's runs by guard (or post) and start, each with its visits in order
+    and their classification (as the patrol engine stored it); a guard sees only their own."""
+    runs = _rows(conn, "SELECT r.id, r.schedule_id, r.route_id, rt.name AS route_name,"
+                 " r.guard_id, g.name AS guard_name, r.post, r.planned_start, r.planned_end,"
+                 " r.status, r.flags, r.started_at, r.finished_at, r.final"
+                 " FROM patrol_runs r JOIN sites st ON st.id = r.site_id"
+                 " LEFT JOIN routes rt ON rt.site_id = r.site_id AND rt.id = r.route_id"
+                 " LEFT JOIN guards g ON g.site_id = r.site_id AND g.id = r.guard_id"
+                 " WHERE r.site_id = %s AND (r.planned_start AT TIME ZONE st.timezone)::date = %s"
+                 " AND (%s::text IS NULL OR r.guard_id = %s)"
+                 " AND (%s::text IS NULL OR r.guard_id = %s)"
+                 " ORDER BY r.guard_id NULLS LAST, r.post, r.planned_start, r.id LIMIT %s",
+                 (site, day, guard, guard, guard_id, guard_id, MAX_RUNS))
+    visits: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    if runs:
+        for v in _rows(conn, "SELECT v.run_id, v.seq, v.checkpoint_id, c.name AS checkpoint_name,"
+                       " v.equipment, v.due_at, v.window_start, v.window_end, v.scan_time,"
+                       " v.timing, v.status FROM patrol_visits v LEFT JOIN checkpoints c"
+                       " ON c.site_id = v.site_id AND c.id = v.checkpoint_id"
+                       " WHERE v.site_id = %s AND v.run_id = ANY(%s) ORDER BY v.run_id, v.seq",
+                       (site, [r["id"] for r in runs])):
+            visits[v["run_id"]].append(v)
+    for run in runs:
+        run["visits"] = visits.get(run["id"], [])
+    return runs
+
+
+def stray_scans(conn: psycopg.Connection[Any], site: str, day: date, *, guard: str | None,
+                guard_id: str | None, limit: int = 200) -> list[dict[str, Any]]:
+    """A day's scans the engine did not count for a visit (a checkpoint on no planned run,
+    a repeat, an unknown tag), by guard and time."""
+    return _rows(conn, "SELECT k.scan_id, k.scan_time, k.guard_id, k.tag, k.checkpoint_id,"
+                 " c.name AS checkpoint_name, k.disposition, k.suspicious"
+                 " FROM scan_checks k JOIN sites st ON st.id = k.site_id"
+                 " LEFT JOIN checkpoints c ON c.site_id = k.site_id AND c.id = k.checkpoint_id"
+                 " WHERE k.site_id = %s AND k.disposition <> 'matched'"
+                 " AND (k.scan_time AT TIME ZONE st.timezone)::date = %s"
+                 " AND (%s::text IS NULL OR k.guard_id = %s)"
+                 " AND (%s::text IS NULL OR k.guard_id = %s)"
+                 " ORDER BY k.guard_id, k.scan_time LIMIT %s",
+                 (site, day, guard, guard, guard_id, guard_id, limit))
+
+
+def guards(conn: psycopg.Connection[Any], site: str, *, guard: str | None
+           ) -> list[dict[str, Any]]:
+    """The site's guards (a guard: only themselves), by name."""
+    return _rows(conn, "SELECT id, name FROM guards WHERE site_id = %s"
+                 " AND (%s::text IS NULL OR id = %s) ORDER BY name LIMIT 200",
+                 (site, guard, guard))
+
+
+def overdue_tickets(conn: psycopg.Connection[Any], site: str, *, now: datetime,
+                    limit: int = 30) -> list[dict[str, Any]]:
+    """Work orders past their deadline (response while open, resolution after), the most
+    late first."""
+    return _rows(conn, "SELECT * FROM (SELECT w.id, w.title, w.state, w.severity, w.assignee,"
+                 " d.name AS device_name, CASE WHEN w.state = 'open' THEN w.respond_by"
+                 " ELSE w.resolve_by END AS deadline FROM work_orders w LEFT JOIN devices d"
+                 " ON d.site_id = w.site_id AND d.id = w.device_id WHERE w.site_id = %s"
+                 " AND w.state = ANY(%s)) x WHERE deadline < %s ORDER BY deadline LIMIT %s",
+                 (site, list(BOARD_STATES[:3]), now, limit))

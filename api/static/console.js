@@ -7,6 +7,7 @@
   const poll = Number(document.body.dataset.poll || 5) * 1000;
   const content = () => document.getElementById("content");
   let busy = false;
+  let refreshed = Date.now();
 
   // Replace the page's content with a fresh copy of itself (same URL, same session).
   async function refresh() {
@@ -18,7 +19,15 @@
       const doc = new DOMParser().parseFromString(await response.text(), "text/html");
       const fresh = doc.getElementById("content");
       if (fresh) {
+        refreshed = Date.now();
+        // a form someone has opened stays open
+        for (const open of content().querySelectorAll("details[open][id]")) {
+          const same = fresh.querySelector("details#" + CSS.escape(open.id));
+          if (same) same.open = true;
+        }
         content().replaceWith(fresh);
+        serverClock();
+        tick();
         drawCharts();
       }
     } finally {
@@ -26,23 +35,75 @@
     }
   }
 
-  // Someone is ticking boxes or typing: the refresh waits, so nothing they did is lost.
+  // Someone is ticking boxes, typing or half-way through a form: the refresh waits, so
+  // nothing they did is lost.
   function editing() {
     const active = document.activeElement;
-    return Boolean(content().querySelector("input[type=checkbox]:checked")
+    return Boolean(content().querySelector("input[type=checkbox]:checked, form[data-dirty]")
                    || (active && content().contains(active) && active.matches("input, select, textarea")));
+  }
+  // A form counts as half filled while any field differs from how the page gave it.
+  function changed(form) {
+    return Array.from(form.elements).some((f) => f.name && f.type !== "hidden" && (
+      f.tagName === "SELECT" ? Array.from(f.options).some((o) => o.selected !== o.defaultSelected)
+                             : f.value !== f.defaultValue));
+  }
+  for (const kind of ["input", "change"]) {
+    document.addEventListener(kind, (event) => {
+      const form = event.target.closest && event.target.closest("form[data-api]");
+      if (!form) return;
+      if (changed(form)) form.dataset.dirty = "1";
+      else delete form.dataset.dirty;
+    });
+  }
+  // Closing a form's <details> puts it away: nothing half filled holds the refresh back.
+  document.addEventListener("toggle", (event) => {
+    const details = event.target;
+    if (details.tagName !== "DETAILS" || details.open) return;
+    for (const form of details.querySelectorAll("form[data-api]")) {
+      form.reset();
+      delete form.dataset.dirty;
+    }
+  }, true);
+
+  // Deadline countdowns: each [data-deadline] (unix seconds) ticks every second between
+  // refreshes, on the server's clock (the page says what time the server had).
+  let skew = 0;
+  function serverClock() {
+    const at = Number(content().dataset.now);
+    if (at) skew = at - Date.now() / 1000;
+  }
+  function clockText(seconds) {
+    const whole = Math.floor(Math.abs(seconds));
+    const two = (n) => String(n).padStart(2, "0");
+    return Math.floor(whole / 3600) + ":" + two(Math.floor(whole / 60) % 60) + ":" + two(whole % 60);
+  }
+  function tick() {
+    const now = Date.now() / 1000 + skew;
+    for (const due of content().querySelectorAll("[data-deadline]")) {
+      const left = Number(due.dataset.deadline) - now;
+      const phrase = left < 0 ? due.dataset.late : due.dataset.due;
+      const text = due.querySelector(".tick");
+      if (text && phrase) text.textContent = phrase.replace("{t}", clockText(left));
+      due.classList.toggle("late", left < 0);
+      const card = due.closest(".card");
+      if (card && left < 0) card.classList.add("overdue");
+    }
   }
 
   async function watch() {
     const live = document.getElementById("live");
     try {
-      const response = await fetch("/console/live.json?site=" + encodeURIComponent(site),
+      const wall = document.body.dataset.wall ? "&wall=1" : "";
+      const response = await fetch("/console/live.json?site=" + encodeURIComponent(site) + wall,
                                    { credentials: "same-origin", cache: "no-store" });
       if (response.status === 401) { location.reload(); return; }
       const { stamp } = await response.json();
       live.classList.remove("lost");
       live.textContent = live.dataset.ok;
-      if (stamp !== content().dataset.stamp && !editing()) await refresh();
+      // The wall display also shows readings, which the stamp leaves out: once a minute.
+      const stale = document.body.dataset.wall && Date.now() - refreshed > 60000;
+      if ((stamp !== content().dataset.stamp || stale) && !editing()) await refresh();
     } catch (e) {
       live.classList.add("lost");
       live.textContent = live.dataset.lost;
@@ -77,6 +138,42 @@
       return;
     }
     box.hidden = true;
+    await refresh();
+  });
+
+  // A form sent to the JSON API as JSON (data-api: the URL): fields named a.b nest, empty
+  // ones are left out, data-number ones are numbers; the API's refusal is shown as it is.
+  document.addEventListener("submit", async (event) => {
+    const form = event.target.closest("form[data-api]");
+    if (!form) return;
+    event.preventDefault();
+    const body = {};
+    for (const field of form.elements) {
+      if (!field.name || field.value.trim() === "") continue;
+      const value = field.dataset.number ? Number(field.value) : field.value.trim();
+      const [head, tail] = field.name.split(".");
+      if (tail) (body[head] = body[head] || {})[tail] = value;
+      else body[head] = value;
+    }
+    const button = form.querySelector("button[type=submit]");
+    if (button) button.disabled = true;
+    const box = document.getElementById("action-error");
+    const response = await fetch(form.dataset.api, {
+      method: "POST", credentials: "same-origin", body: JSON.stringify(body),
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf } });
+    if (button) button.disabled = false;
+    if (!response.ok) {
+      const problem = await response.json().catch(() => ({}));
+      const details = ((problem.error && problem.error.details) || [])
+        .map((d) => (d.loc ? d.loc.slice(1).join(".") + ": " : "") + d.msg).join("; ");
+      box.textContent = ((problem.error && problem.error.message) || response.statusText)
+        + (details ? " (" + details + ")" : "");
+      box.hidden = false;
+      return;
+    }
+    box.hidden = true;
+    delete form.dataset.dirty;
+    form.reset();
     await refresh();
   });
 
@@ -118,10 +215,32 @@
     };
   }
 
+  // The time axis in the page's language and the site's time zone (uPlot's own labels are
+  // English): hours and minutes, with the date on the first tick of each day; dates alone
+  // when ticks are days apart.
+  function timeAxis(spec) {
+    const zone = { timeZone: spec.tz };
+    const day = new Intl.DateTimeFormat(spec.lang, { ...zone, month: "short", day: "numeric" });
+    const hour = new Intl.DateTimeFormat(spec.lang, { ...zone, hour: "2-digit", minute: "2-digit",
+                                                      hourCycle: "h23" });
+    return (u, splits, axis, space, incr) => {
+      let last = null;
+      return splits.map((v) => {
+        const at = new Date(v * 1000);
+        const date = day.format(at);
+        if (incr >= 86400) return date;
+        const label = last === date ? hour.format(at) : hour.format(at) + "\n" + date;
+        last = date;
+        return label;
+      });
+    };
+  }
+
   function drawCharts() {
     const source = document.getElementById("chart-data");
     if (!source || typeof uPlot === "undefined") return;
     const spec = JSON.parse(source.textContent);
+    const numbers = new Intl.NumberFormat(spec.lang, { maximumFractionDigits: 2 });
     for (const chart of spec.charts) {
       if (!chart.points.length) continue;
       const holder = document.querySelector('.chart[data-metric="' + CSS.escape(chart.metric) + '"]');
@@ -131,19 +250,25 @@
       const values = ys.concat(chart.thresholds.map((t) => t.value));
       const low = Math.min(...values), high = Math.max(...values);
       const pad = (high - low) * 0.08 || 1;
-      new uPlot({
+      // kept for the browser tests, which read the axes' labels
+      (window.consoleCharts = window.consoleCharts || []).push(new uPlot({
         width: Math.max(holder.clientWidth - 12, 300), height: 170,
         tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), spec.tz),
         legend: { show: false },
         scales: { x: { time: true, range: [spec.start, spec.end] },
                   y: { range: [low - pad, high + pad] } },
         series: [{}, { label: chart.metric, stroke: "#1f5f99", width: 1.5 }],
+        axes: [{ values: timeAxis(spec), size: 48 },
+               { values: (u, splits) => splits.map((v) => numbers.format(v)) }],
         hooks: { draw: [marks(chart)] },
-      }, [xs, ys], holder);
+      }, [xs, ys], holder));
     }
   }
 
   document.addEventListener("DOMContentLoaded", () => {
+    serverClock();
+    tick();
+    setInterval(tick, 1000);
     drawCharts();
     setTimeout(watch, poll);
   });

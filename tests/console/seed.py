@@ -62,6 +62,7 @@ def seed(conn: psycopg.Connection[Any], now: datetime) -> None:
                      (SITE, run["id"], seq, checkpoint, now - timedelta(hours=4),
                       now - timedelta(hours=3), now - timedelta(hours=3)))
 
+    day_run(conn, now)
     for days, status in ((-1, "incomplete"), (1, "scheduled")):
         start = now + timedelta(days=days)
         row = conn.execute(
@@ -87,6 +88,39 @@ def seed(conn: psycopg.Connection[Any], now: datetime) -> None:
                  (SITE, uuid.uuid4(), now - timedelta(days=1),
                   Jsonb([{"item": "seal", "reason": "dripping"}]), now - timedelta(days=1)))
     handover.write_due(conn, now)  # the sheet of the last shift change
+
+
+# g-li's day patrol two hours ago, as the patrol engine classified it.
+DAY_VISITS = (("cp-lobby-a", "on_time", 0), ("cp-lobby-b", "out_of_order", 16),
+              ("cp-lobby-c", "late", 12), ("cp-roof-a", "missed", None))
+
+
+def day_run(conn: psycopg.Connection[Any], now: datetime) -> None:
+    """A finished day-patrol run of g-li's with a visit of each classification, and a scan
+    at a checkpoint on none of g-li's runs."""
+    start = now - timedelta(hours=2)
+    run = conn.execute("INSERT INTO patrol_runs (site_id, schedule_id, route_id, guard_id,"
+                       " planned_start, start_deadline, planned_end, ordered, min_duration,"
+                       " status, flags, final) VALUES (%s, 'day-patrol', 'day-patrol', 'g-li',"
+                       " %s, %s, %s, true, '20 minutes', 'incomplete', '{out_of_order}', true)"
+                       " RETURNING id", (SITE, start, start + timedelta(minutes=5),
+                                         start + timedelta(minutes=35))).fetchone()
+    assert run is not None
+    for seq, (checkpoint, status, scanned) in enumerate(DAY_VISITS, 1):
+        due = start + timedelta(minutes=10 * (seq - 1))
+        timing = "on_time" if status == "out_of_order" else status
+        conn.execute(
+            "INSERT INTO patrol_visits (run_id, seq, site_id, checkpoint_id, due_at,"
+            " window_start, window_end, match_from, match_until, scan_id, scan_time, timing,"
+            " status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (run["id"], seq, SITE, checkpoint, due, due - timedelta(minutes=5),
+             due + timedelta(minutes=5), due - timedelta(minutes=15), due + timedelta(minutes=15),
+             None if scanned is None else uuid.uuid4(),
+             None if scanned is None else start + timedelta(minutes=scanned), timing, status))
+    conn.execute("INSERT INTO scan_checks (scan_id, scan_time, site_id, guard_id, tag,"
+                 " checkpoint_id, disposition, checked_at) VALUES (%s, %s, %s, 'g-li',"
+                 " 'NFC-RS-0005', 'cp-carpark-b1', 'unscheduled', %s)",
+                 (uuid.uuid4(), start + timedelta(minutes=40), SITE, now))
 
 
 def add_alarm(conn: psycopg.Connection[Any], device: str, rule: str, severity: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
@@ -233,3 +233,130 @@ def test_equipment_rounds_due_and_done_with_findings(client: TestClient, estate:
     login(client, "li", PASSWORD)  # g-li has no equipment rounds
     html = client.get("/inspections", params={"lang": "en"}).text
     assert "data-run=" not in html and "seal" not in html
+
+
+def test_runs_by_guard_and_day_with_each_visits_classification(
+        client: TestClient, estate: str, api_clock: FakeClock) -> None:
+    login(client, "eve", PASSWORD)
+    page = client.get("/patrol/runs", params={"lang": "en"})
+    assert page.status_code == 200, page.text
+    html = page.text
+    li = html[html.index('data-guard="g-li"'):]
+    li = li[:li.index("</section>")]
+    assert "Li Qiang" in li and "Day building patrol" in li
+    assert re.findall(r'data-status="(\w+)"', li) == ["on_time", "out_of_order", "late", "missed"]
+    assert "out of order" in li and "late" in li and "missed" in li
+    assert "on no planned run (wrong route or time)" in li  # the scan at the car park
+    assert 'data-guard="g-zhang"' in html and "Night perimeter" in html
+    yesterday = (api_clock() - timedelta(days=1)).date().isoformat()
+    html = client.get("/patrol/runs", params={"lang": "en", "day": yesterday}).text
+    assert 'data-guard="g-chen"' in html and "Daily plant inspection" in html
+    only = client.get("/patrol/runs", params={"lang": "en", "guard": "g-zhang"}).text
+    assert 'data-guard="g-zhang"' in only and 'data-guard="g-li"' not in only
+    assert client.get("/patrol/runs", params={"day": "yesterday"}).status_code == 422
+    client.cookies.clear()
+    login(client, "zhang", PASSWORD)  # a guard sees only their own runs, whatever is asked
+    html = client.get("/patrol/runs", params={"lang": "en", "guard": "g-li"}).text
+    assert 'data-guard="g-li"' not in html and "No runs this day." in html
+    html = client.get("/patrol/runs", params={"lang": "en"}).text
+    assert 'data-guard="g-zhang"' in html and 'data-guard="g-li"' not in html
+    assert "Day building patrol" not in html
+
+
+def test_the_wall_display_and_its_viewer_session_kept_alive(
+        client: TestClient, estate: str, api_clock: FakeClock) -> None:
+    api_clock.advance(minutes=1)  # the seeded work order's response deadline has passed
+    login(client, "vic", PASSWORD)
+    page = client.get("/wall", params={"lang": "en"})
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert 'class="wall"' in html and 'nav class="pages"' not in html  # no navigation
+    assert 'data-wall="1"' in html and "stays logged in while shown" in html
+    alarms = html[html.index('id="wall-alarms"'):html.index('id="wall-overdue"')]
+    overdue = html[html.index('id="wall-overdue"'):html.index('id="wall-gaps"')]
+    gaps = html[html.index('id="wall-gaps"'):]
+    assert "Pump vibration high" in alarms
+    assert "Check pump 1 bearings" in overdue and "Response overdue by 0:01:00" in overdue
+    assert len(re.findall(r'data-gap="', gaps)) == 3
+    assert re.search(r'data-device="pump-1"', html)
+    # Polled by the wall, a viewer's session outlives both timeouts (2 h idle, 12 h in all).
+    for _ in range(14):
+        api_clock.advance(hours=1)
+        assert client.get("/console/live.json", params={"wall": 1}).status_code == 200
+    assert client.get("/wall").status_code == 200
+    # Anyone else's session ends as usual, wall or not.
+    client.cookies.clear()
+    login(client, "eve", PASSWORD)
+    for _ in range(11):
+        api_clock.advance(hours=1)
+        assert client.get("/console/live.json", params={"wall": 1}).status_code == 200
+    api_clock.advance(hours=1)  # 12 hours in all
+    assert client.get("/console/live.json", params={"wall": 1}).status_code == 401
+
+
+def test_manual_tickets_and_complaints_from_the_board_with_the_pages_token(
+        client: TestClient, estate: str, api_clock: FakeClock) -> None:
+    with psycopg.connect(estate) as conn:
+        create_user(conn, "fay", PASSWORD, role="frontdesk", site_id=SITE)
+    login(client, "vic", PASSWORD)
+    html = client.get("/work-orders", params={"lang": "en"}).text
+    assert 'id="new-work-order"' not in html and 'id="new-complaint"' not in html
+    client.cookies.clear()
+    login(client, "eve", PASSWORD)  # an engineer reports faults but registers no complaints
+    html = client.get("/work-orders", params={"lang": "en"}).text
+    assert 'id="new-work-order"' in html and 'id="new-complaint"' not in html
+    client.cookies.clear()
+    login(client, "fay", PASSWORD)
+    html = client.get("/work-orders", params={"lang": "en"}).text
+    assert 'data-api="/api/v1/work-orders"' in html and 'data-api="/api/v1/complaints"' in html
+    assert '<option value="居家维修">in-home repair</option>' in html
+    ticket = {"site": SITE, "category": "公区维修", "urgency": "急修", "channel": "phone",
+              "zone": "car-park",
+              "reporter": {"name": "陈女士", "unit": "3-1201", "phone": "13812345678"},
+              "description": "B3 车库入口积水"}
+    refused = client.post("/api/v1/work-orders", json=ticket)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf"
+    made = client.post("/api/v1/work-orders", json=ticket, headers={"X-CSRF-Token": _csrf(html)})
+    assert made.status_code == 201, made.text
+    complaint = {"site": SITE, "grade": "一般", "category": "秩序管理", "channel": "phone",
+                 "complainant": {"name": "王先生", "unit": "2-1503"},
+                 "description": "楼上装修夜间仍在施工"}
+    filed = client.post("/api/v1/complaints", json=complaint,
+                        headers={"X-CSRF-Token": _csrf(html)})
+    assert filed.status_code == 201, filed.text
+    html = client.get("/work-orders", params={"lang": "en"}).text
+    card = html[html.index(f'data-work-order="{made.json()["id"]}"'):]
+    card = card[:card.index("</article>")]
+    respond_by = made.json()["respond_by"]
+    assert "B3 车库入口积水" in card and "Response due in" in card
+    deadline = re.search(r'data-deadline="([\d.]+)"', card)
+    assert deadline and float(deadline.group(1)) == datetime_of(respond_by).timestamp()
+    assert 'data-late="Response overdue by {t}"' in card
+    row = html[html.index(f'data-complaint="{filed.json()["id"]}"'):]
+    row = row[:row.index("</tr>")]
+    assert filed.json()["number"] in row and "order and security" in row
+    assert "Answer due in" in row and "王先生" not in row  # names stay on the complaint
+    assert set(re.findall(r'data-step="([\w-]+)"', row)) == {"c-assign", "c-answer"}
+
+    # Answered, the complaint is to be visited: the queue offers the attempt's form.
+    answered = client.post(f"/api/v1/complaints/{filed.json()['id']}/answer",
+                           json={"answer": "已约谈装修方"}, headers={"X-CSRF-Token": _csrf(html)})
+    assert answered.status_code == 200, answered.text
+    html = client.get("/work-orders", params={"lang": "en"}).text
+    queue = html[html.index('id="follow-ups"'):]
+    queue = queue[:queue.index("</table>")]
+    path = f'/api/v1/complaints/{filed.json()["id"]}/follow-ups'
+    assert f'data-api="{path}"' in queue and "王先生" in queue  # the front desk calls them
+    visit = client.post(path, json={"outcome": "reached", "channel": "phone", "satisfaction": 5},
+                        headers={"X-CSRF-Token": _csrf(html)})
+    assert visit.status_code == 201, visit.text
+    html = client.get("/work-orders", params={"lang": "en"}).text
+    assert f'data-api="{path}"' not in html
+    client.cookies.clear()
+    login(client, "vic", PASSWORD)  # a viewer sees the board's lists, masked, and no forms
+    html = client.get("/work-orders", params={"lang": "en"}).text
+    assert "visit-form" not in html and "data-step" not in html
+
+
+def datetime_of(text: str) -> datetime:
+    return datetime.fromisoformat(text)
