@@ -79,7 +79,7 @@ def strings(language: str) -> dict[str, str]:
         "repeat": _("Scanned already"), "queued": _("Waiting to send"),
         "sending": _("Sending…"), "sent": _("Sent"), "refused": _("Refused"),
         "photo_waiting": _("Photo waits for its ticket"), "online": _("Online"),
-        "offline": _("Offline: scans are kept on this phone"),
+        "offline": _("Offline"), "waiting_n": _("%(n)s waiting"),
         "login_again": _("Log in again to send what is waiting."),
         "sync_failed": _("Could not send; trying again shortly."),
         "all_sent": _("Everything is sent."), "next": _("Next checkpoint"),
@@ -88,7 +88,8 @@ def strings(language: str) -> dict[str, str]:
         "run_done": _("%(done)s of %(total)s done"), "no_runs": _("No rounds for you now."),
         "no_guard": _("This login names no guard, so it cannot record scans."),
         "out_of_range": _("Out of range: expected %(expected)s"),
-        "confirm_out": _("%(n)s answer(s) out of range will be reported as findings."),
+        "confirm_out": _("%(n)s answer(s) out of range will be reported as findings. "
+                         "Send again to confirm."),
         "checklist_queued": _("Checklist answers kept"), "hazard_queued": _("Hazard kept"),
         "yes": _("yes"), "no": _("no"), "expected": _("expected %(expected)s"),
         "camera_failed": _("The camera could not be opened; type the tag instead."),

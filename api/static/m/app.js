@@ -15,6 +15,7 @@
   const BATCH = 100;          // scans in one request (the API takes up to 1000)
   const RETRY_MS = 10000;     // while anything waits, try again this often
   const REFRESH_MS = 60000;   // today's picture, while the page is shown
+  const RECHECK_MS = 2000;    // ... and soon after a scan the API has not judged yet
   const REPEAT_MS = 5 * 60000;
   const PHOTO_EDGE = 1600;    // photos are shrunk to this many pixels on the long edge
 
@@ -199,7 +200,7 @@
     $("queue-count").textContent = String(waiting.length);
     const badge = $("queue-badge");
     badge.hidden = waiting.length === 0;
-    badge.textContent = `${waiting.length} · ${T.queued}`;
+    badge.textContent = fill(T.waiting_n, {n: waiting.length});
     $("queue-list").replaceChildren(...waiting.map((item) => {
       const state = item.state === "refused" ? `${T.refused}: ${item.reason || ""}`
         : item.state === "photo" ? T.photo_waiting : T.queued;
@@ -233,6 +234,8 @@
 
   // --- reading today's picture --------------------------------------------------------
 
+  let recheck = null;
+
   async function refresh() {
     if (!SITE) return;
     try {
@@ -243,6 +246,9 @@
       today = await response.json();
       await remember("today:" + SITE, today);
       notice("");
+      // Scans the API has not judged yet are judged within seconds: look again soon.
+      clearTimeout(recheck);
+      if (today.scans.some((s) => !s.disposition)) recheck = setTimeout(refresh, RECHECK_MS);
     } catch (error) {
       // offline: keep what was read last
     }
