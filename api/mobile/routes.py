@@ -15,8 +15,10 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote
 
+import segno
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from markupsafe import Markup
 
 from api import pages, sessions
 from api.console import data as console_data
@@ -167,3 +169,36 @@ def service_worker() -> Response:
     return Response(script, media_type=SCRIPT, headers={
         "Cache-Control": "no-cache", "Service-Worker-Allowed": "/m/",
         "X-Content-Type-Options": "nosniff"})
+
+
+LABEL_MAKERS = frozenset({"admin", "supervisor"})
+
+
+def qr_svg(value: str) -> Markup:
+    """A checkpoint tag's QR code as inline SVG (a full QR code: phones' decoders read no
+    Micro QR)."""
+    svg = segno.make_qr(value, error="m").svg_inline(scale=4, border=2, omitsize=True)
+    return Markup(svg)  # noqa: S704 - segno's own markup; the value is encoded in it, not echoed
+
+
+@router.get("/labels")
+def labels(request: Request, conn: Db) -> Response:
+    """A printable sheet of a site's checkpoint labels: name, tag and its QR code (SVG), for
+    the QR stickers a phone scans (beside an NFC tag, or instead of one)."""
+    session = _session(request, conn)
+    if session is None:
+        target = "/m/labels" + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
+    user = session.principal
+    site = _site(conn, session, request.query_params.get("site"))
+    language = pages.language_for(request, user.language,
+                                  site_settings(conn, site["id"]).language if site else None)
+    _ = i18n.gettext_for(language).gettext
+    if user.role not in LABEL_MAKERS:
+        return pages.page("error.html", language, status=403,
+                          message=_("Checkpoint labels are printed by a supervisor."))
+    if site is None:
+        return pages.page("error.html", language, status=404,
+                          message=_("No such site, or not yours to see."))
+    points = [{**cp, "qr": qr_svg(cp["tag"])} for cp in data.checkpoints(conn, site["id"])]
+    return pages.page("mobile/labels.html", language, site=site, points=points)

@@ -29,7 +29,7 @@ from playwright.sync_api import (
 from psycopg.rows import dict_row
 
 from tests.api.test_logins_browser import ARGS, CHROMIUM, served
-from tests.mobile.seed import GUARD, PASSWORD, SITE, USER, patrol_worker, seed
+from tests.mobile.seed import GUARD, PASSWORD, USER, patrol_worker, seed
 from tests.waiting import wait_until
 
 __all__ = ["served"]  # the uvicorn fixture, shared with the login browser test
@@ -265,7 +265,7 @@ def test_a_sync_cut_off_half_way_stores_each_scan_once(served: str, estate: dict
 
 def _y4m(path: Path, text: str, *, width: int = 640, height: int = 480) -> None:
     """A short video of a QR code (black on white), as Chromium's fake camera plays it."""
-    matrix = [list(row) for row in segno.make(text, error="m").matrix_iter(border=4)]
+    matrix = [list(row) for row in segno.make_qr(text, error="m").matrix_iter(border=4)]
     scale = min(width, height) * 3 // 4 // len(matrix)
     size = scale * len(matrix)
     left, top = (width - size) // 2, (height - size) // 2

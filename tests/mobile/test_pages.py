@@ -191,3 +191,17 @@ def test_a_photo_that_is_no_image_is_refused(client: TestClient, estate: dict[st
     assert empty.status_code == 422
     no_csrf = client.put(url, content=_png(), headers={"Content-Type": "image/png"})
     assert no_csrf.status_code == 403
+
+
+def test_a_supervisor_prints_the_sites_checkpoint_labels(client: TestClient,
+                                                         estate: dict[str, int]) -> None:
+    login(client, USER, PASSWORD)
+    assert client.get("/m/labels").status_code == 403   # a guard does not print them
+    supervisor = TestClient(client.app)
+    login(supervisor, "sam", PASSWORD)
+    sheet = supervisor.get("/m/labels")
+    assert sheet.status_code == 200
+    labels = re.findall(r'<li class="label" data-checkpoint="([^"]+)">\s*<svg', sheet.text)
+    assert len(labels) == 16 and "ecp-pump-1" in labels
+    assert "QR-RS-PUMP-1" in sheet.text and "Booster pump 1 inspection" in sheet.text
+    assert "<script" not in sheet.text
