@@ -20,7 +20,8 @@
   const PHOTO_EDGE = 1600;    // photos are shrunk to this many pixels on the long edge
 
   const fill = (text, values) => text.replace(/%\((\w+)\)s/g, (_, k) => String(values[k]));
-  const clock = new Intl.DateTimeFormat(LANG, {timeZone: TZ, hour: "2-digit", minute: "2-digit"});
+  const clock = new Intl.DateTimeFormat(LANG, {timeZone: TZ, hour: "2-digit", minute: "2-digit",
+                                                  hourCycle: "h23"});
   const hhmm = (ms) => clock.format(new Date(ms));
 
   // --- judging a scan (pure: the API judges again when the scan arrives) --------------
@@ -158,7 +159,13 @@
         else if (!run.final && v.match_until >= now) late.push({run, v});
       }
     }
-    open.sort((a, b) => a.v.window_start - b.v.window_start);
+    // Next: of the windows open now, the one closing first; else the one opening first.
+    open.sort((a, b) => {
+      const aOpen = a.v.window_start <= now;
+      const bOpen = b.v.window_start <= now;
+      if (aOpen !== bOpen) return aOpen ? -1 : 1;
+      return aOpen ? a.v.window_end - b.v.window_end : a.v.window_start - b.v.window_start;
+    });
     const next = $("next");
     next.replaceChildren();
     if (!GUARD) {
