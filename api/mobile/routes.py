@@ -83,6 +83,7 @@ def strings(language: str) -> dict[str, str]:
         "photo_waiting": _("Photo waits for its ticket"), "online": _("Online"),
         "offline": _("Offline"), "waiting_n": _("%(n)s waiting"),
         "login_again": _("Log in again to send what is waiting."),
+        "log_in": _("Log in"),
         "sync_failed": _("Could not send; trying again shortly."),
         "all_sent": _("Everything is sent."), "next": _("Next checkpoint"),
         "none_next": _("No checkpoint due in the next hours."),

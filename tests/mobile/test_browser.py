@@ -8,6 +8,7 @@ half-way and resumed, still once; an out-of-range answer becomes a finding; a ca
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 import segno
+from PIL import Image
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -339,4 +341,60 @@ def test_the_scan_judgement_in_the_page(served: str, estate: dict[str, int],
     assert verdicts == ["on_time", "on_time", "early", "late", "wrong_route", "unknown_tag",
                         "wrong_route", "repeat", "repeat", False, True, False, True,
                         "0.3–0.6 MPa", "≥ 80 %"]
+    context.close()
+
+
+def test_a_hazard_with_a_photo_reaches_its_ticket(served: str, estate: dict[str, int],
+                                                  database: str, pw: Playwright,
+                                                  browser: Browser, tmp_path: Path) -> None:
+    """Beyond the issue's list: the hazard form's photo is shrunk, queued with its scan and
+    attached to the 整改 work order once the patrol worker has opened it."""
+    photo = tmp_path / "door.jpg"
+    Image.new("RGB", (2400, 1800), (120, 90, 60)).save(photo, quality=90)
+    requested: list[str] = []
+    context = phone(pw, browser, requested)
+    page = context.new_page()
+    log_in(page, served)
+    page.click("#hazard-title")
+    page.fill("#hazard-tag", "NFC-RS-0010")
+    page.fill("#hazard-note", "天台门未锁 roof door unlocked")
+    page.set_input_files("#hazard-photo", str(photo))
+    page.click("#hazard-form button[type=submit]")
+    page.wait_for_selector("#feedback.hazard")
+    wait_until(lambda: queue_count(page) == 0, timeout=45, what="the hazard and its photo")
+    with psycopg.connect(database, row_factory=dict_row) as conn:
+        row = conn.execute(
+            "SELECT a.filename, a.content_type, a.data, w.category, w.source, s.scan_id"
+            " FROM scans s JOIN inspection_findings f ON f.scan_id = s.scan_id"
+            " JOIN work_orders w ON w.id = f.work_order_id"
+            " JOIN attachments a ON a.work_order_id = w.id WHERE s.tag = 'NFC-RS-0010'"
+            ).fetchall()
+    assert len(row) == 1
+    assert (row[0]["category"], row[0]["source"]) == ("整改", "patrol")
+    assert row[0]["filename"] == f"scan-{row[0]['scan_id']}.jpg"
+    assert row[0]["content_type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(bytes(row[0]["data"]))).size) == 1600
+    only_local(requested)
+    context.close()
+
+
+def test_scans_wait_for_the_next_login_when_the_session_ended(
+        served: str, estate: dict[str, int], database: str, pw: Playwright,
+        browser: Browser) -> None:
+    """Beyond the issue's list: a session that ends mid-shift loses nothing."""
+    context = phone(pw, browser, [])
+    page = context.new_page()
+    log_in(page, served)
+    with psycopg.connect(database) as conn:
+        conn.execute("DELETE FROM sessions")   # as if it had expired
+    type_scan(page, "NFC-RS-0001")
+    page.wait_for_selector("#notice a[href='/login?next=%2Fm%2F']")
+    assert queue_count(page) == 1
+    page.click("#notice a")
+    page.fill("input[name=username]", USER)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: urlsplit(url).path == "/m/")
+    wait_until(lambda: queue_count(page) == 0, what="the waiting scan to be sent")
+    assert len(wait_until(lambda: stored(database, ["NFC-RS-0001"]), what="the scan")) == 1
     context.close()

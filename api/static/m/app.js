@@ -235,8 +235,12 @@
   }
 
   function notice(text) {
-    $("notice").textContent = text || "";
-    $("notice").hidden = !text;
+    const box = $("notice");
+    box.replaceChildren(text || "");
+    if (text === T.login_again) {   // the queue waits on this phone meanwhile
+      box.append(" ", el("a", {href: "/login?next=%2Fm%2F"}, T.log_in));
+    }
+    box.hidden = !text;
   }
 
   // --- reading today's picture --------------------------------------------------------
