@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from api.deps import ClockDep, Db, require, scoped_site
 from api.errors import ApiError
@@ -18,18 +18,22 @@ router = APIRouter(prefix="/scans", tags=["patrol"])
 Scanner = Annotated[Principal, Depends(require("supervisor", "engineer", "guard"))]
 
 
+async def raw_body(request: Request) -> bytes:
+    """The request's body as it came (read on the event loop, within the body-size limit)."""
+    return await request.body()
+
+
 @router.put("/{scan_id}/photo", response_model=AttachmentPublic, status_code=201,
             openapi_extra={"requestBody": {"required": True, "content": IMAGES}},
             responses={200: {"model": AttachmentPublic,
                              "description": "The photo was attached already"}})
 def put_scan_photo(scan_id: UUID, request: Request, response: Response, conn: Db,
                    principal: Scanner, clock: ClockDep,
-                   data: Annotated[bytes, Body(include_in_schema=False)] = b"",
-                   ) -> dict[str, Any]:
+                   data: Annotated[bytes, Depends(raw_body)]) -> dict[str, Any]:
     """Attach the photo of an abnormal scan (the body: a JPEG, PNG or WebP) to the work
     order it opened: 201, or 200 when it was attached already (sending again is safe); 409
     `not_yet` while the scan's ticket is not open yet (try again shortly)."""
-    if not isinstance(data, bytes) or not data:
+    if not data:
         raise ApiError(422, "the body must be the photo (JPEG, PNG or WebP)", code="invalid")
     found, new = photos.attach(
         conn, scan_id, data=data, declared_type=request.headers.get("content-type"),
