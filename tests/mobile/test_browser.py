@@ -147,6 +147,7 @@ def test_offline_round_reaches_the_api_once(served: str, estate: dict[str, int],
     assert any("jsQR.js" in url for url, _ in first_load)   # the worker's downloads count
     assert loaded <= FIRST_LOAD_MAX
     assert page.evaluate("document.documentElement.scrollWidth") <= 393  # no sideways scroll
+    assert page.locator("#verifications").is_hidden()   # the API has no verifications: 404
 
     # Online: the main gate, due now, is on time at once and the API agrees.
     assert type_scan(page, "NFC-RS-0001").startswith("On time")
@@ -181,7 +182,6 @@ def test_offline_round_reaches_the_api_once(served: str, estate: dict[str, int],
     page.click("#checklist-send")
     page.wait_for_selector("#checklist", state="hidden")
     assert queue_count(page) == 4
-    page.screenshot(path=str(IMG / "phone-offline.png"), full_page=True)
 
     # Reloaded while offline: the shell opens from the service worker, the queue is kept.
     page.reload()
@@ -316,10 +316,18 @@ def test_a_camera_scan_reads_the_qr_code(served: str, estate: dict[str, int], da
 
 def test_the_scan_judgement_in_the_page(served: str, estate: dict[str, int],
                                         pw: Playwright, browser: Browser) -> None:
-    """The page's own judgement of a scan (pure: no I/O), at the edges of a window."""
+    """The page's own judgement of a scan (pure: no I/O), at the edges of a window; and the
+    open alarm verifications, where the API offers them (issue 16's endpoint, stood in for)."""
     context = phone(pw, browser, [])
     page = context.new_page()
+    context.route("**/api/v1/verifications?*", lambda route: route.fulfill(json={
+        "items": [{"id": 7, "alarm_id": 3, "checkpoint_id": "cp-roof-a",
+                   "checkpoint_name": "Tower A roof door 天台门",
+                   "due_by": "2026-11-29T12:00:00Z", "title": "Smoke detector 烟感"}],
+        "total": 1, "limit": 50, "offset": 0}))
     log_in(page, served)
+    page.wait_for_selector("#verifications li[data-verification='7']")
+    assert "Tower A roof door" in page.locator("#verifications").inner_text()
     verdicts = page.evaluate("""() => {
       const visit = (seq, cp, ws, we, extra) => ({seq, checkpoint_id: cp, due_at: (ws + we) / 2,
         window_start: ws, window_end: we, match_from: ws - 30, match_until: we + 30,
