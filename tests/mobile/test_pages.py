@@ -48,6 +48,9 @@ def test_the_shell_after_the_same_login_as_the_console(client: TestClient,
     assert away.status_code == 303 and away.headers["location"] == "/login?next=%2Fm%2F"
     assert client.get("/m/today.json").status_code == 401
     assert login(client, USER, PASSWORD, next_="/m/").headers["location"] == "/m/"
+    # A guard who logs in at the root lands on the phone page; others on the console.
+    assert login(TestClient(client.app), USER, PASSWORD).headers["location"] == "/m/"
+    assert login(TestClient(client.app), "sam", PASSWORD).headers["location"] == "/"
     page = client.get("/m/")
     assert page.status_code == 200
     assert '<input id="tag" name="tag"' in page.text
