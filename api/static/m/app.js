@@ -18,6 +18,7 @@
   const RECHECK_MS = 2000;    // ... and soon after a scan the API has not judged yet
   const REPEAT_MS = 5 * 60000;
   const PHOTO_EDGE = 1600;    // photos are shrunk to this many pixels on the long edge
+  const PHOTO_BYTES = 900 * 1024;
 
   const fill = (text, values) => text.replace(/%\((\w+)\)s/g, (_, k) => String(values[k]));
   const clock = new Intl.DateTimeFormat(LANG, {timeZone: TZ, hour: "2-digit", minute: "2-digit",
@@ -439,15 +440,22 @@
 
   // --- hazards ------------------------------------------------------------------------
 
+  /** A photo small enough for the API's body limit (1 MiB by default) and a weak network:
+      a JPEG of at most PHOTO_EDGE pixels, less sharp or smaller until under PHOTO_BYTES. */
   async function shrink(file) {
     try {
       const bitmap = await createImageBitmap(file);
-      const scale = Math.min(1, PHOTO_EDGE / Math.max(bitmap.width, bitmap.height));
-      const canvas = document.createElement("canvas");
-      canvas.width = Math.round(bitmap.width * scale);
-      canvas.height = Math.round(bitmap.height * scale);
-      canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-      const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.8));
+      let blob = null;
+      for (const [edge, quality] of [[PHOTO_EDGE, 0.8], [PHOTO_EDGE, 0.6], [1200, 0.6],
+                                     [800, 0.5]]) {
+        const scale = Math.min(1, edge / Math.max(bitmap.width, bitmap.height));
+        const canvas = document.createElement("canvas");
+        canvas.width = Math.round(bitmap.width * scale);
+        canvas.height = Math.round(bitmap.height * scale);
+        canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+        blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
+        if (blob && blob.size <= PHOTO_BYTES) break;
+      }
       return blob || file;
     } catch (error) {
       return file;
