@@ -184,7 +184,10 @@ def test_offline_round_reaches_the_api_once(served: str, estate: dict[str, int],
     assert queue_count(page) == 4
 
     # Reloaded while offline: the shell opens from the service worker, the queue is kept.
-    page.reload()
+    with page.expect_response(lambda r: urlsplit(r.url).path == "/m/"
+                              and r.request.is_navigation_request()) as shell:
+        page.reload()
+    assert shell.value.from_service_worker and shell.value.status == 200
     page.wait_for_selector("#queue-list li")
     assert queue_count(page) == 4
     assert page.locator("input[name=tag]").count() == 1
