@@ -28,6 +28,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # A session's last-seen time is written at most this often (a write per request would not be).
 TOUCH_EVERY = timedelta(minutes=1)
 FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+# Roles that walk the site with the phone page (/m/): their sessions last a shift.
+FIELD_ROLES = frozenset({"guard", "engineer"})
 
 
 @dataclass(frozen=True)
@@ -49,30 +51,43 @@ def principal_of(user: User) -> Principal:
                      user_id=user.id, language=user.language)
 
 
+def lifetime(role: str, settings: Settings) -> tuple[timedelta, timedelta]:
+    """A new session's idle and absolute timeouts: a shift for the field roles."""
+    if role in FIELD_ROLES:
+        return settings.session_field_idle_timeout, settings.session_field_absolute_timeout
+    return settings.session_idle_timeout, settings.session_absolute_timeout
+
+
 def start(conn: psycopg.Connection[Any], user: User, *, now: datetime,
           settings: Settings) -> tuple[str, Session]:
     """A new session for a user who has just logged in: the cookie's value and the session."""
-    conn.execute("DELETE FROM sessions WHERE expires_at <= %s OR last_seen_at <= %s",
-                 (now, now - settings.session_idle_timeout))
+    conn.execute("DELETE FROM sessions WHERE expires_at <= %s"
+                 " OR last_seen_at <= %s - coalesce(idle_timeout, %s)",
+                 (now, now, settings.session_idle_timeout))
     value = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
-    expires = now + settings.session_absolute_timeout
+    idle, absolute = lifetime(user.role, settings)
+    expires = now + absolute
     conn.execute("INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at,"
-                 " expires_at) VALUES (%s, %s, %s, %s, %s, %s)",
-                 (hash_id(value), user.id, csrf, now, now, expires))
+                 " expires_at, idle_timeout) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                 (hash_id(value), user.id, csrf, now, now, expires, idle))
     return value, Session(principal_of(user), csrf, expires)
 
 
 def lookup(conn: psycopg.Connection[Any], value: str, *, now: datetime,
            idle: timedelta) -> Session | None:
-    """The session a cookie stands for; None once ended, expired, idle or its user disabled."""
+    """The session a cookie stands for; None once ended, expired, idle or its user disabled.
+
+    `idle` is the timeout of sessions started without one of their own (before the field
+    roles' longer sessions); a session started since keeps the one it was given."""
     if not value or len(value) > 128:
         return None
     row = conn.cursor(row_factory=dict_row).execute(
         "SELECT s.csrf_token, s.expires_at, s.last_seen_at, u.id, u.name, u.role, u.site_id,"
         " u.guard_id, u.language FROM sessions s JOIN users u ON u.id = s.user_id"
-        " WHERE s.id_hash = %s AND s.expires_at > %s AND s.last_seen_at > %s"
-        " AND NOT u.disabled", (hash_id(value), now, now - idle)).fetchone()
+        " WHERE s.id_hash = %s AND s.expires_at > %s"
+        " AND s.last_seen_at > %s - coalesce(s.idle_timeout, %s) AND NOT u.disabled",
+        (hash_id(value), now, now, idle)).fetchone()
     if row is None:
         return None
     if row["last_seen_at"] <= now - TOUCH_EVERY:

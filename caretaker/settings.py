@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     # that ends TLS). Passwords are at least `password_min_length` characters.
     session_idle_timeout: Duration = timedelta(hours=2)
     session_absolute_timeout: Duration = timedelta(hours=12)
+    # The field roles (guard, engineer: the phone page at /m/) keep a session for a shift: a
+    # phone in a pocket between rounds makes no request for an hour or more, and a 12-hour
+    # shift starts a little after its login.
+    session_field_idle_timeout: Duration = timedelta(hours=4)
+    session_field_absolute_timeout: Duration = timedelta(hours=13)
     login_max_failures: int = Field(default=5, ge=1, le=100)
     login_address_max_failures: int = Field(default=30, ge=1, le=10000)
     login_lockout: Duration = timedelta(minutes=15)

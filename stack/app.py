@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI
 
 from api.app import create_app
 from api.console import routes as console
+from api.mobile import routes as mobile
 from api.routes import (
     alarms,
     attachments,
@@ -40,6 +41,7 @@ from api.routes import (
     patrol_status,
     reports,
     runs,
+    scan_photos,
     scans,
     schedules,
     sites,
@@ -112,10 +114,11 @@ ROUTERS: tuple[APIRouter, ...] = (
     forecasts.router,
     verifications.router,
     compliance.router,
+    scan_photos.router,  # the phone page's hazard photos
 )
 
 # The people's pages (the staff console), served at the root.
-PAGES: tuple[APIRouter, ...] = (console.router,)
+PAGES: tuple[APIRouter, ...] = (console.router, mobile.router)
 
 
 def ingest_event_metrics() -> MetricsProvider:

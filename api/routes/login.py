@@ -17,6 +17,7 @@ from reports.i18n import gettext_for
 from reports.settings import site_settings
 
 router = APIRouter(include_in_schema=False)
+PHONE_PAGE = "/m/"
 
 
 def _settings(request: Request) -> Settings:
@@ -92,7 +93,10 @@ def login(request: Request, conn: Db,
         return _form(request, language, status=401, username=username, next_=next,
                      error=_("Wrong user name or password."))
     value, _session_ = sessions.start(conn, result.user, now=now, settings=settings)
-    response = RedirectResponse(_local(next), status_code=303)
+    target = _local(next)
+    if target == "/" and result.user.role == "guard":
+        target = PHONE_PAGE  # a guard's start page is the phone page, not the console
+    response = RedirectResponse(target, status_code=303)
     secure = sessions.secure(request, settings)
     sessions.set_cookie(response, sessions.COOKIE, value, secure=secure)
     sessions.clear_cookie(response, sessions.LOGIN_CSRF_COOKIE, secure=secure, path="/login")

@@ -1,0 +1,1 @@
+"""The phone page for guards and technicians (/m/)."""
