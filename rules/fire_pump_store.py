@@ -334,14 +334,12 @@ def _run_public(row: dict[str, Any]) -> dict[str, Any]:
 def _starts(conn: psycopg.Connection[Any], site_id: str, device_id: str, start: datetime,
             end: datetime, now: datetime) -> list[dict[str, Any]]:
     """A fire pump's starts in [start, end): those recorded when their periods were judged,
-    and those since, read from telemetry as they are (id null until recorded)."""
+    and, over the last LIVE_SPAN, those read from telemetry as they are (id null until
+    recorded: in a period not judged yet, or before the pump's log began)."""
     stored = _rows(conn, "SELECT * FROM fire_pump_runs WHERE site_id = %s AND device_id = %s"
                    " AND started_at >= %s AND started_at < %s ORDER BY started_at LIMIT %s",
                    (site_id, device_id, start, end, RUN_LIMIT))
-    last = _one(conn, "SELECT max(period_end) AS at FROM fire_pump_tests WHERE site_id = %s"
-                " AND device_id = %s", (site_id, device_id))
-    live_from = max(start, now - LIVE_SPAN, *([last["at"]] if last and last["at"] else []))
-    live_to = min(end, now)
+    live_from, live_to = max(start, now - LIVE_SPAN), min(end, now)
     found = {r["started_at"]: _run_public(r) for r in stored}
     if live_from < live_to:
         for run in period_runs(conn, site_id, device_id, live_from, live_to)[0]:
