@@ -157,7 +157,7 @@ def period_runs(conn: psycopg.Connection[Any], site_id: str, device_id: str, sta
     for a, b in _clusters(mine):
         runs += [r for r in fp.detect_runs(samples(conn, site_id, device_id, a, b))[0]
                  if start <= r.started_at < end]
-    return runs, going is not None and going < end
+    return runs, going is not None and start <= going < end
 
 
 def record_runs(conn: psycopg.Connection[Any], site_id: str, device_id: str,
