@@ -20,7 +20,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from rules import fire_pumps as fp
@@ -32,7 +32,8 @@ SETTLE = timedelta(minutes=1)  # a pump's history holds still this long before i
 HORIZON = timedelta(days=400)  # periods further back are not judged (telemetry is kept 365 d)
 LOOK_BEFORE = timedelta(hours=1)  # readings read before a period, to see a run's start
 LOOK_AFTER = timedelta(days=1)  # and after it, to see the end of a run begun in it
-JUDGE_LIMIT = 100  # periods judged per pump, test and tick
+JUDGE_LIMIT = 31  # periods judged per pump, test and tick (bounds a catch-up tick)
+CLUSTER = timedelta(hours=2)  # runs closer than this are read in one query (a jockey's day)
 Kind = Literal["fire", "jockey"]
 
 TEST_TITLE = {
@@ -99,12 +100,12 @@ def samples(conn: psycopg.Connection[Any], site_id: str, device_id: str, start: 
             end: datetime) -> list[fp.Sample]:
     """A pump's samples with start <= time <= end, in time order."""
     by_time: dict[datetime, dict[str, Any]] = {}
-    for r in _rows(conn, "SELECT time, metric, value, text_value FROM telemetry"
-                   " WHERE site_id = %s AND device_id = %s AND metric = ANY(%s)"
-                   " AND time >= %s AND time <= %s ORDER BY time",
-                   (site_id, device_id, list(fp.METRICS), start, end)):
-        by_time.setdefault(r["time"], {})[r["metric"]] = (
-            r["value"] if r["value"] is not None else r["text_value"])
+    for t, metric, value, text in conn.cursor(row_factory=tuple_row).execute(
+            "SELECT time, metric, value, text_value FROM telemetry"
+            " WHERE site_id = %s AND device_id = %s AND metric = ANY(%s)"
+            " AND time >= %s AND time <= %s ORDER BY time",
+            (site_id, device_id, list(fp.METRICS), start, end)):
+        by_time.setdefault(t, {})[metric] = value if value is not None else text
     out = []
     for t, v in by_time.items():
         run, p, f, m = (v.get(k) for k in fp.METRICS)
@@ -115,23 +116,48 @@ def samples(conn: psycopg.Connection[Any], site_id: str, device_id: str, start: 
     return out
 
 
+# Where `running` changes, with the reading before each change: all run_windows needs.
+CHANGES = """
+SELECT time, running, before FROM (
+  SELECT time, value > 0.5 AS running, lag(value > 0.5) OVER w AS was, lag(time) OVER w AS before
+    FROM telemetry
+   WHERE site_id = %s AND device_id = %s AND metric = 'running' AND value IS NOT NULL
+     AND time >= %s AND time <= %s
+  WINDOW w AS (ORDER BY time)) s
+ WHERE was IS NULL OR running <> was ORDER BY time"""
+
+
+def _clusters(windows: Sequence[fp.Window]) -> list[tuple[datetime, datetime]]:
+    """Spans covering the windows, neighbours less than CLUSTER apart read as one."""
+    spans: list[tuple[datetime, datetime]] = []
+    for w in windows:
+        if spans and w.before - spans[-1][1] < CLUSTER:
+            spans[-1] = (spans[-1][0], w.stop)
+        else:
+            spans.append((w.before, w.stop))
+    return spans
+
+
 def period_runs(conn: psycopg.Connection[Any], site_id: str, device_id: str, start: datetime,
                 end: datetime) -> tuple[list[fp.Run], bool]:
     """The runs that started in [start, end), and whether one that started there still goes.
 
-    The `running` series alone finds where the runs are (a week of readings every 10 s is
-    60 000 rows of one metric); every metric is read only around each run.
+    Where `running` changes is found in the database (a week of readings every 10 s is 60 000
+    rows of one metric, and a handful of changes); every metric is read only around the runs.
     """
-    series = [(r["time"], bool(r["value"])) for r in _rows(
-        conn, "SELECT time, value FROM telemetry WHERE site_id = %s AND device_id = %s"
-        " AND metric = 'running' AND value IS NOT NULL AND time >= %s AND time <= %s"
-        " ORDER BY time", (site_id, device_id, start - LOOK_BEFORE, end + LOOK_AFTER))]
-    windows, going = fp.run_windows(series)
+    points: list[tuple[datetime, bool]] = []
+    for t, on, before in conn.cursor(row_factory=tuple_row).execute(
+            CHANGES, (site_id, device_id, start - LOOK_BEFORE, end + LOOK_AFTER)):
+        if before is not None:
+            points.append((before, not on))
+        points.append((t, on))
+    windows, going = fp.run_windows(points)
+    mine = [w for w in windows if start <= w.start < end]
     runs: list[fp.Run] = []
-    for w in windows:
-        if start <= w.start < end:
-            runs += fp.detect_runs(samples(conn, site_id, device_id, w.before, w.stop))[0]
-    return runs, going is not None and going < end
+    for a, b in _clusters(mine):
+        runs += [r for r in fp.detect_runs(samples(conn, site_id, device_id, a, b))[0]
+                 if start <= r.started_at < end]
+    return runs, going is not None and start <= going < end
 
 
 def record_runs(conn: psycopg.Connection[Any], site_id: str, device_id: str,
@@ -237,6 +263,7 @@ def judge(conn: psycopg.Connection[Any], site_id: str, tz: str, pump: dict[str, 
         " WHERE fire_pump_scans.since <> EXCLUDED.since", (site_id, pump["id"], first, now))
     since = max(first, now - HORIZON)
     ready: list[tuple[fp.Test, datetime, datetime]] = []
+    last_end: datetime | None = None  # of every ready period, judged this tick or later
     for test in fp.tests_for(pump["kind"], spec):
         judged = {r["period_start"] for r in _rows(
             conn, "SELECT period_start FROM fire_pump_tests WHERE site_id = %s"
@@ -246,14 +273,15 @@ def judge(conn: psycopg.Connection[Any], site_id: str, tz: str, pump: dict[str, 
                 if p[0] not in judged
                 and (newest >= p[1] or now >= p[1] + spec.judge_silent_after)]
         ready += [(test, start, end) for start, end in todo[:JUDGE_LIMIT]]
-    if not ready or not _settled(conn, site_id, pump["id"], since,
-                                 max(end for _, _, end in ready), now):
+        if todo:
+            last_end = max(todo[-1][1], last_end or todo[-1][1])
+    if last_end is None or not _settled(conn, site_id, pump["id"], since, last_end, now):
         return []
     out = []
     for test, start, end in ready:
         runs, going = period_runs(conn, site_id, pump["id"], start, end)
-        if going:
-            continue
+        if going and now < end + spec.judge_silent_after:
+            continue  # a run begun in the period still goes (a stuck one stops being waited for)
         record_runs(conn, site_id, pump["id"], runs, now)
         readings = _reading_count(conn, site_id, pump["id"], start, end)
         v, run_id = verdict(conn, site_id, pump["id"], test, start, end, readings, spec)
@@ -306,14 +334,12 @@ def _run_public(row: dict[str, Any]) -> dict[str, Any]:
 def _starts(conn: psycopg.Connection[Any], site_id: str, device_id: str, start: datetime,
             end: datetime, now: datetime) -> list[dict[str, Any]]:
     """A fire pump's starts in [start, end): those recorded when their periods were judged,
-    and those since, read from telemetry as they are (id null until recorded)."""
+    and, over the last LIVE_SPAN, those read from telemetry as they are (id null until
+    recorded: in a period not judged yet, or before the pump's log began)."""
     stored = _rows(conn, "SELECT * FROM fire_pump_runs WHERE site_id = %s AND device_id = %s"
                    " AND started_at >= %s AND started_at < %s ORDER BY started_at LIMIT %s",
                    (site_id, device_id, start, end, RUN_LIMIT))
-    last = _one(conn, "SELECT max(period_end) AS at FROM fire_pump_tests WHERE site_id = %s"
-                " AND device_id = %s", (site_id, device_id))
-    live_from = max(start, now - LIVE_SPAN, *([last["at"]] if last and last["at"] else []))
-    live_to = min(end, now)
+    live_from, live_to = max(start, now - LIVE_SPAN), min(end, now)
     found = {r["started_at"]: _run_public(r) for r in stored}
     if live_from < live_to:
         for run in period_runs(conn, site_id, device_id, live_from, live_to)[0]:

@@ -227,6 +227,20 @@ def test_days_a_backfill_has_not_reached_yet_are_not_missed(
     assert [j["status"] for j in judged] == ["done"] * 15  # 11-16 .. 11-30, all there
 
 
+def test_a_silent_pump_misses_its_checks_a_day_after_they_end(
+        conn: psycopg.Connection[Any]) -> None:
+    now = local(2026, 11, 27, 6)
+    site(conn, now)
+    write_telemetry(conn, fleet()["jockey-pump-1"], local(2026, 11, 23), local(2026, 11, 24, 12))
+    conn.commit()
+    judge(conn, now)
+    got = {k[2]: v for k, v in verdicts(conn).items()}
+    assert {day.astimezone(ZONE).day: (v["status"], v["reason"]) for day, v in got.items()} == {
+        23: ("done", None), 24: ("done", None),  # half a day of checks is a check
+        25: ("missed", "no readings that day")}  # 11-26 ended less than a day ago: waits
+    assert got[local(2026, 11, 25)]["work_order_id"] is not None
+
+
 def test_a_month_without_a_manual_start_is_missed(conn: psycopg.Connection[Any]) -> None:
     now = local(2027, 1, 1, 6)
     site(conn, now)
