@@ -59,6 +59,7 @@ from rules.catalog import watched_metrics
 from rules.engine import rule_jobs
 from rules.patrol import config as patrol_config
 from rules.patrol.engine import patrol_jobs
+from rules.rollups import rollup_jobs
 from tickets import follow_up_policy, outbox
 from tickets.escalation import EscalationSpec, escalate_due, save_ladder
 from tickets.notification_policy import NotificationsSpec, save_spec
@@ -118,6 +119,7 @@ def worker_jobs(settings: Settings) -> list[Job]:
             dead_letter_days=settings.dead_letter_retention_days)),
         *patrol_jobs(settings),
         *rule_jobs(settings),
+        *rollup_jobs(settings),
         # Tickets: deadlines climb the escalation ladder; the outbox is sent in its own thread.
         Job("tickets-escalation", 1.0, escalate_due),
         Job("tickets-notifications", 1.0, outbox.delivery_job(settings)),

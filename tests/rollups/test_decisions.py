@@ -1,0 +1,81 @@
+"""The pure decisions of rollups: which tier answers a read, how a range splits into whole
+buckets and raw edges, when an hour is ready, and how claimed pending hours are planned."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from caretaker import resolution as res
+from caretaker.errors import Invalid
+from ingest.readback import Cursor
+from rules.rollups import plan
+
+T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+def test_tier_from_span() -> None:
+    assert res.for_span(timedelta(hours=1)) is res.RAW
+    assert res.for_span(timedelta(hours=6)) is res.RAW
+    assert res.for_span(timedelta(hours=6, seconds=1)) is res.MINUTE
+    assert res.for_span(timedelta(days=1)) is res.MINUTE
+    assert res.for_span(timedelta(days=7)) is res.MINUTE
+    assert res.for_span(timedelta(days=30)) is res.HOUR
+
+
+def test_tier_from_bucket_is_the_coarsest_that_divides_it() -> None:
+    assert res.for_bucket(timedelta(seconds=30)) is res.RAW
+    assert res.for_bucket(timedelta(seconds=90)) is res.RAW
+    assert res.for_bucket(timedelta(minutes=5)) is res.MINUTE
+    assert res.for_bucket(timedelta(minutes=90)) is res.MINUTE
+    assert res.for_bucket(timedelta(hours=1)) is res.HOUR
+    assert res.for_bucket(timedelta(days=1)) is res.HOUR
+    assert res.named("1m") is res.MINUTE
+    with pytest.raises(Invalid):
+        res.named("5m")
+
+
+def test_floor_and_ceil_align_like_time_bucket() -> None:
+    at = datetime(2026, 11, 23, 8, 17, 30, tzinfo=UTC)
+    assert res.floor(at, timedelta(hours=1)) == T0
+    assert res.ceil(at, timedelta(hours=1)) == T0 + timedelta(hours=1)
+    assert res.ceil(T0, timedelta(hours=1)) == T0
+    assert res.floor(at, timedelta(minutes=1)) == at.replace(second=0)
+    # a week's buckets start on Mondays, as time_bucket's default origin does
+    assert res.floor(at, timedelta(days=7)).weekday() == 0
+
+
+def test_split_into_whole_buckets_and_raw_edges() -> None:
+    start, end = T0 + timedelta(minutes=20), T0 + timedelta(hours=5, minutes=10)
+    cut = res.split(start, end, res.HOUR)
+    assert (cut.lo, cut.hi) == (T0 + timedelta(hours=1), T0 + timedelta(hours=5))
+    assert cut.edges == ((start, T0 + timedelta(hours=1)), (T0 + timedelta(hours=5), end))
+    aligned = res.split(T0, T0 + timedelta(hours=3), res.HOUR)
+    assert (aligned.lo, aligned.hi, aligned.edges) == (T0, T0 + timedelta(hours=3), ())
+    # shorter than one bucket, or raw: all edge
+    short = res.split(start, start + timedelta(minutes=30), res.HOUR)
+    assert short.lo == short.hi and short.edges == ((start, start + timedelta(minutes=30)),)
+    assert res.split(start, end, res.RAW).edges == ((start, end),)
+
+
+def test_an_hour_is_ready_once_it_has_ended_and_settled() -> None:
+    assert res.ready_until(T0 + timedelta(hours=1, minutes=1)) == T0
+    assert res.ready_until(T0 + timedelta(hours=1, seconds=59)) < T0
+
+
+def test_plan_groups_by_hour_and_drops_hours_older_than_raw() -> None:
+    h1, h2 = T0, T0 + timedelta(hours=1)
+    old = T0 - timedelta(days=100)
+    todo = plan([(7, h2), (3, h1), (5, h1), (3, old)], raw_since=T0 - timedelta(days=90))
+    assert todo.hours == {h1: [3, 5], h2: [7]} and list(todo.hours) == [h1, h2]
+    assert todo.expired == ((3, old),)
+    assert plan([(3, old)], raw_since=None).hours == {old: [3]}
+
+
+def test_cursor_round_trip_and_refusal() -> None:
+    c = Cursor(T0, "pump-1", "pressure")
+    assert Cursor.decode(c.encode()) == c
+    for bad in ("", "nonsense", "W10", Cursor(T0, "p", "m").encode()[:-3] + "!!!"):
+        with pytest.raises(Invalid):
+            Cursor.decode(bad)
