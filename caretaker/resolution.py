@@ -1,8 +1,8 @@
 """Which stored resolution answers a telemetry read: raw points, 1-minute or 1-hour rollups.
 
-Pure decisions shared by the API, the console and the dashboards: the tier is picked from the
-range asked (or from the bucket width asked), and a range is split into the whole tier buckets
-the rollups answer and the ragged edges that only raw points can answer exactly.
+Pure decisions shared by the API, the console and the rollup job: the tier is picked from the
+range asked (or from the bucket width asked). The database function telemetry_rollup
+(migration 020) then reads the tier's whole buckets and the rest raw, exactly.
 """
 
 from __future__ import annotations
@@ -56,6 +56,15 @@ def for_bucket(bucket: timedelta) -> Tier:
     return RAW
 
 
+def for_chart(width: timedelta) -> tuple[Tier, timedelta]:
+    """The tier and bucket width for a chart wanting buckets of about `width`: the coarsest
+    tier not wider than it, the width rounded up to a whole number of the tier's buckets."""
+    tier = next((t for t in (HOUR, MINUTE) if width >= t.width), RAW)
+    if not tier.rolled:
+        return tier, width
+    return tier, -(-width // tier.width) * tier.width
+
+
 def named(name: str) -> Tier:
     """A tier by its API name (raw, 1m, 1h)."""
     try:
@@ -73,26 +82,6 @@ def ceil(at: datetime, width: timedelta) -> datetime:
     """The first `width` bucket boundary at or after `at`."""
     down = floor(at, width)
     return down if down == at else down + width
-
-
-@dataclass(frozen=True)
-class Split:
-    """[start, end) as whole tier buckets [lo, hi) (empty when lo == hi) and raw edges."""
-
-    lo: datetime
-    hi: datetime
-    edges: tuple[tuple[datetime, datetime], ...]
-
-
-def split(start: datetime, end: datetime, tier: Tier) -> Split:
-    """The part of a range the tier's rows answer whole, and the edges read from raw points."""
-    if not tier.rolled:
-        return Split(start, start, ((start, end),))
-    lo, hi = ceil(start, tier.width), floor(end, tier.width)
-    if lo >= hi:
-        return Split(start, start, ((start, end),))
-    edges = tuple((a, b) for a, b in ((start, lo), (hi, end)) if a < b)
-    return Split(lo, hi, edges)
 
 
 def ready_until(now: datetime) -> datetime:

@@ -81,7 +81,7 @@ def _series(site: str, device: str | None, metric: str | None
                    ).format(sql.SQL(" AND ".join(clauses))), params
 
 
-_AFTER = sql.SQL(" AND ({}, s.device_id, s.metric) > (%(c_time)s, %(c_device)s, %(c_metric)s)")
+_AFTER = sql.SQL(" AND ({}, {}, {}) > (%(c_time)s, %(c_device)s, %(c_metric)s)")
 
 
 def _cursor_params(cursor: Cursor | None, start: datetime) -> tuple[datetime, dict[str, Any]]:
@@ -104,7 +104,8 @@ def telemetry_points(conn: psycopg.Connection[Any], *, site: str, device: str | 
         " FROM telemetry_points t JOIN s ON s.id = t.series_id"
         " WHERE t.series_id IN (SELECT id FROM s) AND t.time >= %(start)s AND t.time < %(end)s"
         "{} ORDER BY 1, 2, 3 LIMIT %(limit)s OFFSET %(offset)s").format(
-            cte, _AFTER.format(sql.SQL("t.time")) if cursor else sql.SQL(""))
+            cte, _AFTER.format(sql.SQL("t.time"), sql.SQL("s.device_id"), sql.SQL("s.metric"))
+            if cursor else sql.SQL(""))
     rows = [dict(r) for r in conn.cursor(row_factory=dict_row).execute(query, {
         **params, **extra, "start": start, "end": end, "limit": limit, "offset": offset})]
     return rows, _next(rows, limit)
@@ -117,49 +118,20 @@ def telemetry_buckets(conn: psycopg.Connection[Any], *, site: str, device: str |
     """Aggregates per `bucket` (min, max, avg, count, last) per device and metric, from the
     tier's rollups where they are whole and settled, else from raw points; (page, next cursor).
 
-    Exact whatever the tier: the ragged edges of the range and the hours still pending in
-    rollup_pending (not rolled up yet, or changed by late points) are read raw.
+    Exact whatever the tier: telemetry_rollup (migration 020) reads the ragged edges of the
+    range and the hours still pending (not rolled up yet, or changed by late points) raw.
     """
-    cte, params = _series(site, device, metric)
     scan_start, extra = _cursor_params(cursor, start)
-    cut = resolution.split(scan_start, end, tier)
-    params.update(extra, bucket=bucket, lo=cut.lo, hi=cut.hi, limit=limit, offset=offset,
-                  plo=resolution.floor(cut.lo, resolution.HOUR.width))
-    row = sql.SQL("t.series_id, time_bucket(%(bucket)s, t.time) AS b, t.value AS min,"
-                  " t.value AS max, t.value AS sum, (t.value IS NOT NULL)::int AS nvalues,"
-                  " 1 AS count, t.value AS last, t.text_value AS last_text, t.time AS last_time")
-    parts: list[sql.Composable] = []
-    if cut.lo < cut.hi:
-        parts.append(sql.SQL(
-            "SELECT r.series_id, time_bucket(%(bucket)s, r.bucket) AS b, r.min, r.max, r.sum,"
-            " r.nvalues, r.count, r.last, r.last_text, r.last_time FROM {} r"
-            " WHERE r.series_id IN (SELECT id FROM s) AND r.bucket >= %(lo)s"
-            " AND r.bucket < %(hi)s AND NOT EXISTS (SELECT 1 FROM pend p"
-            " WHERE p.series_id = r.series_id AND p.bucket = time_bucket('1 hour', r.bucket))"
-        ).format(sql.Identifier(tier.table)))
-        parts.append(sql.SQL(
-            "SELECT {} FROM pend p JOIN telemetry_points t ON t.series_id = p.series_id"
-            " AND t.time >= greatest(p.bucket, %(lo)s)"
-            " AND t.time < least(p.bucket + INTERVAL '1 hour', %(hi)s)").format(row))
-    for i, (a, b) in enumerate(cut.edges):
-        params[f"e{i}a"], params[f"e{i}b"] = a, b
-        parts.append(sql.SQL(
-            "SELECT {} FROM telemetry_points t WHERE t.series_id IN (SELECT id FROM s)"
-            " AND t.time >= {} AND t.time < {}").format(
-                row, sql.Placeholder(f"e{i}a"), sql.Placeholder(f"e{i}b")))
     query = sql.SQL(
-        "WITH {}, pend AS MATERIALIZED (SELECT series_id, bucket FROM rollup_pending"
-        " WHERE series_id IN (SELECT id FROM s) AND bucket >= %(plo)s AND bucket < %(hi)s),"
-        " parts AS ({})"
-        " SELECT parts.b AS time, s.device_id AS device, s.metric, min(parts.min) AS min,"
-        " max(parts.max) AS max, sum(parts.sum) / nullif(sum(parts.nvalues), 0) AS avg,"
-        " sum(parts.count)::bigint AS count, last(parts.last, parts.last_time) AS last,"
-        " last(parts.last_text, parts.last_time) AS last_text"
-        " FROM parts JOIN s ON s.id = parts.series_id WHERE true{}"
-        " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 LIMIT %(limit)s OFFSET %(offset)s").format(
-            cte, sql.SQL(" UNION ALL ").join(parts),
-            _AFTER.format(sql.SQL("parts.b")) if cursor else sql.SQL(""))
-    rows = [dict(r) for r in conn.cursor(row_factory=dict_row).execute(query, params)]
+        "SELECT r.time, r.device_id AS device, r.metric, r.min, r.max, r.avg, r.count, r.last,"
+        " r.last_text FROM telemetry_rollup(%(site)s, %(device)s, %(metric)s, %(start)s,"
+        " %(end)s, %(bucket)s, %(tier)s) r WHERE true{}"
+        " ORDER BY 1, 2, 3 LIMIT %(limit)s OFFSET %(offset)s").format(
+            _AFTER.format(sql.SQL("r.time"), sql.SQL("r.device_id"), sql.SQL("r.metric"))
+            if cursor else sql.SQL(""))
+    rows = [dict(r) for r in conn.cursor(row_factory=dict_row).execute(query, {
+        **extra, "site": site, "device": device, "metric": metric, "start": scan_start,
+        "end": end, "bucket": bucket, "tier": tier.name, "limit": limit, "offset": offset})]
     return rows, _next(rows, limit)
 
 

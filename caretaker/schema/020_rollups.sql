@@ -33,3 +33,82 @@ ON CONFLICT DO NOTHING;
 
 -- The job takes the oldest ready hours first.
 CREATE INDEX rollup_pending_bucket ON rollup_pending (bucket);
+
+-- The one exact read of aggregates per `width` bucket of a site's series (one device and/or
+-- metric, or all: NULL) over [t_from, t_to), used by the API (ingest/readback.py) and the
+-- dashboards: from the tier's rollups where they hold whole buckets and the hour is not
+-- pending, from raw points for the ragged edges of the range and for pending hours (not
+-- rolled up yet, or changed by late points). `tier` ('raw', '1m', '1h'; default: the coarsest
+-- whose buckets add up to `width`) picks the table. SECURITY DEFINER: Grafana's read-only
+-- role reads through it without rights on the tables behind it.
+CREATE FUNCTION telemetry_rollup(p_site text, p_device text, p_metric text,
+                                 t_from timestamptz, t_to timestamptz, width interval,
+                                 tier text DEFAULT NULL)
+RETURNS TABLE (device_id text, metric text, "time" timestamptz, min double precision,
+               max double precision, avg double precision, count bigint,
+               last double precision, last_text text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
+DECLARE
+    secs numeric := extract(epoch FROM width);
+    step interval;
+    lo timestamptz := t_from;
+    hi timestamptz := t_from;
+BEGIN
+    IF secs IS NULL OR secs <= 0 THEN
+        RAISE EXCEPTION 'telemetry_rollup: width must be positive' USING ERRCODE = '22023';
+    END IF;
+    tier := coalesce(tier, CASE WHEN secs % 3600 = 0 THEN '1h'
+                                WHEN secs % 60 = 0 THEN '1m' ELSE 'raw' END);
+    step := CASE tier WHEN '1h' THEN INTERVAL '1 hour' WHEN '1m' THEN INTERVAL '1 minute' END;
+    IF step IS NULL AND tier <> 'raw' THEN
+        RAISE EXCEPTION 'telemetry_rollup: no tier %', tier USING ERRCODE = '22023';
+    END IF;
+    IF step IS NOT NULL THEN  -- the whole tier buckets inside the range, if any
+        lo := time_bucket(step, t_from);
+        IF lo < t_from THEN lo := lo + step; END IF;
+        hi := time_bucket(step, t_to);
+        IF lo >= hi THEN lo := t_from; hi := t_from; END IF;
+    END IF;
+    -- EXECUTE plans with the values known, so only the chunks of the range are read
+    RETURN QUERY EXECUTE format($q$
+        WITH s AS MATERIALIZED (
+            SELECT id, device_id, metric FROM series WHERE site_id = $1
+               AND ($7::text IS NULL OR device_id = $7) AND ($8::text IS NULL OR metric = $8)),
+        ids AS MATERIALIZED (SELECT array_agg(id) AS a FROM s),
+        pend AS MATERIALIZED (
+            SELECT p.series_id, p.bucket FROM rollup_pending p
+             WHERE $4 < $5 AND p.series_id = ANY((SELECT a FROM ids))
+               AND p.bucket >= time_bucket(INTERVAL '1 hour', $4) AND p.bucket < $5),
+        parts AS (
+            SELECT r.series_id, time_bucket($6, r.bucket) AS b, r.min, r.max, r.sum,
+                   r.nvalues, r.count, r.last, r.last_text, r.last_time
+              FROM %I r
+             WHERE $4 < $5 AND r.series_id = ANY((SELECT a FROM ids))
+               AND r.bucket >= $4 AND r.bucket < $5
+               AND NOT EXISTS (SELECT 1 FROM pend WHERE pend.series_id = r.series_id
+                                  AND pend.bucket = time_bucket(INTERVAL '1 hour', r.bucket))
+            UNION ALL
+            SELECT t.series_id, time_bucket($6, t.time), t.value, t.value, t.value,
+                   (t.value IS NOT NULL)::int, 1, t.value, t.text_value, t.time
+              FROM pend JOIN telemetry_points t ON t.series_id = pend.series_id
+               AND t.time >= greatest(pend.bucket, $4)
+               AND t.time < least(pend.bucket + INTERVAL '1 hour', $5)
+            UNION ALL
+            SELECT t.series_id, time_bucket($6, t.time), t.value, t.value, t.value,
+                   (t.value IS NOT NULL)::int, 1, t.value, t.text_value, t.time
+              FROM telemetry_points t
+             WHERE t.series_id = ANY((SELECT a FROM ids)) AND t.time >= $2 AND t.time < $4
+            UNION ALL
+            SELECT t.series_id, time_bucket($6, t.time), t.value, t.value, t.value,
+                   (t.value IS NOT NULL)::int, 1, t.value, t.text_value, t.time
+              FROM telemetry_points t
+             WHERE t.series_id = ANY((SELECT a FROM ids))
+               AND t.time >= greatest($5, $2) AND t.time < $3)
+        SELECT s.device_id, s.metric, parts.b, min(parts.min), max(parts.max),
+               sum(parts.sum) / nullif(sum(parts.nvalues), 0), sum(parts.count)::bigint,
+               last(parts.last, parts.last_time), last(parts.last_text, parts.last_time)
+          FROM parts JOIN s ON s.id = parts.series_id GROUP BY 1, 2, 3 $q$,
+        CASE tier WHEN '1m' THEN 'telemetry_1m' ELSE 'telemetry_1h' END)
+    USING p_site, t_from, t_to, lo, hi, width, p_device, p_metric;
+END
+$fn$;

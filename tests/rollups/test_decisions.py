@@ -36,6 +36,13 @@ def test_tier_from_bucket_is_the_coarsest_that_divides_it() -> None:
         res.named("5m")
 
 
+def test_a_chart_reads_the_coarsest_tier_not_wider_than_its_buckets() -> None:
+    assert res.for_chart(timedelta(seconds=54)) == (res.RAW, timedelta(seconds=54))
+    assert res.for_chart(timedelta(seconds=216)) == (res.MINUTE, timedelta(minutes=4))
+    assert res.for_chart(timedelta(minutes=25, seconds=12)) == (res.MINUTE, timedelta(minutes=26))
+    assert res.for_chart(timedelta(hours=1, minutes=48)) == (res.HOUR, timedelta(hours=2))
+
+
 def test_floor_and_ceil_align_like_time_bucket() -> None:
     at = datetime(2026, 11, 23, 8, 17, 30, tzinfo=UTC)
     assert res.floor(at, timedelta(hours=1)) == T0
@@ -44,19 +51,6 @@ def test_floor_and_ceil_align_like_time_bucket() -> None:
     assert res.floor(at, timedelta(minutes=1)) == at.replace(second=0)
     # a week's buckets start on Mondays, as time_bucket's default origin does
     assert res.floor(at, timedelta(days=7)).weekday() == 0
-
-
-def test_split_into_whole_buckets_and_raw_edges() -> None:
-    start, end = T0 + timedelta(minutes=20), T0 + timedelta(hours=5, minutes=10)
-    cut = res.split(start, end, res.HOUR)
-    assert (cut.lo, cut.hi) == (T0 + timedelta(hours=1), T0 + timedelta(hours=5))
-    assert cut.edges == ((start, T0 + timedelta(hours=1)), (T0 + timedelta(hours=5), end))
-    aligned = res.split(T0, T0 + timedelta(hours=3), res.HOUR)
-    assert (aligned.lo, aligned.hi, aligned.edges) == (T0, T0 + timedelta(hours=3), ())
-    # shorter than one bucket, or raw: all edge
-    short = res.split(start, start + timedelta(minutes=30), res.HOUR)
-    assert short.lo == short.hi and short.edges == ((start, start + timedelta(minutes=30)),)
-    assert res.split(start, end, res.RAW).edges == ((start, end),)
 
 
 def test_an_hour_is_ready_once_it_has_ended_and_settled() -> None:
