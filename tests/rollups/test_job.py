@@ -4,6 +4,7 @@ mid-way, two workers at once, and retention."""
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 from typing import Any
@@ -13,6 +14,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from caretaker.clock import FakeClock
+from ingest.batch import Message, assemble
+from ingest.store import write_batch
 from rules.rollups import apply_retention, catch_up, roll_batch
 from tests.rollups.helpers import Point, close, expected, ingest, steady, utc
 
@@ -136,29 +139,43 @@ def test_two_workers_take_disjoint_hours(database: str) -> None:
     with psycopg.connect(database, row_factory=dict_row) as conn:
         ingest(conn, points, received=NOW)
     total = len(devices) * len(METRICS) * 12
+    later = NOW + H  # every hour settled
+
+    def again() -> None:
+        """Every hour pending again, nothing rolled (the chunks stay: TimescaleDB creates a
+        chunk under a lock on its hypertable held to the commit, so a worker creating one
+        would wait for the other's commit)."""
+        with psycopg.connect(database, row_factory=dict_row) as conn:
+            conn.execute("DELETE FROM telemetry_1m")
+            conn.execute("DELETE FROM telemetry_1h")
+            conn.execute("INSERT INTO rollup_pending SELECT DISTINCT series_id,"
+                         " time_bucket('1 hour', time) FROM telemetry_points")
+
+    with psycopg.connect(database, row_factory=dict_row) as conn:
+        assert catch_up(conn, now=later) == total
+    again()
     # one worker holds its claim open: the other takes only the rest
     a = psycopg.connect(database, row_factory=dict_row)
     b = psycopg.connect(database, row_factory=dict_row)
     try:
-        assert roll_batch(a, now=NOW, batch=100) == 100
-        assert roll_batch(b, now=NOW, batch=total) == total - 100
+        assert roll_batch(a, now=later, batch=100) == 100
+        assert roll_batch(b, now=later, batch=total) == total - 100
         b.commit()
-        assert roll_batch(b, now=NOW, batch=total) == 0
+        assert roll_batch(b, now=later, batch=total) == 0
         a.commit()
     finally:
         a.close()
         b.close()
-    # and two running flat out from a fresh backlog: every hour rolled once
     with psycopg.connect(database, row_factory=dict_row) as conn:
-        conn.execute("TRUNCATE telemetry_1m, telemetry_1h")
-        conn.execute("INSERT INTO rollup_pending SELECT DISTINCT series_id,"
-                     " time_bucket('1 hour', time) FROM telemetry_points")
-        conn.commit()
+        assert pending(conn) == 0
+        assert close(stored(conn, "telemetry_1h"), expected(points, H))
+    # and two running flat out from a fresh backlog: every hour rolled once
+    again()
     counts: list[int] = []
 
     def worker() -> None:
         with psycopg.connect(database, row_factory=dict_row) as conn:
-            counts.append(catch_up(conn, now=NOW, batch=13))
+            counts.append(catch_up(conn, now=later, batch=13))
 
     threads = [threading.Thread(target=worker) for _ in range(2)]
     for t in threads:
@@ -203,3 +220,45 @@ def test_retention_drops_each_tier_at_its_age(conn: psycopg.Connection[Any]) -> 
     # a month at hourly resolution still answers from the hours kept
     got = read(conn, NOW - 121 * 24 * H, NOW, timedelta(days=1))
     assert sum(r["count"] for r in got.values()) == 8
+
+
+def _late_write(database: str, at: Any) -> psycopg.Connection[Any]:
+    """An ingest transaction that wrote one late point and has not committed yet."""
+    w = psycopg.connect(database, row_factory=dict_row)
+    write_batch(w, assemble([Message("caretaker/v1/s1/devices/p1/telemetry",
+                                     json.dumps({"ts": int(at.timestamp() * 1000),
+                                                 "values": {"temp": 500.0}}).encode(),
+                                     int(NOW.timestamp() * 1000))]))
+    return w
+
+
+def test_a_late_point_racing_the_job_is_not_lost(database: str) -> None:
+    points = steady(["p1"], ["temp"], NOW - 3 * H, NOW - 2 * H, timedelta(minutes=1))
+    with psycopg.connect(database, row_factory=dict_row) as conn:
+        ingest(conn, points, received=NOW)
+    late = Point("p1", "temp", NOW - 3 * H + timedelta(seconds=30), 500.0)
+    # the ingest's transaction first: its hour stays pending while it is open
+    w = _late_write(database, late.time)
+    with psycopg.connect(database, row_factory=dict_row) as j:
+        assert roll_batch(j, now=NOW) == 0
+    w.commit()
+    w.close()
+    # the job's first: the ingest waits for it, then queues the hour again
+    later = Point("p1", "temp", NOW - 3 * H + timedelta(seconds=45), 500.0)
+    with psycopg.connect(database, row_factory=dict_row) as j:
+        assert roll_batch(j, now=NOW) == 1
+        done: list[psycopg.Connection[Any]] = []
+        writer = threading.Thread(target=lambda: done.append(_late_write(database, later.time)))
+        writer.start()
+        writer.join(timeout=1.0)
+        assert writer.is_alive()  # waiting for the job's claim (it would not, unlocked)
+        j.commit()
+    writer.join(timeout=30)
+    done[0].commit()
+    done[0].close()
+    with psycopg.connect(database, row_factory=dict_row) as conn:
+        assert pending(conn) == 1
+        catch_up(conn, now=NOW)
+        want = expected([*points, late, later], H)
+        assert close(stored(conn, "telemetry_1h"), want)
+        assert stored(conn, "telemetry_1h")[("p1", "temp", NOW - 3 * H)]["count"] == 62
