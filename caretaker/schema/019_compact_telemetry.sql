@@ -101,3 +101,8 @@ END $$;
 
 CREATE TRIGGER telemetry_insert INSTEAD OF INSERT ON telemetry
     FOR EACH ROW EXECUTE FUNCTION telemetry_insert();
+
+-- Keyset pages of a site's scans and status changes, newest first (GET /scans,
+-- GET /device-status): an index range however deep the page.
+CREATE INDEX scans_site_time_idx ON scans (site_id, time DESC, scan_id);
+CREATE INDEX device_status_site_time_idx ON device_status (site_id, time DESC);
