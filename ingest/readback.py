@@ -1,6 +1,7 @@
 """Reading ingested data back for the API: telemetry points, bucketed aggregates (from the
-rollups where they answer exactly), latest values, dead letters. Every query is parameterised
-and limited to a site when asked to; telemetry pages by keyset (cursor), never counting.
+rollups where they answer exactly), latest values, dead letters, devices' status history.
+Every query is parameterised and limited to a site when asked to; telemetry pages by keyset
+(cursor), never counting.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from psycopg.rows import dict_row
 from caretaker import resolution
 from caretaker.durations import parse_duration
 from caretaker.errors import Invalid, NotFound
+from caretaker.paging import Key, KeysetPage, Where, fetch_keyset
 
 MIN_BUCKET = timedelta(seconds=1)
 
@@ -153,24 +155,42 @@ class DeadLetterNotFound(NotFound):
     """No such dead letter (in the caller's scope)."""
 
 
-def dead_letters(conn: psycopg.Connection[Any], *, site: str | None, limit: int, offset: int
-                 ) -> tuple[list[dict[str, Any]], int]:
-    """Newest dead letters first (of one site's topics when `site` is given); (page, total).
+DEAD_LETTER_KEYS = (Key("last_received_at", "last_received_at", descending=True),
+                    Key("id", "id", descending=True))
+
+
+def dead_letters(conn: psycopg.Connection[Any], *, site: str | None, limit: int, offset: int,
+                 cursor: str | None = None) -> KeysetPage:
+    """Newest dead letters first (of one site's topics when `site` is given): one page after
+    `cursor` (or from `offset`), the total exact up to paging.COUNT_CAP.
 
     Payloads are not listed (one may be large): `dead_letter_payload` returns one.
     """
-    params = {"site": site, "limit": limit, "offset": offset}
-    total = conn.execute(
-        "SELECT count(*) AS n FROM dead_letters"
-        " WHERE %(site)s::text IS NULL OR split_part(topic, '/', 3) = %(site)s",
-        params).fetchone()
-    rows = conn.execute(
-        "SELECT id, received_at, last_received_at, count, source, topic, item, reason, size"
-        " FROM dead_letters"
-        " WHERE %(site)s::text IS NULL OR split_part(topic, '/', 3) = %(site)s"
-        " ORDER BY last_received_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s",
-        params).fetchall()
-    return [dict(r) for r in rows], int(total["n"]) if total else 0
+    where = Where()
+    if site is not None:
+        where.add("split_part(topic, '/', 3) = %s", site)
+    return fetch_keyset(conn, "dead_letters", where, keys=DEAD_LETTER_KEYS, limit=limit,
+                        offset=offset, cursor=cursor,
+                        select="id, received_at, last_received_at, count, source, topic, item,"
+                               " reason, size")
+
+
+STATUS_KEYS = (Key("time", "time", descending=True), Key("site_id", "site_id", descending=True),
+               Key("device_id", "device_id", descending=True),
+               Key("status", "status", descending=True))
+
+
+def status_history(conn: psycopg.Connection[Any], *, site: str | None, device: str | None,
+                   status: str | None, since: datetime | None, until: datetime | None,
+                   limit: int, offset: int, cursor: str | None) -> KeysetPage:
+    """Devices' online/offline changes, newest first: one page after `cursor` (or from
+    `offset`), the total exact up to paging.COUNT_CAP (device_status is a hypertable)."""
+    where = Where()
+    where.equals_all({"site_id": site, "device_id": device, "status": status})
+    where.within("time", since, until)
+    return fetch_keyset(conn, "device_status", where, keys=STATUS_KEYS, limit=limit,
+                        offset=offset, cursor=cursor,
+                        select="time, site_id, device_id, status, source")
 
 
 def dead_letter_payload(conn: psycopg.Connection[Any], dead_letter_id: int, *,

@@ -23,6 +23,7 @@ from api.routes import (
     checkpoints,
     complaints,
     dead_letters,
+    device_status,
     device_types,
     devices,
     escalation,
@@ -94,6 +95,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     kpis.router,
     complaints.router,
     escalation.router,
+    device_status.router,
     follow_ups.router, attachments.router,
 )
 
