@@ -37,6 +37,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from caretaker.migrations import migrate  # noqa: E402
+from caretaker.resolution import EPOCH  # noqa: E402
 from caretaker.servers import LocalPostgres, free_port  # noqa: E402
 from caretaker.tokens import create_token  # noqa: E402
 from rules.rollups import catch_up  # noqa: E402
@@ -277,7 +278,7 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
                 "SELECT device_id, metric FROM series WHERE site_id = %s AND metric <> 'door'"
                 " ORDER BY device_id, metric LIMIT 1", (SITE,)).fetchone() or ("?", "?")
         step = timedelta(seconds=args.interval)
-        end = first - (first - datetime(2000, 1, 3, tzinfo=UTC)) % step
+        end = first - (first - EPOCH) % step
         begin = end - timedelta(days=args.days)
         print(f"bench: {args.devices} devices, {n_series} series, {args.days:g} days every "
               f"{args.interval:g} s backfilled, then {args.rate:,.0f} msg/s offered; "

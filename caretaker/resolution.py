@@ -73,17 +73,6 @@ def named(name: str) -> Tier:
         raise Invalid(f"resolution: {name!r} is not one of {', '.join(TIERS)}") from None
 
 
-def floor(at: datetime, width: timedelta) -> datetime:
-    """The start of the `width` bucket holding `at` (time_bucket's alignment)."""
-    return at - (at - EPOCH) % width
-
-
-def ceil(at: datetime, width: timedelta) -> datetime:
-    """The first `width` bucket boundary at or after `at`."""
-    down = floor(at, width)
-    return down if down == at else down + width
-
-
 def ready_until(now: datetime) -> datetime:
     """The latest hour bucket start the job may roll up at `now` (that hour ended and settled)."""
     return now - SETTLE - HOUR.width

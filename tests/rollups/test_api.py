@@ -4,7 +4,7 @@ and answers the same whether the hours are rolled up or not; /latest reads lates
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -19,7 +19,6 @@ H = timedelta(hours=1)
 
 
 def _as_expected(items: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    from datetime import datetime
     return {(i["device"], i["metric"], datetime.fromisoformat(i["time"])):
             {k: i[k] for k in ("min", "max", "avg", "count", "last", "last_text")}
             for i in items}

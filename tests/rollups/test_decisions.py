@@ -43,16 +43,6 @@ def test_a_chart_reads_the_coarsest_tier_not_wider_than_its_buckets() -> None:
     assert res.for_chart(timedelta(hours=1, minutes=48)) == (res.HOUR, timedelta(hours=2))
 
 
-def test_floor_and_ceil_align_like_time_bucket() -> None:
-    at = datetime(2026, 11, 23, 8, 17, 30, tzinfo=UTC)
-    assert res.floor(at, timedelta(hours=1)) == T0
-    assert res.ceil(at, timedelta(hours=1)) == T0 + timedelta(hours=1)
-    assert res.ceil(T0, timedelta(hours=1)) == T0
-    assert res.floor(at, timedelta(minutes=1)) == at.replace(second=0)
-    # a week's buckets start on Mondays, as time_bucket's default origin does
-    assert res.floor(at, timedelta(days=7)).weekday() == 0
-
-
 def test_an_hour_is_ready_once_it_has_ended_and_settled() -> None:
     assert res.ready_until(T0 + timedelta(hours=1, minutes=1)) == T0
     assert res.ready_until(T0 + timedelta(hours=1, seconds=59)) < T0
