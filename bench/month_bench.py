@@ -20,6 +20,7 @@ Prints figures; it is not a test.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import signal
@@ -36,10 +37,12 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from caretaker import resolution  # noqa: E402
 from caretaker.migrations import migrate  # noqa: E402
 from caretaker.resolution import EPOCH  # noqa: E402
 from caretaker.servers import LocalPostgres, free_port  # noqa: E402
 from caretaker.tokens import create_token  # noqa: E402
+from ingest import readback  # noqa: E402
 from rules.rollups import catch_up  # noqa: E402
 from simulators.fleet import DEVICES_PER_SITE  # noqa: E402
 from tests.fix_servers import broker_dir, start_broker  # noqa: E402 - logins like the tests'
@@ -210,6 +213,49 @@ def measure(base: str, token: str, device: str, metric: str, rounds: int
     return out
 
 
+def measure_db(url: str, device: str, metric: str, rounds: int) -> dict[str, list[float]]:
+    """The telemetry reads without HTTP: ingest/readback.py's functions on one connection."""
+    out: dict[str, list[float]] = {k: [] for k in (
+        "30 d hourly (1h)", "24 h by minute (1m)", "1 h raw (1,000)", "latest (site)")}
+    one = {"site": SITE, "device": device, "metric": metric}
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(rounds):
+            now = datetime.now(UTC)
+            t0 = time.perf_counter()
+            readback.telemetry_buckets(conn, **one, start=now - timedelta(days=30), end=now,
+                                       bucket=resolution.HOUR.width, tier=resolution.HOUR,
+                                       limit=1000)
+            t1 = time.perf_counter()
+            readback.telemetry_buckets(conn, **one, start=now - timedelta(hours=24), end=now,
+                                       bucket=resolution.MINUTE.width, tier=resolution.MINUTE,
+                                       limit=1440)
+            t2 = time.perf_counter()
+            readback.telemetry_points(conn, **one, start=now - timedelta(hours=1), end=now,
+                                      limit=1000)
+            t3 = time.perf_counter()
+            readback.latest_values(conn, site=SITE, device=None, since=now - timedelta(hours=1),
+                                   limit=10000)
+            t4 = time.perf_counter()
+            for key, dt in zip(out, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                out[key].append(dt)
+    return out
+
+
+def report(title: str, lat: dict[str, list[float]]) -> None:
+    """p50/p99/max of each read, and the 30-day / 1-hour ratio."""
+    print(f"{title} (load average {os.getloadavg()[0]:.1f})")
+    print(f"{'read':<24} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for name, values in lat.items():
+        print(f"{name:<24} {_quantile(values, .5) * 1000:>8.1f} "
+              f"{_quantile(values, .99) * 1000:>8.1f} {max(values) * 1000:>8.1f}")
+    month, hour = lat["30 d hourly (1h)"], lat["1 h raw (1,000)"]
+    print(f"30-day / 1-hour raw: p50 {_quantile(month, .5) / _quantile(hour, .5):.2f}x, "
+          f"p99 {_quantile(month, .99) / _quantile(hour, .99):.2f}x")
+
+
+print = functools.partial(print, flush=True)  # noqa: A001 - progress shows as it comes
+
+
 def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=500)
@@ -306,15 +352,13 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
         n0, t0 = _ingested(pg.url), time.time()
         lat = measure(base, token, device, metric, args.rounds)
         n1, t1 = _ingested(pg.url), time.time()
-        print(f"\nreads of {SITE}/{device}/{metric} while the ingest committed "
-              f"{(n1 - n0) / (t1 - t0):,.0f} msg/s ({args.rounds} rounds, one client)")
-        print(f"{'read':<24} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
-        for name, values in lat.items():
-            print(f"{name:<24} {_quantile(values, .5) * 1000:>8.1f} "
-                  f"{_quantile(values, .99) * 1000:>8.1f} {max(values) * 1000:>8.1f}")
-        month, hour = lat["30 d hourly (1h)"], lat["1 h raw (1,000)"]
-        print(f"30-day / 1-hour raw: p50 {_quantile(month, .5) / _quantile(hour, .5):.2f}x, "
-              f"p99 {_quantile(month, .99) / _quantile(hour, .99):.2f}x")
+        report(f"\nthrough the API: {SITE}/{device}/{metric} while the ingest committed "
+               f"{(n1 - n0) / (t1 - t0):,.0f} msg/s ({args.rounds} rounds, one client)", lat)
+        n0, t0 = _ingested(pg.url), time.time()
+        lat = measure_db(pg.url, device, metric, args.rounds)
+        n1, t1 = _ingested(pg.url), time.time()
+        report(f"\nthe same in the database alone (readback functions, no HTTP) while the "
+               f"ingest committed {(n1 - n0) / (t1 - t0):,.0f} msg/s", lat)
         print(f"rollup job meanwhile: {worker.runs} runs, {worker.rolled} hours rolled, "
               f"{worker.busy:.1f} s busy")
         if args.soak > 0:

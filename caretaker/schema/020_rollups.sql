@@ -49,6 +49,12 @@ DECLARE
     lo timestamptz := t_from;
     hi timestamptz := t_from;
     ids integer[];
+    pend_ids integer[];
+    pend_hours timestamptz[];
+    pend_from timestamptz;
+    pend_to timestamptz;
+    raw text;
+    parts text[];
 BEGIN
     IF secs IS NULL OR secs <= 0 THEN
         RAISE EXCEPTION 'telemetry_rollup: width must be positive' USING ERRCODE = '22023';
@@ -68,43 +74,47 @@ BEGIN
     ids := ARRAY(SELECT id FROM series WHERE site_id = p_site
                    AND (p_device IS NULL OR series.device_id = p_device)
                    AND (p_metric IS NULL OR series.metric = p_metric));
-    -- EXECUTE plans with the values known, so only the chunks of the range are read
-    RETURN QUERY EXECUTE format($q$
-        WITH pend AS MATERIALIZED (
-            SELECT p.series_id, p.bucket FROM rollup_pending p
-             WHERE $4 < $5 AND p.series_id = ANY($1)
-               AND p.bucket >= time_bucket(INTERVAL '1 hour', $4) AND p.bucket < $5),
-        parts AS (
-            SELECT r.series_id, time_bucket($6, r.bucket) AS b, r.min, r.max, r.sum,
-                   r.nvalues, r.count, r.last, r.last_text, r.last_time
-              FROM %I r
-             WHERE $4 < $5 AND r.series_id = ANY($1)
-               AND r.bucket >= $4 AND r.bucket < $5
-               AND NOT EXISTS (SELECT 1 FROM pend WHERE pend.series_id = r.series_id
-                                  AND pend.bucket = time_bucket(INTERVAL '1 hour', r.bucket))
-            UNION ALL
-            SELECT t.series_id, time_bucket($6, t.time), t.value, t.value, t.value,
-                   (t.value IS NOT NULL)::int, 1, t.value, t.text_value, t.time
-              FROM pend JOIN telemetry_points t ON t.series_id = pend.series_id
-               AND t.time >= greatest(pend.bucket, $4)
-               AND t.time < least(pend.bucket + INTERVAL '1 hour', $5)
-            UNION ALL
-            SELECT t.series_id, time_bucket($6, t.time), t.value, t.value, t.value,
-                   (t.value IS NOT NULL)::int, 1, t.value, t.text_value, t.time
-              FROM telemetry_points t
-             WHERE t.series_id = ANY($1) AND t.time >= $2 AND t.time < $4
-            UNION ALL
-            SELECT t.series_id, time_bucket($6, t.time), t.value, t.value, t.value,
-                   (t.value IS NOT NULL)::int, 1, t.value, t.text_value, t.time
-              FROM telemetry_points t
-             WHERE t.series_id = ANY($1)
-               AND t.time >= greatest($5, $2) AND t.time < $3)
-        SELECT s.device_id, s.metric, parts.b, min(parts.min), max(parts.max),
-               sum(parts.sum) / nullif(sum(parts.nvalues), 0), sum(parts.count)::bigint,
-               last(parts.last, parts.last_time), last(parts.last_text, parts.last_time)
-          FROM parts JOIN series s ON s.id = parts.series_id GROUP BY 1, 2, 3 $q$,
-        CASE tier WHEN '1m' THEN 'telemetry_1m' ELSE 'telemetry_1h' END)
-    USING ids, t_from, t_to, lo, hi, width;
+    IF lo < hi THEN  -- hours of the rolled span still pending: read raw, not from the rollups
+        SELECT array_agg(p.series_id), array_agg(p.bucket), min(p.bucket), max(p.bucket)
+          INTO pend_ids, pend_hours, pend_from, pend_to
+          FROM rollup_pending p
+         WHERE p.series_id = ANY(ids) AND p.bucket >= time_bucket(INTERVAL '1 hour', lo)
+           AND p.bucket < hi;
+    END IF;
+    -- Only the parts needed, each with constant time bounds: EXECUTE plans with the values
+    -- known, so only the chunks of those spans are read.
+    raw := 'SELECT t.series_id, time_bucket($6, t.time) AS b, t.value AS min, t.value AS max,'
+        ' t.value AS sum, (t.value IS NOT NULL)::int AS nvalues, 1 AS count, t.value AS last,'
+        ' t.text_value AS last_text, t.time AS last_time';
+    parts := ARRAY[raw || ' FROM telemetry_points t WHERE t.series_id = ANY($1)'
+                       ' AND t.time >= $2 AND t.time < $4',
+                   raw || ' FROM telemetry_points t WHERE t.series_id = ANY($1)'
+                       ' AND t.time >= greatest($5, $2) AND t.time < $3'];
+    IF lo < hi THEN
+        parts := parts || format(
+            'SELECT r.series_id, time_bucket($6, r.bucket), r.min, r.max, r.sum, r.nvalues,'
+            ' r.count, r.last, r.last_text, r.last_time FROM %I r'
+            ' WHERE r.series_id = ANY($1) AND r.bucket >= $4 AND r.bucket < $5%s',
+            CASE tier WHEN '1m' THEN 'telemetry_1m' ELSE 'telemetry_1h' END,
+            CASE WHEN pend_ids IS NOT NULL THEN
+                ' AND NOT EXISTS (SELECT 1 FROM unnest($7, $8) AS p(series_id, bucket)'
+                ' WHERE p.series_id = r.series_id'
+                ' AND p.bucket = time_bucket(INTERVAL ''1 hour'', r.bucket))' ELSE '' END);
+    END IF;
+    IF pend_ids IS NOT NULL THEN
+        parts := parts || (raw || ' FROM unnest($7, $8) AS p(series_id, bucket)'
+            ' JOIN telemetry_points t ON t.series_id = p.series_id'
+            ' AND t.time >= p.bucket AND t.time < p.bucket + INTERVAL ''1 hour'''
+            ' WHERE t.time >= greatest($9, $4)'
+            ' AND t.time < least($10 + INTERVAL ''1 hour'', $5)');
+    END IF;
+    RETURN QUERY EXECUTE
+        'SELECT s.device_id, s.metric, parts.b, min(parts.min), max(parts.max),'
+        ' sum(parts.sum) / nullif(sum(parts.nvalues), 0), sum(parts.count)::bigint,'
+        ' last(parts.last, parts.last_time), last(parts.last_text, parts.last_time)'
+        ' FROM (' || array_to_string(parts, ' UNION ALL ') || ') parts'
+        ' JOIN series s ON s.id = parts.series_id GROUP BY 1, 2, 3'
+    USING ids, t_from, t_to, lo, hi, width, pend_ids, pend_hours, pend_from, pend_to;
 END
 $fn$;
 
