@@ -7,9 +7,10 @@ from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel, BeforeValidator, Field
 
 from api.errors import ApiError
+from caretaker.paging import MAX_CURSOR, KeysetPage
 from caretaker.tokens import Principal
 
 T = TypeVar("T")
@@ -57,6 +58,28 @@ class Paging(BaseModel):
     def answer(self, items: list[Any], total: int) -> dict[str, Any]:
         """The list answer: this page's items, how many match in all, and this paging."""
         return {"items": items, "total": total, "limit": self.limit, "offset": self.offset}
+
+
+class CursorPage(Page[T], Generic[T]):
+    """A page of a list that can grow large: also the next page's cursor, and whether
+    `total` was counted exactly."""
+
+    total_exact: bool = Field(description=(
+        "true: `total` is exact; false: more than 10,000 match and `total` is the planner's"
+        " estimate"))
+    next_cursor: str | None = Field(description=(
+        "give it as ?cursor= for the next page (null: this is the last page)"))
+
+
+CursorParam = Annotated[str | None, Query(max_length=MAX_CURSOR, description=(
+    "the next_cursor of the previous page: the page after it, as fast however deep"
+    " (instead of offset)"))]
+
+
+def cursor_answer(paging: Paging, page: KeysetPage) -> dict[str, Any]:
+    """The answer of a cursor-paged list."""
+    return {"items": page.rows, "total": page.total, "total_exact": page.exact,
+            "limit": paging.limit, "offset": paging.offset, "next_cursor": page.next_cursor}
 
 
 MAX_LIMIT = 1000

@@ -5,9 +5,15 @@ Starts its own PostgreSQL + TimescaleDB and Mosquitto on free loopback ports in 
 the ceiling (a paho subscriber that only counts) and for the full ingest (`caretaker ingest`):
   live  - publishers and consumer run at the same time (they share the 2 cores);
   drain - the stream is queued at the broker first, then the consumer starts.
+Also paced runs (a thin stream at 3,000 msg/s and a busy one at 5,000 msg/s) with the CPU
+spent per message by the ingest process(es) and by the PostgreSQL server (all its processes,
+exited ones included), and with `--bytes` the stored size per telemetry point (table +
+indexes, from hypertable_size) after all runs. Run on the same commit's schema and ingest;
+copy this file into an older tree to measure that tree the same way.
 Prints figures; it is not a test.
 
-    .venv/bin/python bench/ingest_bench.py [--messages 200000] [--publishers 3]
+    .venv/bin/python bench/ingest_bench.py [--messages 200000] [--publishers 3] [--bytes]
+    .venv/bin/python bench/ingest_bench.py --phases paced --paced-rate 3000,5000 --bytes
 """
 
 from __future__ import annotations
@@ -183,10 +189,51 @@ def run_ceiling(broker: Broker, messages: int, publishers: int, *, drain: bool
             "publish_rate": total / (t1 - t0)}
 
 
-def _received(url: str, worker: str) -> int:
-    with psycopg.connect(url) as c:
-        row = c.execute("SELECT messages FROM ingest_stats WHERE worker = %s", (worker,)).fetchone()
+def _received(conn: psycopg.Connection, workers: list[str]) -> int:
+    row = conn.execute("SELECT coalesce(sum(messages), 0) FROM ingest_stats"
+                       " WHERE worker = ANY(%s)", (workers,)).fetchone()
     return int(row[0]) if row else 0
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pids: list[int], *, children: bool = False) -> float:
+    """User + system CPU of the processes (with `children`: also of their exited children)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        if children:
+            total += int(fields[13]) + int(fields[14])  # cutime, cstime (waited-for children)
+    return total / TICK
+
+
+def _postgres_cpu(data_dir: Path) -> float:
+    """CPU seconds of the whole PostgreSQL server so far (postmaster, backends, workers)."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    tree = _tree(postmaster)
+    return _cpu_seconds(tree[:1], children=True) + _cpu_seconds(tree[1:])
+
+
+def points_size(url: str) -> dict[str, float]:
+    """Bytes per stored telemetry point (hypertable_size / rows) and the side tables' sizes."""
+    with psycopg.connect(url) as c:
+        compact = c.execute("SELECT to_regclass('telemetry_points') IS NOT NULL").fetchone()
+        table = "telemetry_points" if compact and compact[0] else "telemetry"
+        size, rows = c.execute(
+            f"SELECT hypertable_size('{table}'), (SELECT count(*) FROM {table})"  # noqa: S608
+        ).fetchone()
+        out = {"table": table, "rows": rows, "bytes": size, "per_point": size / max(rows, 1)}
+        if table == "telemetry_points":
+            for side in ("series", "latest_readings", "rollup_pending"):
+                out[side] = c.execute(
+                    "SELECT pg_total_relation_size(%s::regclass)", (side,)).fetchone()[0]
+    return out
 
 
 def _tree(pid: int) -> list[int]:
@@ -207,7 +254,8 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def run_ingest(url: str, broker: Broker, messages: int, publishers: int, *, drain: bool,
-               state: Path, rate: float = 0.0, workers: int = 1) -> dict[str, float]:
+               state: Path, rate: float = 0.0, workers: int = 1,
+               pg_data: Path | None = None) -> dict[str, float]:
     total = messages // publishers * publishers
     client_id = f"bench-ingest-{uuid.uuid4().hex[:6]}"
     group = f"g{uuid.uuid4().hex[:6]}"
@@ -232,19 +280,25 @@ def run_ingest(url: str, broker: Broker, messages: int, publishers: int, *, drai
     cmd = [sys.executable, "-m", "stack.cli", "ingest", "--workers", str(workers)]
     cwd = Path(__file__).resolve().parent.parent
     proc = None
+    poll = psycopg.connect(url, autocommit=True)  # one connection: polling costs little CPU
     if not drain:
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-        time.sleep(2.0)  # import + connect
+        time.sleep(3.0)  # import + connect
+        cpu0 = (_cpu_seconds(_tree(proc.pid)), _postgres_cpu(pg_data) if pg_data else 0.0)
         t0, t1 = publish_all(broker, site, total, publishers, rate)
     else:
         publish_all(broker, site, total, publishers)
         t0 = time.time()
+        cpu0 = (0.0, _postgres_cpu(pg_data) if pg_data else 0.0)  # startup counted: small
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 900
     names = [f"{client_id}-{w}" for w in range(workers)]
-    while sum(_received(url, n) for n in names) < total and time.time() < deadline:
-        time.sleep(0.1)
+    while _received(poll, names) < total and time.time() < deadline:
+        time.sleep(0.2)
     t_end = time.time()
+    cpu_ingest = _cpu_seconds(_tree(proc.pid)) - cpu0[0]
+    cpu_pg = (_postgres_cpu(pg_data) - cpu0[1]) if pg_data else float("nan")
+    poll.close()
     time.sleep(1.5)  # the idle stats flush carries the last histogram observations
     rss = sum(_peak_rss_mb(pid) for pid in _tree(proc.pid))
     proc.send_signal(signal.SIGTERM)
@@ -264,10 +318,16 @@ def run_ingest(url: str, broker: Broker, messages: int, publishers: int, *, drai
            "points_rate": distinct / (t_end - t0), "lost": expected_rows - distinct,
            "duplicated": rows - distinct, "received": received[0], "batches": received[1],
            "p50": quantile(LAG_BOUNDS, lag, 0.5), "p99": quantile(LAG_BOUNDS, lag, 0.99),
-           "rss_mb": rss, "writer_busy": busy / (t_end - t0)}
+           "rss_mb": rss, "writer_busy": busy / (t_end - t0),
+           "cpu_ingest_ms": cpu_ingest / total * 1000, "cpu_pg_ms": cpu_pg / total * 1000}
     if not drain:
         out["publish_rate"] = total / (t1 - t0)
     return out
+
+
+def _cpu_line(i: dict[str, float]) -> str:
+    return (f"  CPU per message: ingest {i['cpu_ingest_ms']:.3f} ms + PostgreSQL "
+            f"{i['cpu_pg_ms']:.3f} ms = {i['cpu_ingest_ms'] + i['cpu_pg_ms']:.3f} ms")
 
 
 def main() -> None:
@@ -275,9 +335,15 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--publishers", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1, help="caretaker ingest --workers N")
-    parser.add_argument("--paced-rate", type=float, default=5000,
-                        help="msg/s of the latency run (below saturation)")
+    parser.add_argument("--paced-rate", default="3000,5000",
+                        help="msg/s of the paced runs (below saturation), comma-separated")
+    parser.add_argument("--paced-seconds", type=float, default=20.0)
+    parser.add_argument("--phases", default="live,drain,paced",
+                        help="which of live, drain, paced to run")
+    parser.add_argument("--bytes", action="store_true",
+                        help="print the bytes per stored telemetry point after the runs")
     args = parser.parse_args()
+    phases = set(args.phases.split(","))
     mp.set_start_method("spawn")
     state = Path(tempfile.mkdtemp(prefix="caretaker-bench-"))
     os.chmod(state, 0o755)
@@ -291,13 +357,13 @@ def main() -> None:
         print(f"bench: {args.messages} messages x 3 values, {DEVICES} devices, QoS 1, "
               f"{args.publishers} publisher processes, {args.workers} ingest worker(s), "
               f"{os.cpu_count()} CPUs, load average before: {os.getloadavg()[0]:.1f}")
-        results = {}
         for drain in (False, True):
             mode = "drain" if drain else "live"
+            if mode not in phases:
+                continue
             c = run_ceiling(broker, args.messages, args.publishers, drain=drain)
             i = run_ingest(pg.url, broker, args.messages, args.publishers, drain=drain,
-                           state=state, workers=args.workers)
-            results[mode] = (c, i)
+                           state=state, workers=args.workers, pg_data=pg.data)
             pub = f" (publishers alone reached {c['publish_rate']:,.0f} msg/s)" if not drain else ""
             what = ("backlog queued at the broker first, then the consumer starts" if drain
                     else "publishers and consumer at once")
@@ -312,19 +378,31 @@ def main() -> None:
             if not drain:
                 print(f"  publish->commit latency: p50 {i['p50'] * 1000:.0f} ms, "
                       f"p99 {i['p99'] * 1000:.0f} ms (from the ingest's lag histogram)")
+            print(_cpu_line(i))
             print(f"  peak RSS of the ingest process: {i['rss_mb']:.0f} MB")
             print(f"  ratio ingest / ceiling: {i['rate'] / c['rate']:.2f}")
         # latency below saturation: a paced stream, where queueing at the broker does not
         # dominate the figure as it does when publishers outrun the consumer
-        paced = min(args.messages, int(args.paced_rate * 20))
-        i = run_ingest(pg.url, broker, paced, args.publishers, drain=False, state=state,
-                       rate=args.paced_rate, workers=args.workers)
-        print(f"\n[paced] {args.paced_rate:,.0f} msg/s offered for {paced / args.paced_rate:.0f}s")
-        print(f"  ingest: {i['rate']:,.0f} msg/s committed, rows lost: {i['lost']}, "
-              f"duplicated: {i['duplicated']}")
-        print(f"  publish->commit latency: p50 {i['p50'] * 1000:.0f} ms, "
-              f"p99 {i['p99'] * 1000:.0f} ms (from the ingest's lag histogram)")
-        print(f"  peak RSS of the ingest process: {i['rss_mb']:.0f} MB")
+        for rate in ([float(r) for r in args.paced_rate.split(",")] if "paced" in phases
+                     else []):
+            paced = int(rate * args.paced_seconds)
+            i = run_ingest(pg.url, broker, paced, args.publishers, drain=False, state=state,
+                           rate=rate, workers=args.workers, pg_data=pg.data)
+            print(f"\n[paced] {rate:,.0f} msg/s offered for {paced / rate:.0f}s")
+            print(f"  ingest: {i['rate']:,.0f} msg/s committed, rows lost: {i['lost']}, "
+                  f"duplicated: {i['duplicated']}, {i['batches']} batches "
+                  f"({i['received'] / max(i['batches'], 1):.0f} msgs each)")
+            print(f"  publish->commit latency: p50 {i['p50'] * 1000:.0f} ms, "
+                  f"p99 {i['p99'] * 1000:.0f} ms (from the ingest's lag histogram)")
+            print(_cpu_line(i))
+            print(f"  peak RSS of the ingest process: {i['rss_mb']:.0f} MB")
+        if args.bytes:
+            b = points_size(pg.url)
+            side = ", ".join(f"{k} {b[k] / 1024:,.0f} kB" for k in
+                             ("series", "latest_readings", "rollup_pending") if k in b)
+            print(f"\n[bytes] {b['table']}: {b['rows']:,} points, {b['bytes'] / 1e6:,.1f} MB"
+                  f" (table + indexes) = {b['per_point']:.1f} bytes per point"
+                  + (f"; side tables: {side}" if side else ""))
     finally:
         if broker is not None:
             broker.server.stop()

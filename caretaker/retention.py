@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-HYPERTABLES = ("telemetry", "device_status", "scans")
+HYPERTABLES = ("telemetry_points", "device_status", "scans")
 
 
 def apply_retention(conn: psycopg.Connection[Any], *, days: int, now: datetime,

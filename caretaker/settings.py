@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     db_port: int = 5433
 
     retention_days: int = Field(default=365, ge=1)
+    # Rollups (rules/rollups.py): raw telemetry points are kept this many days, 1-minute
+    # rollups and 1-hour rollups these many (long ranges read rollups, never raw points).
+    raw_retention_days: int = Field(default=90, ge=1)
+    rollup_minute_retention_days: int = Field(default=400, ge=1)
+    rollup_hour_retention_days: int = Field(default=3660, ge=1)
     db_pool_size: int = 8
 
     ingest_batch_size: int = Field(default=5000, ge=1)

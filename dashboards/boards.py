@@ -3,8 +3,9 @@ compliance, KPIs), built with grafana-foundation-sdk; stable uids so a second pu
 
 Every panel reads the database through SQL with Grafana's macros and the dashboard's `$site`
 (and `$device`, `$metric`) variables; KPI panels call the KPI library's SQL functions
-(migration 015), so they show the numbers the API and the weekly report show. Long ranges
-read the raw points with time_bucket ($__timeGroup): there are no rollups yet (issue 15).
+(migration 015), so they show the numbers the API and the weekly report show. Telemetry panels
+read through `rollup(...)`: the raw points, 1-minute or 1-hour rollups as the time range's
+$__interval calls for (migration 020's telemetry_rollup), so a month never scans raw points.
 Residents' names and phones are never selected (the reader role cannot read them anyway).
 """
 
@@ -37,6 +38,15 @@ LOWER_IS_BETTER = ("mtta_seconds", "mttr_seconds", "backlog", "repeat_faults")
 RATIOS = ("repair_timeliness", "response_timeliness", "followup_rate", "satisfaction",
           "complaint_handling", "equipment_intact", "patrol_completion",
           "inspection_completion")
+
+
+def rollup(site: str, device: str = "NULL", metric: str = "NULL",
+           width: str = "'$__interval_ms ms'") -> str:
+    """A FROM item of telemetry aggregates (device_id, metric, time, min, max, avg, count,
+    last) per `width` over the dashboard's range, read from raw points, 1m or 1h rollups as
+    the width allows: Grafana's interval follows its time range, so the range picks the tier."""
+    return (f"telemetry_rollup({site}, {device}, {metric}, $__timeFrom(), $__timeTo(),"
+            f" {width})")
 
 
 # ---- variables and panels ------------------------------------------------------------------
@@ -140,9 +150,9 @@ SELECT CASE WHEN resolve_by < now() THEN 'overdue 超时'
   FROM work_orders WHERE site_id IN ($site) AND state IN ('open', 'acknowledged', 'in_progress')
  GROUP BY 1 ORDER BY 1""", w=6))
             .with_panel(series("Readings per interval 数据接收量", """
-SELECT $__timeGroupAlias(time, $__interval), site_id AS metric, count(*) AS readings
-  FROM telemetry
- WHERE $__timeFilter(time) AND site_id IN ($site)
+SELECT r.time AS "time", s.id AS metric, sum(r.count) AS readings
+  FROM sites s CROSS JOIN LATERAL """ + rollup("s.id") + """ r
+ WHERE s.id IN ($site)
  GROUP BY 1, 2 ORDER BY 1""", w=12))
             .with_panel(series("Devices going offline 设备离线次数", """
 SELECT $__timeGroupAlias(time, '1h'), site_id AS metric, count(*) AS went_offline
@@ -204,14 +214,12 @@ SELECT count(*) AS work_orders FROM work_orders
    AND state IN ('open', 'acknowledged', 'in_progress')""",
                             steps=((None, "green"), (1, "orange"))))
             .with_panel(big("Readings in range 区间读数", """
-SELECT count(*) AS readings FROM telemetry
- WHERE site_id = '$site' AND device_id = '$device' AND $__timeFilter(time)""", w=8))
+SELECT coalesce(sum(count), 0) AS readings
+  FROM """ + rollup("'$site'", "'$device'", width="'1 hour'"), w=8))
             .with_panel(series("$metric and its thresholds 读数与阈值", """
-SELECT $__timeGroupAlias(time, $__interval), avg(value) AS "$metric"
-  FROM telemetry
- WHERE site_id = '$site' AND device_id = '$device' AND metric = '$metric'
-   AND $__timeFilter(time)
- GROUP BY 1 ORDER BY 1""", """
+SELECT time AS "time", avg AS "$metric"
+  FROM """ + rollup("'$site'", "'$device'", "'$metric'") + """
+ ORDER BY 1""", """
 SELECT t AS time, r.id || ' ' || l.severity AS metric, l.threshold AS value""" + levels + """
   CROSS JOIN unnest(ARRAY[$__timeFrom()::timestamptz, $__timeTo()::timestamptz]) t""" + this_device
                    + " ORDER BY 1, 2", w=24, h=10))

@@ -159,6 +159,36 @@ def without(batch: Batch, sites: set[str], guards: set[tuple[str, str]]) -> Batc
     return again
 
 
+class Pace:
+    """How long the next batch stays open: long enough to gather `target` messages at the
+    recent arrival rate, between `least` and `most` seconds.
+
+    A batch has a fixed cost (a transaction, a dozen statements, the stats row), so a thin
+    stream closed by a fixed timer pays more per message than a busy one; sizing the window
+    from the rate keeps batches about the same size, hence the cost per message. At and above
+    `target / least` messages a second the window is `least`, as before.
+    """
+
+    def __init__(self, *, least: float, most: float, target: int,
+                 smoothing: float = 0.3) -> None:
+        self.least, self.most, self.target, self.smoothing = least, most, target, smoothing
+        self.rate: float | None = None  # messages a second, smoothed; None until measured
+
+    def window(self) -> float:
+        """Seconds the next batch may stay open after its first message."""
+        if not self.rate:
+            return self.least
+        return min(self.most, max(self.least, self.target / self.rate))
+
+    def observe(self, messages: int, seconds: float) -> None:
+        """`messages` arrived over `seconds` (from the previous batch's close to this one's)."""
+        if messages <= 0 or seconds <= 0:
+            return
+        rate = messages / seconds
+        self.rate = rate if self.rate is None else (
+            self.smoothing * rate + (1 - self.smoothing) * self.rate)
+
+
 def status_changes(online: bool | None, items: list[StatusItem]) -> list[StatusItem]:
     """The status messages of one device (in arrival order) that change its online state.
 

@@ -1,5 +1,6 @@
-"""Writing parsed batches: telemetry through COPY + ON CONFLICT, statuses, scans, dead letters,
-devices' last_seen/online, and the ingest_events outbox — all in the caller's transaction.
+"""Writing parsed batches: telemetry (series, points, latest readings, the rollup queue)
+through COPY + ON CONFLICT, statuses, scans, dead letters, devices' last_seen/online, and the
+ingest_events outbox — all in the caller's transaction.
 
 Connections return rows as dicts (caretaker/db.py). Sites are never created here: messages
 naming an unknown site, and scans of an unknown guard, become dead letters.
@@ -34,27 +35,54 @@ STAGING = (
     " site_id text, device_id text, ts_us bigint, metric text,"
     " value double precision, text_value text) ON COMMIT DELETE ROWS"
 )
-INSERT_TELEMETRY = """
-INSERT INTO telemetry (time, site_id, device_id, metric, value, text_value)
-SELECT timestamptz 'epoch' + ts_us * interval '1 microsecond', site_id, device_id, metric,
-       value, text_value
-FROM _ingest_telemetry
+# Series seen for the first time, created before their points (sorted: one lock order for
+# every worker; looked up first so a known series does not draw an identity value).
+INSERT_SERIES = """
+INSERT INTO series (site_id, device_id, metric)
+SELECT DISTINCT t.site_id, t.device_id, t.metric FROM _ingest_telemetry t
+WHERE NOT EXISTS (SELECT 1 FROM series s WHERE s.site_id = t.site_id
+                  AND s.device_id = t.device_id AND s.metric = t.metric)
+ORDER BY 1, 2, 3
 ON CONFLICT DO NOTHING"""
-# Same insert, and one outbox row with the new readings of the metrics asked for (or all).
-INSERT_TELEMETRY_EVENTS = """
+# The new points, the series' latest readings moved forward, and the hours they fall in
+# queued for the rollups; with one outbox row of the new readings of the metrics asked for
+# (or all) when %(events)s.
+INSERT_POINTS = """
 WITH ins AS (
-    INSERT INTO telemetry (time, site_id, device_id, metric, value, text_value)
-    SELECT timestamptz 'epoch' + ts_us * interval '1 microsecond', site_id, device_id, metric,
-           value, text_value
-    FROM _ingest_telemetry
+    INSERT INTO telemetry_points (series_id, time, value, text_value)
+    SELECT s.id, timestamptz 'epoch' + t.ts_us * interval '1 microsecond', t.value,
+           t.text_value
+    FROM _ingest_telemetry t JOIN series s USING (site_id, device_id, metric)
     ON CONFLICT DO NOTHING
-    RETURNING time, site_id, device_id, metric, value, text_value),
+    RETURNING series_id, time, value, text_value),
+latest AS (
+    INSERT INTO latest_readings AS l (series_id, time, value, text_value)
+    SELECT DISTINCT ON (series_id) series_id, time, value, text_value
+    FROM ins ORDER BY series_id, time DESC
+    ON CONFLICT (series_id) DO UPDATE SET
+        time = excluded.time, value = excluded.value, text_value = excluded.text_value
+    WHERE l.time < excluded.time),
+pending AS (
+    INSERT INTO rollup_pending (series_id, bucket)
+    SELECT DISTINCT series_id, date_trunc('hour', time, 'UTC') FROM ins
+    WHERE time >= date_trunc('hour', now(), 'UTC') ORDER BY 1, 2
+    ON CONFLICT DO NOTHING),
+-- Points of an hour already ended: its pending row is locked to the commit (DO UPDATE locks
+-- even when WHERE false updates nothing), so the rollup job (rules/rollups.py), which skips
+-- locked rows, never rolls that hour up without these points; the open hour's rows are
+-- never claimed by the job, so the steady stream takes no lock.
+pending_late AS (
+    INSERT INTO rollup_pending AS p (series_id, bucket)
+    SELECT DISTINCT series_id, date_trunc('hour', time, 'UTC') FROM ins
+    WHERE time < date_trunc('hour', now(), 'UTC') ORDER BY 1, 2
+    ON CONFLICT (series_id, bucket) DO UPDATE SET bucket = excluded.bucket WHERE false),
 ev AS (
     INSERT INTO ingest_events (kind, payload)
-    SELECT 'telemetry', jsonb_agg(jsonb_build_object('site', site_id, 'device', device_id,
-               'metric', metric, 'ts', (extract(epoch FROM time) * 1000)::bigint,
-               'value', value, 'text', text_value) ORDER BY time)
-    FROM ins WHERE %(all)s OR metric = ANY(%(metrics)s) HAVING count(*) > 0
+    SELECT 'telemetry', jsonb_agg(jsonb_build_object('site', s.site_id, 'device', s.device_id,
+               'metric', s.metric, 'ts', (extract(epoch FROM ins.time) * 1000)::bigint,
+               'value', ins.value, 'text', ins.text_value) ORDER BY ins.time)
+    FROM ins JOIN series s ON s.id = ins.series_id
+    WHERE %(events)s AND (%(all)s OR s.metric = ANY(%(metrics)s)) HAVING count(*) > 0
     RETURNING 1)
 SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM ev) AS events"""
 
@@ -216,6 +244,9 @@ def store_telemetry(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...
                     ) -> tuple[int, bool]:
     """COPY readings into a staging table, insert the new ones; (rows inserted, event written).
 
+    New series are created first; new points move their series' latest readings forward and
+    queue their hours for the rollups, all in the caller's transaction.
+
     New readings of `event_metrics` (None: of every metric) get one outbox event.
     `copy_data` is `copy_text(rows)` when the caller built it already.
     """
@@ -225,14 +256,12 @@ def store_telemetry(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...
     cur.execute(STAGING)
     with cur.copy("COPY _ingest_telemetry FROM STDIN") as copy:
         copy.write(copy_data if copy_data is not None else copy_text(rows))
-    if event_metrics is None or event_metrics:
-        row = cur.execute(INSERT_TELEMETRY_EVENTS, {"all": event_metrics is None,
-                                                    "metrics": list(event_metrics or ())}
-                          ).fetchone()
-        assert row is not None  # an aggregate query returns one row
-        return int(row["inserted"]), int(row["events"]) > 0
-    cur.execute(INSERT_TELEMETRY)
-    return cur.rowcount, False
+    cur.execute(INSERT_SERIES)
+    row = cur.execute(INSERT_POINTS, {"events": event_metrics is None or bool(event_metrics),
+                                      "all": event_metrics is None,
+                                      "metrics": list(event_metrics or ())}).fetchone()
+    assert row is not None  # an aggregate query returns one row
+    return int(row["inserted"]), int(row["events"]) > 0
 
 
 def touch_devices(conn: psycopg.Connection[Any], seen: dict[tuple[str, str], int]

@@ -1,10 +1,13 @@
 """The ingest worker: batches messages from the subscriber, commits them, then acknowledges.
 
-A batch closes at `ingest_batch_size` messages, `ingest_batch_ms` after its first message,
-or when the stream pauses. While the database is unreachable the batch is retried with
-back-off and nothing is acknowledged; the broker stops sending once its in-flight window is
-full, and the subscriber stops reading once the messages held pass `ingest_max_pending_bytes`,
-so memory stays bounded (in messages and bytes) and the backlog waits at the broker.
+A batch closes at `ingest_batch_size` messages, or when its window has passed since its first
+message: `ingest_batch_ms` for a busy stream, longer (up to 4x) for a thinner one so batches
+stay about BATCH_TARGET messages (ingest/batch.py Pace). The collector looks at the inbox
+every TICK rather than waking for each message. While the database is unreachable the batch
+is retried with back-off and nothing is acknowledged; the broker stops sending once its
+in-flight window is full, and the subscriber stops reading once the messages held pass
+`ingest_max_pending_bytes`, so memory stays bounded (in messages and bytes) and the backlog
+waits at the broker.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 
 from caretaker import db
 from caretaker.settings import Settings, get_settings
-from ingest.batch import Batch, DeadLetter, Message, assemble
+from ingest.batch import Batch, DeadLetter, Message, Pace, assemble
 from ingest.metrics import WorkerStats
 from ingest.mqtt import Received, Subscriber, wall_ms
 from ingest.store import (
@@ -35,7 +38,9 @@ from ingest.store import (
 
 log = logging.getLogger(__name__)
 
-IDLE_GAP = 0.005  # a pause this long in the stream closes the batch early
+TICK = 0.005  # how often a batch being gathered takes what has arrived
+BATCH_TARGET = 250  # messages a batch aims at: ingest_batch_ms's worth at 5,000 msg/s
+MAX_WINDOW = 4  # the longest window, in multiples of ingest_batch_ms
 STATS_EVERY = 1.0
 LOG_EVERY = 30.0
 UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -63,6 +68,9 @@ class IngestWorker:
                                      max_bytes=settings.ingest_max_pending_bytes)
         self.stats = WorkerStats(self.client_id)
         self.event_metrics = EventMetrics(event_metrics)
+        least = settings.ingest_batch_ms / 1000
+        self.pace = Pace(least=least, most=least * MAX_WINDOW, target=BATCH_TARGET)
+        self._closed_at = time.monotonic()
         self._conn: psycopg.Connection[Any] | None = None
         self._totals = {"messages": 0, "rows": 0, "dead": 0}
         self._parsed: queue.Queue[tuple[list[Received], Batch]] = queue.Queue(maxsize=2)
@@ -136,21 +144,26 @@ class IngestWorker:
             self.stop.set()
 
     def _collect(self) -> list[Received]:
-        """Wait for a first message, then take more until the batch is full, old or idle."""
+        """Wait for a first message, then take more until the batch is full or its window
+        (from the recent arrival rate) has passed."""
         inbox = self.subscriber.inbox
         size = self.settings.ingest_batch_size
         items = inbox.take(size, 0.2)
         if not items:
             return []
-        deadline = time.monotonic() + self.settings.ingest_batch_ms / 1000
+        deadline = time.monotonic() + self.pace.window()
         while len(items) < size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            more = inbox.take(size - len(items), min(remaining, IDLE_GAP))
-            if not more:
+            # a nap, not a wake-up per message: a thin stream then costs no more per message
+            self.stop.wait(min(remaining, TICK))
+            items += inbox.take(size - len(items), 0)
+            if self.stop.is_set():
                 break
-            items += more
+        now = time.monotonic()
+        self.pace.observe(len(items), now - self._closed_at)
+        self._closed_at = now
         return items
 
     def _connection(self) -> psycopg.Connection[Any]:

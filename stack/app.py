@@ -26,6 +26,7 @@ from api.routes import (
     complaints,
     compliance,
     dead_letters,
+    device_status,
     device_types,
     devices,
     escalation,
@@ -68,6 +69,7 @@ from rules.engine import rule_jobs
 from rules.fire_pumps import FirePumpSpec
 from rules.patrol import config as patrol_config
 from rules.patrol.engine import patrol_jobs
+from rules.rollups import rollup_jobs
 from rules.verification_config import VerificationSpec
 from rules.verification_config import save_spec as save_verification
 from rules.verification_store import verification_jobs
@@ -109,6 +111,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     kpis.router,
     complaints.router,
     escalation.router,
+    device_status.router,
     follow_ups.router, attachments.router,
     calibration.router,
     forecasts.router,
@@ -140,6 +143,7 @@ def worker_jobs(settings: Settings) -> list[Job]:
         *patrol_jobs(settings),
         *rule_jobs(settings),
         *verification_jobs(),  # alarms nobody verified in time escalate
+        *rollup_jobs(settings),
         # Tickets: deadlines climb the escalation ladder; the outbox is sent in its own thread.
         Job("tickets-escalation", 1.0, escalate_due),
         Job("tickets-notifications", 1.0, outbox.delivery_job(settings)),

@@ -134,7 +134,7 @@ def _data_lines(settings: Settings) -> list[str]:
 
             t = one("SELECT count(*) AS n, max(time) AS last,"
                     " count(*) FILTER (WHERE time > now() - interval '1 minute') AS recent"
-                    " FROM telemetry")
+                    " FROM telemetry_points")
             s = one("SELECT count(*) AS n, max(time) AS last FROM scans")
             d = one("SELECT count(*) AS n FROM dead_letters")
             v = one("SELECT count(*) AS n, count(*) FILTER (WHERE online) AS online FROM devices")

@@ -9,7 +9,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from caretaker import resolution
 from caretaker.severity import SEVERITIES
+from ingest import readback
 from rules.engine import for_device
 from rules.model import RuleError, ThresholdRule, rule_from_row
 
@@ -20,6 +22,7 @@ SPARK_POINTS = 48
 MAX_DEVICES = 500
 MAX_ALARMS = 200
 MAX_POINTS = 400
+MAX_METRICS = 50  # a device type's metrics, at most
 RANGES = {"6h": timedelta(hours=6), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
 
@@ -123,14 +126,17 @@ def device(conn: psycopg.Connection[Any], site: str, device_id: str) -> dict[str
 def series(conn: psycopg.Connection[Any], site: str, device_id: str, *, start: datetime,
            end: datetime) -> dict[str, list[tuple[float, float]]]:
     """Each metric's readings in a range, averaged into at most MAX_POINTS buckets: metric →
-    [(unix seconds, value)]."""
-    bucket = (end - start) / MAX_POINTS
+    [(unix seconds, value)]. Read from the rollups the bucket width allows (1m, 1h) or raw."""
+    tier, width = resolution.for_chart((end - start) / MAX_POINTS)
     out: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for row in _rows(conn, "SELECT metric, time_bucket(%s, time, %s) AS b, avg(value) AS v"
-                     " FROM telemetry WHERE site_id = %s AND device_id = %s AND time >= %s"
-                     " AND time < %s AND value IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
-                     (bucket, start, site, device_id, start, end)):
-        out[row["metric"]].append((row["b"].timestamp(), row["v"]))
+    rows, _ = readback.telemetry_buckets(conn, site=site, device=device_id, metric=None,
+                                         start=start, end=end, bucket=width, tier=tier,
+                                         limit=MAX_POINTS * MAX_METRICS)
+    for row in rows:
+        if row["avg"] is not None:
+            out[row["metric"]].append((row["time"].timestamp(), row["avg"]))
+    for points in out.values():
+        points.sort()
     return dict(out)
 
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import Db, require, scoped_site
-from api.resource import Page, PagingDep
+from api.resource import CursorPage, CursorParam, PagingDep, cursor_answer
 from caretaker.ids import IDENT_PATTERN
 from caretaker.tokens import Principal
 from ingest import readback
@@ -55,14 +55,18 @@ class DeadLetterPayload(BaseModel):
     payload_text: str  # the same decoded as UTF-8, undecodable bytes replaced
 
 
-@router.get("", response_model=Page[DeadLetterPublic])
+@router.get("", response_model=CursorPage[DeadLetterPublic])
 def list_dead_letters(conn: Db, principal: Operator, page: PagingDep,
-                      site: Annotated[str | None, Query(pattern=IDENT_PATTERN)] = None
-                      ) -> dict[str, Any]:
-    """Refused messages, most recently received first (of one site's topics with ?site=)."""
-    items, total = readback.dead_letters(conn, site=scoped_site(principal, site),
-                                         limit=page.limit, offset=page.offset)
-    return page.answer(items, total)
+                      site: Annotated[str | None, Query(pattern=IDENT_PATTERN)] = None,
+                      cursor: CursorParam = None) -> dict[str, Any]:
+    """Refused messages, most recently received first (of one site's topics with ?site=).
+
+    Paged by ?cursor= (each answer's next_cursor) or by ?offset=. `total` is exact up to
+    10,000 matches and the planner's estimate beyond (then total_exact is false).
+    """
+    found = readback.dead_letters(conn, site=scoped_site(principal, site), limit=page.limit,
+                                  offset=page.offset, cursor=cursor)
+    return cursor_answer(page, found)
 
 
 @router.get("/{dead_letter_id}/payload", response_model=DeadLetterPayload)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from api.deps import ClockDep, Db, Reader, require, scoped_site
 from api.errors import ApiError
 from api.patrol import own_guard
-from api.resource import Page, PagingDep, When
+from api.resource import CursorPage, CursorParam, PagingDep, When, cursor_answer
 from caretaker.ids import IDENT_PATTERN
 from caretaker.tokens import Principal
 from ingest.batch import DeadLetter
@@ -205,7 +205,7 @@ def _results(items: list[Any], stored: set[UUID], refused: dict[int, str]
     return results
 
 
-@router.get("", response_model=Page[ScanPublic])
+@router.get("", response_model=CursorPage[ScanPublic])
 def list_scans(conn: Db, principal: Reader, page: PagingDep, site: IdParam = None,
                guard: IdParam = None, disposition: Disposition | None = None,
                tag: Annotated[str | None, Query(max_length=MAX_TAG, pattern=r"^[^\x00]*$")
@@ -213,11 +213,17 @@ def list_scans(conn: Db, principal: Reader, page: PagingDep, site: IdParam = Non
                until: When | None = None,
                result: Annotated[ResultFilter | None, Query(description=(
                    "abnormal: what guards flagged; ok (or normal): the others"))] = None,
-               ) -> dict[str, Any]:
-    """Scans with their disposition (e.g. ?disposition=unknown_tag, ?result=abnormal)."""
-    items, total = queries.list_scans(
+               cursor: CursorParam = None) -> dict[str, Any]:
+    """Scans with their disposition (e.g. ?disposition=unknown_tag, ?result=abnormal), newest
+    first.
+
+    Paged by ?cursor= (each answer's next_cursor; a deep page costs what the first does) or
+    by ?offset=. `total` is exact up to 10,000 matches and the planner's estimate beyond
+    (then total_exact is false): scans is a hypertable.
+    """
+    found = queries.list_scans(
         conn, scope=scoped_site(principal, site), guard=own_guard(principal), site=site,
         guard_id=guard, disposition=disposition, tag=tag, since=since, until=until,
-        limit=page.limit, offset=page.offset,
+        limit=page.limit, offset=page.offset, cursor=cursor,
         result="ok" if result == "normal" else result)
-    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+    return cursor_answer(page, found)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from caretaker.paging import Where, fetch_page
+from caretaker.paging import Key, KeysetPage, Where, fetch_keyset, fetch_page
 from rules.patrol.schedule import next_occurrence
 from rules.patrol.store import Conn, NotFound, load_schedule
 
@@ -105,24 +105,28 @@ def acknowledge_gap(conn: Conn, gap_id: int, *, scope: str | None, actor: str,
     return row
 
 
+SCAN_KEYS = (Key("s.time", "time", descending=True), Key("s.scan_id", "scan_id"))
+
+
 def list_scans(conn: Conn, *, scope: str | None, guard: str | None, site: str | None,
                guard_id: str | None, disposition: str | None, tag: str | None,
                since: datetime | None, until: datetime | None, limit: int, offset: int,
-               result: str | None = None) -> tuple[list[dict[str, Any]], int]:
+               result: str | None = None, cursor: str | None = None) -> KeysetPage:
     """Stored scans with what the patrol engine made of them (null: not yet checked) and the
-    ticket an abnormal one opened."""
+    ticket an abnormal one opened: one page after `cursor` (or from `offset`), newest first,
+    the total exact up to paging.COUNT_CAP (scans is a hypertable)."""
     where = _scoped(scope, guard, "s")
     where.equals_all({"s.site_id": site, "s.guard_id": guard_id, "k.disposition": disposition,
                       "s.tag": tag, "s.result": result})
     where.within("s.time", since, until)
-    return fetch_page(
+    return fetch_keyset(
         conn, "scans", where,
         select="s.scan_id, s.time, s.site_id, s.guard_id, s.tag, s.checkpoint_id, s.result,"
                " s.readings, s.note, s.received_at, k.disposition, k.suspicious, k.run_id, k.seq,"
                " f.id AS finding_id, f.kind AS finding_kind, f.work_order_id",
         source="scans s LEFT JOIN scan_checks k ON k.scan_id = s.scan_id"
                " LEFT JOIN inspection_findings f ON f.scan_id = s.scan_id",
-        order="s.time DESC, s.scan_id", limit=limit, offset=offset)
+        keys=SCAN_KEYS, limit=limit, offset=offset, cursor=cursor)
 
 
 def _scoped(scope: str | None, guard: str | None, alias: str) -> Where:

@@ -14,7 +14,7 @@ def test_timescaledb_loaded_and_telemetry_is_a_hypertable(conn: psycopg.Connecti
     assert ext is not None
     tables = {r["hypertable_name"] for r in conn.execute(
         "SELECT hypertable_name FROM timescaledb_information.hypertables")}
-    assert {"telemetry", "device_status", "scans"} <= tables
+    assert {"telemetry_points", "device_status", "scans"} <= tables
 
 
 def test_migrations_rerun_cleanly(conn: psycopg.Connection) -> None:
@@ -39,9 +39,41 @@ def test_changed_migration_is_refused(conn: psycopg.Connection) -> None:
 def test_telemetry_natural_key_refuses_duplicates(conn: psycopg.Connection) -> None:
     t = datetime(2026, 11, 1, tzinfo=UTC)
     sql = ("INSERT INTO telemetry (time, site_id, device_id, metric, value)"
-           " VALUES (%s, 's', 'd', 'm', 1) ON CONFLICT DO NOTHING")
+           " VALUES (%s, 's', 'd', 'm', 1)")
     assert conn.execute(sql, (t,)).rowcount == 1
-    assert conn.execute(sql, (t,)).rowcount == 0
+    assert conn.execute(sql, (t,)).rowcount == 0  # the view's trigger skips a known point
+    assert conn.execute("SELECT count(*) AS n FROM series").fetchone()["n"] == 1
+
+
+def test_the_telemetry_view_keeps_latest_readings_and_the_rollup_queue(
+        conn: psycopg.Connection) -> None:
+    t = datetime(2026, 11, 1, 10, 30, tzinfo=UTC)
+    sql = ("INSERT INTO telemetry (time, site_id, device_id, metric, value)"
+           " VALUES (%s, 's', 'd', 'm', %s)")
+    for at, value in ((t, 1), (t + timedelta(hours=1), 2), (t - timedelta(hours=3), 3)):
+        conn.execute(sql, (at, value))
+    latest = conn.execute("SELECT time, value FROM latest_readings").fetchall()
+    assert [(r["time"], r["value"]) for r in latest] == [(t + timedelta(hours=1), 2)]
+    buckets = [r["bucket"] for r in conn.execute(
+        "SELECT bucket FROM rollup_pending ORDER BY bucket")]
+    assert buckets == [datetime(2026, 11, 1, h, tzinfo=UTC) for h in (7, 10, 11)]
+    rows = conn.execute("SELECT site_id, device_id, metric, value FROM telemetry"
+                        " WHERE site_id = 's' ORDER BY time").fetchall()
+    assert [r["value"] for r in rows] == [3, 1, 2]
+
+
+def test_filters_on_the_view_reach_the_series_and_points_indexes(
+        conn: psycopg.Connection) -> None:
+    conn.execute("INSERT INTO telemetry (time, site_id, device_id, metric, value)"
+                 " SELECT now() - k * interval '1 minute', 's', 'd' || (k % 1000), 'm', k"
+                 " FROM generate_series(1, 3000) AS k")
+    conn.execute("ANALYZE series")
+    conn.execute("ANALYZE telemetry_points")
+    plan = "\n".join(r["QUERY PLAN"] for r in conn.execute(
+        "EXPLAIN SELECT time, value FROM telemetry WHERE site_id = 's' AND device_id = 'd7'"
+        " AND metric = 'm' AND time > now() - interval '1 hour'"))
+    assert "series_site_id_device_id_metric_key" in plan, plan
+    assert "telemetry_points_key" in plan and "(series_id = s.id)" in plan, plan
 
 
 def test_retention_drops_old_chunks_only(conn: psycopg.Connection) -> None:
@@ -51,5 +83,5 @@ def test_retention_drops_old_chunks_only(conn: psycopg.Connection) -> None:
                      " VALUES (%s, 's', 'd', 'm', 1)", (now - timedelta(days=age),))
     dropped = apply_retention(conn, days=365, now=now)
     assert dropped >= 1
-    left = conn.execute("SELECT count(*) AS n FROM telemetry").fetchone()
+    left = conn.execute("SELECT count(*) AS n FROM telemetry_points").fetchone()
     assert left["n"] == 1

@@ -159,7 +159,8 @@ def test_a_message_the_database_refuses_is_dead_lettered_alone(database: str,
     # A rule only the database knows (here a CHECK constraint) refuses one reading: the batch
     # is written again message by message, and only that message becomes a dead letter.
     with psycopg.connect(database) as c:
-        c.execute("ALTER TABLE telemetry ADD CONSTRAINT sane CHECK (value IS NULL OR value < 1e9)")
+        c.execute("ALTER TABLE telemetry_points"
+                  " ADD CONSTRAINT sane CHECK (value IS NULL OR value < 1e9)")
     settings = ingest_settings(database, mqtt, ingest_batch_ms=500)
     site = f"s{uuid.uuid4().hex[:8]}"
     with psycopg.connect(database) as c:

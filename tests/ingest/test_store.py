@@ -100,7 +100,7 @@ def test_outbox_events_for_the_metrics_asked_for_or_all(conn: psycopg.Connection
     assert EventMetrics().get(conn) is None  # no provider: every metric
     reading = Message("caretaker/v1/s/devices/d/telemetry", b'{"a": 1, "z": 2}', NOW_MS)
     for metrics, expected in (([], None), (["z"], ["z"]), (None, ["a", "z"])):
-        conn.execute("DELETE FROM telemetry")
+        conn.execute("DELETE FROM telemetry_points")
         conn.execute("DELETE FROM ingest_events")
         write_batch(conn, assemble([reading]), event_metrics=metrics)
         row = conn.execute("SELECT payload FROM ingest_events WHERE kind = 'telemetry'"
@@ -227,3 +227,73 @@ def test_text_values_and_odd_metric_names_survive_copy(conn: psycopg.Connection)
         "SELECT metric, value, text_value FROM telemetry").fetchall()}
     assert rows == {"back\\slash": (None, "tab\there\\ and\nnewline\r"), "x": (1e-300, None),
                     "big": (12345678901234567890.0, None), "温度": (None, "正常")}
+
+
+def _blocked(conn: psycopg.Connection, pid: int) -> bool:
+    """Wait (with a deadline) until backend `pid` waits on a lock; whether it did."""
+    waiting = "SELECT wait_event_type AS w FROM pg_stat_activity WHERE pid = %s"
+    for _ in range(1000):
+        blocked = conn.execute(waiting, (pid,)).fetchone()["w"] == "Lock"
+        conn.rollback()  # a new snapshot of pg_stat_activity next time
+        if blocked:
+            return True
+        threading.Event().wait(0.01)
+    return False
+
+
+def test_two_writers_seeing_a_new_series_at_once_get_one_id(conn: psycopg.Connection,
+                                                            database: str) -> None:
+    _site(conn)
+    conn.commit()
+    topic = "caretaker/v1/s/devices/new/telemetry"
+
+    def reading(metric: str, ts: int, value: float) -> Message:
+        return Message(topic, orjson.dumps({"ts": ts, "values": {metric: value}}), NOW_MS)
+
+    for first_commits in (True, False):  # a's new series committed, or rolled back
+        metric = f"m{int(first_commits)}"
+        with psycopg.connect(database, row_factory=dict_row) as a, \
+                psycopg.connect(database, row_factory=dict_row) as b:
+            write_batch(a, assemble([reading(metric, NOW_MS, 1)]))
+            result: list[object] = []
+            second = assemble([reading(metric, NOW_MS + 1, 2)])
+            thread = threading.Thread(target=lambda b=b, batch=second, out=result: out.append(
+                write_batch(b, batch).telemetry))
+            thread.start()
+            blocked = _blocked(conn, b.info.backend_pid)  # on a's uncommitted series
+            if first_commits:
+                a.commit()
+            else:
+                a.rollback()
+            thread.join(10)
+            b.commit()
+        assert blocked and result == [1]
+        ids = conn.execute("SELECT id FROM series WHERE metric = %s", (metric,)).fetchall()
+        points = conn.execute("SELECT value FROM telemetry WHERE metric = %s ORDER BY time",
+                              (metric,)).fetchall()
+        conn.rollback()
+        assert len(ids) == 1
+        assert [p["value"] for p in points] == ([1, 2] if first_commits else [2])
+
+
+def test_latest_readings_move_forward_and_new_points_queue_their_hour(
+        conn: psycopg.Connection) -> None:
+    _site(conn)
+    topic = "caretaker/v1/s/devices/d/telemetry"
+
+    def reading(ts: int, value: float) -> Message:
+        return Message(topic, orjson.dumps({"ts": ts, "values": {"p": value}}), NOW_MS)
+
+    hour = 3_600_000
+    write_batch(conn, assemble([reading(NOW_MS - hour, 1), reading(NOW_MS, 2)]))
+    write_batch(conn, assemble([reading(NOW_MS - 5 * hour, 3)]))  # late: not the latest
+    latest = conn.execute("SELECT time, value FROM latest_readings").fetchall()
+    assert [(r["time"], r["value"]) for r in latest] == [(NOW, 2)]
+    conn.execute("DELETE FROM rollup_pending WHERE bucket = %s", (NOW,))  # rolled up
+    write_batch(conn, assemble([reading(NOW_MS, 2)]))  # redelivered: nothing new to roll up
+    buckets = [r["bucket"] for r in conn.execute(
+        "SELECT bucket FROM rollup_pending ORDER BY bucket")]
+    assert buckets == [NOW - timedelta(hours=5), NOW - timedelta(hours=1)]
+    write_batch(conn, assemble([reading(NOW_MS + 1000, 4)]))
+    assert conn.execute("SELECT value FROM latest_readings").fetchone()["value"] == 4
+    assert _count(conn, "rollup_pending") == 3 and _count(conn, "series") == 1
