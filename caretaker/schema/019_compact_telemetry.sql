@@ -27,12 +27,14 @@ SELECT create_hypertable('telemetry_points', by_range('time', INTERVAL '1 day'),
 CREATE UNIQUE INDEX telemetry_points_key ON telemetry_points (series_id, time DESC);
 
 -- The newest reading of each series, moved only forward (a late reading does not replace it).
+-- Every batch updates its series' rows: half-empty pages keep those updates HOT (no index
+-- entry, pruned in place).
 CREATE TABLE latest_readings (
     series_id  integer PRIMARY KEY,
     time       timestamptz NOT NULL,
     value      double precision,
     text_value text
-);
+) WITH (fillfactor = 50);
 
 -- Hours (UTC) of series that got new points and are not rolled up yet; the rollup job
 -- consumes (deletes) them. Written in the same transaction as the points.
