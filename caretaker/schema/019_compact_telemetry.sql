@@ -108,3 +108,11 @@ CREATE TRIGGER telemetry_insert INSTEAD OF INSERT ON telemetry
 -- GET /device-status): an index range however deep the page.
 CREATE INDEX scans_site_time_idx ON scans (site_id, time DESC, scan_id);
 CREATE INDEX device_status_site_time_idx ON device_status (site_id, time DESC);
+
+-- Chunks of telemetry_points whose index was rebuilt once they stopped being written
+-- (caretaker/retention.py compact_telemetry): points arrive in every series' range at once,
+-- so the index pages split half-full while a chunk is written; rebuilt, they are 90 % full.
+CREATE TABLE compacted_chunks (
+    chunk        text PRIMARY KEY,  -- schema-qualified chunk name
+    compacted_at timestamptz NOT NULL DEFAULT now()
+);
