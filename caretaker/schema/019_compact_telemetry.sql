@@ -111,7 +111,7 @@ CREATE INDEX device_status_site_time_idx ON device_status (site_id, time DESC);
 
 -- Chunks of telemetry_points whose index was rebuilt once they stopped being written
 -- (caretaker/retention.py compact_telemetry): points arrive in every series' range at once,
--- so the index pages split half-full while a chunk is written; rebuilt, they are 90 % full.
+-- so the index pages split half-full while a chunk is written; rebuilt, they are full.
 CREATE TABLE compacted_chunks (
     chunk        text PRIMARY KEY,  -- schema-qualified chunk name
     compacted_at timestamptz NOT NULL DEFAULT now()
