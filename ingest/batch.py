@@ -73,7 +73,8 @@ class Batch:
     dead: list[DeadLetter] = field(default_factory=list)
     # epoch ms of each telemetry message's (first) reading: for the commit-lag histogram
     stamps: list[int] = field(default_factory=list)
-    # `telemetry` in COPY text format, when the caller prepared it ahead of the write
+    # `telemetry` in COPY text format (ingest/store.py copy_text), when the caller could
+    # prepare it ahead of the write (every series already known)
     copy_data: bytes | None = None
     # the messages themselves: the writer checks the sites (and the scans' guards) against
     # the registry and, if one is unknown, assembles the batch again without their messages

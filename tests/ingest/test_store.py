@@ -14,7 +14,14 @@ from psycopg.rows import dict_row
 from caretaker.retention import apply_retention
 from ingest.batch import Message, assemble
 from ingest.payloads import parse_scans
-from ingest.store import EventMetrics, store_scans, write_batch
+from ingest.store import (
+    EventMetrics,
+    SeriesIds,
+    copy_text,
+    store_scans,
+    store_telemetry,
+    write_batch,
+)
 from rules.catalog import watched_metrics
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -297,3 +304,28 @@ def test_latest_readings_move_forward_and_new_points_queue_their_hour(
     write_batch(conn, assemble([reading(NOW_MS + 1000, 4)]))
     assert conn.execute("SELECT value FROM latest_readings").fetchone()["value"] == 4
     assert _count(conn, "rollup_pending") == 3 and _count(conn, "series") == 1
+
+
+def test_series_ids_are_kept_only_once_their_transaction_committed(
+        conn: psycopg.Connection) -> None:
+    _site(conn)
+    conn.commit()
+    series = SeriesIds()
+    key = ("s", "d", "m")
+    first = series.resolve(conn, [key])[key]
+    assert series.pending == {key: first} and series.known == {}
+    conn.rollback()
+    series.rollback()  # the series row went with the transaction: its id is forgotten
+    second = series.resolve(conn, [key])[key]
+    assert second != first and _count(conn, "series") == 1
+    conn.commit()
+    series.commit()
+    assert series.known == {key: second} and series.pending == {}
+    rows = [("s", "d", NOW_MS * 1000, "m", 1.5, None), ("s", "e", NOW_MS * 1000, "m", None, "x")]
+    assert copy_text(rows, series.known) is None  # ("s", "e", "m") is not known yet
+    assert store_telemetry(conn, rows, series=series) == (2, False)
+    conn.commit()
+    series.commit()
+    assert copy_text(rows, series.known) == (
+        f"{second}\t{NOW_MS * 1000}\t1.5\t\\N\n"
+        f"{series.known[('s', 'e', 'm')]}\t{NOW_MS * 1000}\t\\N\tx\n").encode()
