@@ -38,14 +38,13 @@ def hourly_values(conn: psycopg.Connection[Any], site_id: str, device_id: str, m
                   since: datetime, until: datetime) -> list[Hourly]:
     """Hourly mean, minimum, maximum and count of a metric's readings in [since, until).
 
-    The one reader of history for forecasts: it buckets raw points; once 1-hour rollups
-    exist (telemetry_1h) this is the function to point at them.
+    The one reader of history for forecasts: the 1-hour rollups through telemetry_rollup
+    (migration 020), exact also for hours not rolled up yet (it reads their raw points).
     """
     rows = conn.execute(
-        "SELECT time_bucket('1 hour', time) AS at, avg(value) AS mean, min(value) AS low,"
-        " max(value) AS high, count(value) AS n FROM telemetry"
-        " WHERE site_id = %s AND device_id = %s AND metric = %s AND time >= %s AND time < %s"
-        " AND value IS NOT NULL GROUP BY 1 ORDER BY 1",
+        "SELECT time AS at, avg AS mean, min AS low, max AS high, count AS n"
+        " FROM telemetry_rollup(%s, %s, %s, %s, %s, interval '1 hour', '1h')"
+        " WHERE avg IS NOT NULL AND count > 0 ORDER BY time",
         (site_id, device_id, metric, since, until)).fetchall()
     return [Hourly(r["at"], float(r["mean"]), float(r["low"]), float(r["high"]), int(r["n"]))
             for r in rows]
