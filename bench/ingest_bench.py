@@ -14,6 +14,7 @@ Prints figures; it is not a test.
 
     .venv/bin/python bench/ingest_bench.py [--messages 200000] [--publishers 3] [--bytes]
     .venv/bin/python bench/ingest_bench.py --phases paced --paced-rate 3000,5000 --bytes
+    .venv/bin/python bench/ingest_bench.py --phases write --bytes   # no MQTT: the write path
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -229,10 +232,18 @@ def points_size(url: str) -> dict[str, float]:
             f"SELECT hypertable_size('{table}'), (SELECT count(*) FROM {table})"  # noqa: S608
         ).fetchone()
         out = {"table": table, "rows": rows, "bytes": size, "per_point": size / max(rows, 1)}
+    try:
+        from caretaker.retention import compact_telemetry
+    except ImportError:  # a tree without compaction
+        return out
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as c:
+        far = datetime.now(UTC) + timedelta(days=2)  # as if every chunk had closed
+        compact_telemetry(c, now=far, limit=1000)
+        out["compacted"] = c.execute(f"SELECT hypertable_size('{table}') AS b").fetchone()["b"]
         if table == "telemetry_points":
             for side in ("series", "latest_readings", "rollup_pending"):
                 out[side] = c.execute(
-                    "SELECT pg_total_relation_size(%s::regclass)", (side,)).fetchone()[0]
+                    "SELECT pg_total_relation_size(%s::regclass) AS b", (side,)).fetchone()["b"]
     return out
 
 
@@ -325,6 +336,58 @@ def run_ingest(url: str, broker: Broker, messages: int, publishers: int, *, drai
     return out
 
 
+def run_write_path(url: str, batch_msgs: int, batches: int, start_ms: int) -> dict[str, float]:
+    """The write path alone (no MQTT, one process): parse + COPY text + write_batch of
+    `batches` batches of `batch_msgs` messages (500 devices round robin, 3 values, 10 s
+    apart per device); CPU per message of this process and of its database backend."""
+    import inspect
+
+    from ingest import store
+    from ingest.batch import Message, assemble
+
+    series = store.SeriesIds() if hasattr(store, "SeriesIds") else None
+    with_ids = "ids" in inspect.signature(store.copy_text).parameters
+    k = 0
+
+    def batch() -> list[Message]:
+        nonlocal k
+        out = []
+        for _ in range(batch_msgs):
+            d = k % DEVICES
+            ts = start_ms + (k // DEVICES) * 10_000 + d
+            out.append(Message(f"caretaker/v1/wp/devices/dev-{d}/telemetry",
+                               b'{"ts":%d,"values":{"pressure":%.3f,"flow":%.2f,"current":%.2f}}'
+                               % (ts, 0.4 + k % 100 / 1000, 12 + k % 50 / 10, 30 + k % 7), ts))
+            k += 1
+        return out
+
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        conn.execute("INSERT INTO sites (id, name) VALUES ('wp', 'Write path')"
+                     " ON CONFLICT DO NOTHING")
+        backend = conn.execute("SELECT pg_backend_pid() AS p").fetchone()["p"]
+
+        def one() -> None:
+            b = assemble(batch())
+            b.copy_data = (store.copy_text(b.telemetry, series.known) if with_ids and series
+                           else store.copy_text(b.telemetry))  # type: ignore[call-arg]
+            with conn.transaction():
+                if series is not None:
+                    store.write_batch(conn, b, event_metrics=(), series=series)
+                else:
+                    store.write_batch(conn, b, event_metrics=())
+            if series is not None:
+                series.commit()
+
+        for _ in range(20):  # warm-up: devices and series exist
+            one()
+        c0, b0 = time.process_time(), _cpu_seconds([backend])
+        for _ in range(batches):
+            one()
+        c1, b1 = time.process_time(), _cpu_seconds([backend])
+    n = batch_msgs * batches
+    return {"client_ms": (c1 - c0) / n * 1000, "backend_ms": (b1 - b0) / n * 1000}
+
+
 def _cpu_line(i: dict[str, float]) -> str:
     return (f"  CPU per message: ingest {i['cpu_ingest_ms']:.3f} ms + PostgreSQL "
             f"{i['cpu_pg_ms']:.3f} ms = {i['cpu_ingest_ms'] + i['cpu_pg_ms']:.3f} ms")
@@ -339,7 +402,7 @@ def main() -> None:
                         help="msg/s of the paced runs (below saturation), comma-separated")
     parser.add_argument("--paced-seconds", type=float, default=20.0)
     parser.add_argument("--phases", default="live,drain,paced",
-                        help="which of live, drain, paced to run")
+                        help="which of live, drain, paced, write (the write path alone) to run")
     parser.add_argument("--bytes", action="store_true",
                         help="print the bytes per stored telemetry point after the runs")
     args = parser.parse_args()
@@ -357,6 +420,14 @@ def main() -> None:
         print(f"bench: {args.messages} messages x 3 values, {DEVICES} devices, QoS 1, "
               f"{args.publishers} publisher processes, {args.workers} ingest worker(s), "
               f"{os.cpu_count()} CPUs, load average before: {os.getloadavg()[0]:.1f}")
+        if "write" in phases:  # thin (3,000 msg/s x 50 ms) and busy batch sizes
+            start_ms = int(time.time() * 1000) - 3 * 86_400_000
+            for size in (150, 250, 1000):
+                w = run_write_path(pg.url, size, max(40, 60_000 // size), start_ms)
+                start_ms += 86_400_000  # each size in a day (chunk) of its own
+                print(f"\n[write path] batches of {size} messages: process {w['client_ms']:.4f}"
+                      f" ms + database backend {w['backend_ms']:.4f} ms = "
+                      f"{w['client_ms'] + w['backend_ms']:.4f} ms CPU per message")
         for drain in (False, True):
             mode = "drain" if drain else "live"
             if mode not in phases:
@@ -403,6 +474,9 @@ def main() -> None:
             print(f"\n[bytes] {b['table']}: {b['rows']:,} points, {b['bytes'] / 1e6:,.1f} MB"
                   f" (table + indexes) = {b['per_point']:.1f} bytes per point"
                   + (f"; side tables: {side}" if side else ""))
+            if "compacted" in b:
+                print(f"  after compaction (chunk indexes rebuilt): "
+                      f"{b['compacted'] / max(b['rows'], 1):.1f} bytes per point")
     finally:
         if broker is not None:
             broker.server.stop()

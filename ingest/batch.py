@@ -36,6 +36,8 @@ class StatusItem:
     device: str
     status: Status
     received_us: int
+    # the device's telemetry came earlier in the same batch: apply this after that telemetry
+    after_telemetry: bool = False
 
     @property
     def time_us(self) -> int:
@@ -73,7 +75,8 @@ class Batch:
     dead: list[DeadLetter] = field(default_factory=list)
     # epoch ms of each telemetry message's (first) reading: for the commit-lag histogram
     stamps: list[int] = field(default_factory=list)
-    # `telemetry` in COPY text format, when the caller prepared it ahead of the write
+    # `telemetry` in COPY text format (ingest/store.py copy_text), when the caller could
+    # prepare it ahead of the write (every series already known)
     copy_data: bytes | None = None
     # the messages themselves: the writer checks the sites (and the scans' guards) against
     # the registry and, if one is unknown, assembles the batch again without their messages
@@ -107,7 +110,8 @@ def assemble(messages: list[Message]) -> Batch:
             elif topic.kind == "status":
                 status = parse_status(msg.payload, now_ms=msg.received_ms, lwt=msg.lwt)
                 batch.statuses.append(
-                    StatusItem(topic.site, topic.entity, status, msg.received_ms * 1000))
+                    StatusItem(topic.site, topic.entity, status, msg.received_ms * 1000,
+                               (topic.site, topic.entity) in seen))
             else:
                 scans, bad = parse_scans(topic.site, topic.entity, msg.payload,
                                          now=us_to_datetime(msg.received_ms * 1000))

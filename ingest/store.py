@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,28 +31,18 @@ EVENT_METRICS_EVERY = 5.0  # seconds between asking again which metrics need out
 MetricsProvider = Callable[[psycopg.Connection[Any]], Sequence[str]]
 
 STAGING = (
-    "CREATE TEMP TABLE IF NOT EXISTS _ingest_telemetry ("
-    " site_id text, device_id text, ts_us bigint, metric text,"
-    " value double precision, text_value text) ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS _ingest_points ("
+    " series_id integer, ts_us bigint, value double precision, text_value text)"
+    " ON COMMIT DELETE ROWS"
 )
-# Series seen for the first time, created before their points (sorted: one lock order for
-# every worker; looked up first so a known series does not draw an identity value).
-INSERT_SERIES = """
-INSERT INTO series (site_id, device_id, metric)
-SELECT DISTINCT t.site_id, t.device_id, t.metric FROM _ingest_telemetry t
-WHERE NOT EXISTS (SELECT 1 FROM series s WHERE s.site_id = t.site_id
-                  AND s.device_id = t.device_id AND s.metric = t.metric)
-ORDER BY 1, 2, 3
-ON CONFLICT DO NOTHING"""
 # The new points, the series' latest readings moved forward, and the hours they fall in
 # queued for the rollups; with one outbox row of the new readings of the metrics asked for
 # (or all) when %(events)s.
 INSERT_POINTS = """
 WITH ins AS (
     INSERT INTO telemetry_points (series_id, time, value, text_value)
-    SELECT s.id, timestamptz 'epoch' + t.ts_us * interval '1 microsecond', t.value,
-           t.text_value
-    FROM _ingest_telemetry t JOIN series s USING (site_id, device_id, metric)
+    SELECT series_id, timestamptz 'epoch' + ts_us * interval '1 microsecond', value, text_value
+    FROM _ingest_points
     ON CONFLICT DO NOTHING
     RETURNING series_id, time, value, text_value),
 latest AS (
@@ -85,6 +75,73 @@ ev AS (
     WHERE %(events)s AND (%(all)s OR s.metric = ANY(%(metrics)s)) HAVING count(*) > 0
     RETURNING 1)
 SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM ev) AS events"""
+
+SeriesKey = tuple[str, str, str]  # site, device, metric
+
+
+class SeriesIds:
+    """The series ids a worker has seen: a new series is created inside the batch's
+    transaction, idempotently (two workers creating one series at once: one waits for the
+    other, and both get its one id).
+
+    Ids found or made inside a transaction stay `pending` until the caller says it committed
+    (`commit`): after a rollback they may not exist (`rollback` forgets them). Only then are
+    they `known`, which the parsing thread may read to build COPY text ahead of the write.
+    """
+
+    def __init__(self) -> None:
+        self.known: dict[SeriesKey, int] = {}
+        self.pending: dict[SeriesKey, int] = {}
+
+    def commit(self) -> None:
+        """The transaction that resolved the pending ids committed: keep them."""
+        if self.pending:
+            self.known.update(self.pending)
+            self.pending = {}
+
+    def rollback(self) -> None:
+        """The transaction (or a savepoint of it) rolled back: forget what it resolved."""
+        self.pending = {}
+
+    def resolve(self, conn: psycopg.Connection[Any], keys: Iterable[SeriesKey]
+                ) -> dict[SeriesKey, int]:
+        """The id of each key, finding or creating the series not seen yet."""
+        out: dict[SeriesKey, int] = {}
+        missing: set[SeriesKey] = set()
+        for key in keys:
+            sid = self.known.get(key) or self.pending.get(key)
+            if sid is None:
+                missing.add(key)
+            else:
+                out[key] = sid
+        if missing:
+            found = self._create(conn, sorted(missing))
+            self.pending.update(found)
+            out.update(found)
+        return out
+
+    @staticmethod
+    def _create(conn: psycopg.Connection[Any], keys: list[SeriesKey]) -> dict[SeriesKey, int]:
+        cols = ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
+        select = ("SELECT id, site_id, device_id, metric FROM series"
+                  " WHERE (site_id, device_id, metric) IN"
+                  " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))")
+        found = {(r["site_id"], r["device_id"], r["metric"]): r["id"]
+                 for r in conn.execute(select, cols).fetchall()}
+        new = [k for k in keys if k not in found]
+        if new:
+            # sorted: one lock order for every worker; a concurrent creator makes us wait,
+            # then ON CONFLICT leaves its row, which the select below sees once committed
+            for r in conn.execute(
+                    "INSERT INTO series (site_id, device_id, metric)"
+                    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) ORDER BY 1, 2, 3"
+                    " ON CONFLICT DO NOTHING RETURNING id, site_id, device_id, metric",
+                    ([k[0] for k in new], [k[1] for k in new], [k[2] for k in new])).fetchall():
+                found[(r["site_id"], r["device_id"], r["metric"])] = r["id"]
+            if len(found) < len(keys):
+                found.update({(r["site_id"], r["device_id"], r["metric"]): r["id"]
+                              for r in conn.execute(select, cols).fetchall()})
+        return found
 
 
 @dataclass
@@ -222,41 +279,48 @@ def _copy_field(text: str) -> str:
                                         or "\r" in text) else text
 
 
-def copy_text(rows: Sequence[tuple[Any, ...]]) -> bytes:
-    """Telemetry rows in COPY's text format, built in one go (much cheaper than write_row).
+def copy_text(rows: Sequence[tuple[Any, ...]], ids: Mapping[SeriesKey, int]) -> bytes | None:
+    """Telemetry rows as COPY text of (series id, time, value, text), built in one go (much
+    cheaper than write_row); None when a row's series is not in `ids`.
 
-    Sites and devices are validated ids and values are finite floats, so only metric names
-    and text values can need escaping.
+    Values are finite floats, so only text values can need escaping.
     """
     lines: list[str] = []
     append = lines.append
+    get = ids.get
     for site, device, ts_us, metric, value, text in rows:
+        sid = get((site, device, metric))
+        if sid is None:
+            return None
         if text is None:
-            append(f"{site}\t{device}\t{ts_us}\t{_copy_field(metric)}\t{value!r}\t\\N\n")
+            append(f"{sid}\t{ts_us}\t{value!r}\t\\N\n")
         else:
-            append(f"{site}\t{device}\t{ts_us}\t{_copy_field(metric)}\t\\N\t"
-                   f"{_copy_field(text)}\n")
+            append(f"{sid}\t{ts_us}\t\\N\t{_copy_field(text)}\n")
     return "".join(lines).encode()
 
 
 def store_telemetry(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]], *,
-                    event_metrics: Sequence[str] | None = (), copy_data: bytes | None = None
-                    ) -> tuple[int, bool]:
+                    event_metrics: Sequence[str] | None = (), copy_data: bytes | None = None,
+                    series: SeriesIds | None = None) -> tuple[int, bool]:
     """COPY readings into a staging table, insert the new ones; (rows inserted, event written).
 
-    New series are created first; new points move their series' latest readings forward and
-    queue their hours for the rollups, all in the caller's transaction.
-
-    New readings of `event_metrics` (None: of every metric) get one outbox event.
-    `copy_data` is `copy_text(rows)` when the caller built it already.
+    Rows are (site, device, ts_us, metric, value, text_value). Series not in `series` (a
+    worker's cache; None: a fresh one) are found or created first; new points move their
+    series' latest readings forward and queue their hours for the rollups, all in the
+    caller's transaction. New readings of `event_metrics` (None: of every metric) get one
+    outbox event. `copy_data` is `copy_text(rows, series.known)` when the caller built it.
     """
     if not rows:
         return 0, False
+    if copy_data is None:
+        series = series if series is not None else SeriesIds()
+        ids = series.resolve(conn, {(r[0], r[1], r[3]) for r in rows})
+        copy_data = copy_text(rows, ids)
+        assert copy_data is not None  # every key was just resolved
     cur = conn.cursor()
     cur.execute(STAGING)
-    with cur.copy("COPY _ingest_telemetry FROM STDIN") as copy:
-        copy.write(copy_data if copy_data is not None else copy_text(rows))
-    cur.execute(INSERT_SERIES)
+    with cur.copy("COPY _ingest_points FROM STDIN") as copy:
+        copy.write(copy_data)
     row = cur.execute(INSERT_POINTS, {"events": event_metrics is None or bool(event_metrics),
                                       "all": event_metrics is None,
                                       "metrics": list(event_metrics or ())}).fetchone()
@@ -387,21 +451,28 @@ class EventMetrics:
 
 
 def write_batch(conn: psycopg.Connection[Any], batch: Batch, *,
-                event_metrics: Sequence[str] | None = ()) -> Written:
+                event_metrics: Sequence[str] | None = (),
+                series: SeriesIds | None = None) -> Written:
     """Write a whole batch in the caller's transaction, with its outbox rows and NOTIFY.
 
     New readings of `event_metrics` (None: of every metric) get one telemetry outbox event.
+    `series` is the worker's series cache (the caller commits or rolls it back with the
+    transaction); None: a fresh one.
     """
     batch = admit(conn, batch)
     out = Written()
     out.dead_letters = store_dead_letters(conn, batch.dead)
     out.telemetry, tel_event = store_telemetry(conn, batch.telemetry,
                                                event_metrics=event_metrics,
-                                               copy_data=batch.copy_data)
+                                               copy_data=batch.copy_data, series=series)
     if tel_event:
         out.events.add("telemetry")
+    # in arrival order per device: its status messages sent before its readings, the
+    # readings (online from telemetry), then the status messages sent after them
+    status_events = store_statuses(conn, [s for s in batch.statuses if not s.after_telemetry])
     out.registered, online_events = touch_devices(conn, batch.seen)
-    status_events = online_events + store_statuses(conn, batch.statuses)
+    status_events += online_events
+    status_events += store_statuses(conn, [s for s in batch.statuses if s.after_telemetry])
     out.statuses = len(status_events)
     if status_events:
         status_events.sort(key=lambda e: e["ts"])

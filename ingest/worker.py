@@ -1,13 +1,13 @@
 """The ingest worker: batches messages from the subscriber, commits them, then acknowledges.
 
-A batch closes at `ingest_batch_size` messages, or when its window has passed since its first
-message: `ingest_batch_ms` for a busy stream, longer (up to 4x) for a thinner one so batches
-stay about BATCH_TARGET messages (ingest/batch.py Pace). The collector looks at the inbox
-every TICK rather than waking for each message. While the database is unreachable the batch
-is retried with back-off and nothing is acknowledged; the broker stops sending once its
-in-flight window is full, and the subscriber stops reading once the messages held pass
-`ingest_max_pending_bytes`, so memory stays bounded (in messages and bytes) and the backlog
-waits at the broker.
+A batch closes at `ingest_batch_size` messages, when the stream pauses for a TICK, or when
+its window has passed since its first message: `ingest_batch_ms` for a busy stream, longer
+(up to 4x) for a thinner one so batches stay about BATCH_TARGET messages (ingest/batch.py
+Pace). The collector looks at the inbox every TICK rather than waking for each message.
+While the database is unreachable the batch is retried with back-off and nothing is
+acknowledged; the broker stops sending once its in-flight window is full, and the subscriber
+stops reading once the messages held pass `ingest_max_pending_bytes`, so memory stays
+bounded (in messages and bytes) and the backlog waits at the broker.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ingest.mqtt import Received, Subscriber, wall_ms
 from ingest.store import (
     EventMetrics,
     MetricsProvider,
+    SeriesIds,
     Written,
     copy_text,
     store_dead_letters,
@@ -68,6 +69,7 @@ class IngestWorker:
                                      max_bytes=settings.ingest_max_pending_bytes)
         self.stats = WorkerStats(self.client_id)
         self.event_metrics = EventMetrics(event_metrics)
+        self.series = SeriesIds()
         least = settings.ingest_batch_ms / 1000
         self.pace = Pace(least=least, most=least * MAX_WINDOW, target=BATCH_TARGET)
         self._closed_at = time.monotonic()
@@ -95,7 +97,8 @@ class IngestWorker:
                 if not items:
                     continue
                 batch = assemble([it.message for it in items])
-                batch.copy_data = copy_text(batch.telemetry)
+                # from committed series ids only (None if one is new: the writer resolves it)
+                batch.copy_data = copy_text(batch.telemetry, self.series.known)
                 while not self.stop.is_set() and writer.is_alive():
                     try:
                         self._parsed.put((items, batch), timeout=0.2)
@@ -144,8 +147,8 @@ class IngestWorker:
             self.stop.set()
 
     def _collect(self) -> list[Received]:
-        """Wait for a first message, then take more until the batch is full or its window
-        (from the recent arrival rate) has passed."""
+        """Wait for a first message, then take more until the batch is full, the stream pauses
+        or the batch's window (from the recent arrival rate) has passed."""
         inbox = self.subscriber.inbox
         size = self.settings.ingest_batch_size
         items = inbox.take(size, 0.2)
@@ -158,9 +161,11 @@ class IngestWorker:
                 break
             # a nap, not a wake-up per message: a thin stream then costs no more per message
             self.stop.wait(min(remaining, TICK))
-            items += inbox.take(size - len(items), 0)
-            if self.stop.is_set():
-                break
+            more = inbox.take(size - len(items), 0)
+            if not more or self.stop.is_set():
+                break  # the stream paused: write what there is (a device's own status then
+                # is not batched with, and applied after, readings it sent later)
+            items += more
         now = time.monotonic()
         self.pace.observe(len(items), now - self._closed_at)
         self._closed_at = now
@@ -199,19 +204,23 @@ class IngestWorker:
                     with conn.transaction():
                         try:
                             with conn.transaction():
-                                written = write_batch(conn, batch, event_metrics=metrics)
+                                written = write_batch(conn, batch, event_metrics=metrics,
+                                                      series=self.series)
                         except UNREACHABLE:
                             raise
                         except psycopg.Error as exc:
                             log.warning("batch refused (%s); writing its messages one by one",
                                         exc)
+                            self.series.rollback()
                             written = self._one_by_one(conn, messages, metrics)
                         self.stats.write(
                             conn, backlog=len(self.subscriber.inbox), messages=len(items),
                             rows_written=written.rows, dead_letters=written.dead_letters,
                             batches=1, devices_registered=len(written.registered))
+                    self.series.commit()
                     self.stats.reset()
                 except UNREACHABLE:
+                    self.series.rollback()  # series made by the failed transaction are gone
                     self._drop_connection()
                     self.stats.add(db_errors=1)
                     if self.stop.is_set():
@@ -233,10 +242,12 @@ class IngestWorker:
         for msg in messages:
             try:
                 with conn.transaction():  # a savepoint inside the batch's transaction
-                    w = write_batch(conn, assemble([msg]), event_metrics=metrics)
+                    w = write_batch(conn, assemble([msg]), event_metrics=metrics,
+                                    series=self.series)
             except UNREACHABLE:
                 raise
             except psycopg.Error as exc:
+                self.series.rollback()
                 reason = f"refused by the database: {exc}"[:500]
                 dead = DeadLetter(msg.topic, msg.payload, reason, msg.received_ms)
                 w = Written(dead_letters=store_dead_letters(conn, [dead]))

@@ -47,7 +47,7 @@ from api.routes import (
 )
 from api.routes import rules as rule_routes
 from caretaker.clock import Clock, system_clock
-from caretaker.retention import apply_retention
+from caretaker.retention import apply_retention, compaction_job
 from caretaker.scheduler import Job
 from caretaker.settings import Settings, get_settings
 from caretaker.site_config import LoadResult, Section, load_site_config
@@ -119,6 +119,8 @@ def worker_jobs(settings: Settings) -> list[Job]:
         Job("retention", 3600, lambda conn, now: apply_retention(
             conn, days=settings.retention_days, now=now,
             dead_letter_days=settings.dead_letter_retention_days)),
+        # Compact telemetry: rebuild the index of chunks no longer written, in its own thread.
+        Job("telemetry-compaction", 3600, compaction_job(settings.db_url)),
         *patrol_jobs(settings),
         *rule_jobs(settings),
         *rollup_jobs(settings),

@@ -27,12 +27,14 @@ SELECT create_hypertable('telemetry_points', by_range('time', INTERVAL '1 day'),
 CREATE UNIQUE INDEX telemetry_points_key ON telemetry_points (series_id, time DESC);
 
 -- The newest reading of each series, moved only forward (a late reading does not replace it).
+-- Every batch updates its series' rows: half-empty pages keep those updates HOT (no index
+-- entry, pruned in place).
 CREATE TABLE latest_readings (
     series_id  integer PRIMARY KEY,
     time       timestamptz NOT NULL,
     value      double precision,
     text_value text
-);
+) WITH (fillfactor = 50);
 
 -- Hours (UTC) of series that got new points and are not rolled up yet; the rollup job
 -- consumes (deletes) them. Written in the same transaction as the points.
@@ -106,3 +108,11 @@ CREATE TRIGGER telemetry_insert INSTEAD OF INSERT ON telemetry
 -- GET /device-status): an index range however deep the page.
 CREATE INDEX scans_site_time_idx ON scans (site_id, time DESC, scan_id);
 CREATE INDEX device_status_site_time_idx ON device_status (site_id, time DESC);
+
+-- Chunks of telemetry_points whose index was rebuilt once they stopped being written
+-- (caretaker/retention.py compact_telemetry): points arrive in every series' range at once,
+-- so the index pages split half-full while a chunk is written; rebuilt, they are full.
+CREATE TABLE compacted_chunks (
+    chunk        text PRIMARY KEY,  -- schema-qualified chunk name
+    compacted_at timestamptz NOT NULL DEFAULT now()
+);

@@ -3,9 +3,11 @@
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+import pytest
+from psycopg.rows import dict_row
 
 from caretaker.migrations import available, migrate
-from caretaker.retention import apply_retention
+from caretaker.retention import apply_retention, compact_telemetry, compaction_job
 
 
 def test_timescaledb_loaded_and_telemetry_is_a_hypertable(conn: psycopg.Connection) -> None:
@@ -85,3 +87,42 @@ def test_retention_drops_old_chunks_only(conn: psycopg.Connection) -> None:
     assert dropped >= 1
     left = conn.execute("SELECT count(*) AS n FROM telemetry_points").fetchone()
     assert left["n"] == 1
+
+
+def test_compaction_rebuilds_closed_chunks_once_and_drops_invalid_leftovers(
+        database: str) -> None:
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    with psycopg.connect(database, row_factory=dict_row) as c:
+        c.execute("INSERT INTO telemetry_points (series_id, time, value)"
+                  " SELECT s, %s + k * interval '10 s', k FROM generate_series(0, 8639, 12) k,"
+                  " generate_series(1, 200) s ORDER BY k, s", (start,))  # a day, as ingested
+        c.execute("INSERT INTO telemetry_points (series_id, time, value)"
+                  " VALUES (1, %s, 1)", (start + timedelta(days=1, hours=1),))
+        c.commit()
+        before = c.execute("SELECT hypertable_size('telemetry_points') AS b").fetchone()["b"]
+        [chunk] = [r["chunk"] for r in c.execute(
+            "SELECT format('%%I.%%I', chunk_schema, chunk_name) AS chunk"
+            " FROM timescaledb_information.chunks WHERE hypertable_name = 'telemetry_points'"
+            " AND range_end <= %s", (start + timedelta(days=1),))]
+    with psycopg.connect(database, row_factory=dict_row, autocommit=True) as c:
+        with pytest.raises(psycopg.errors.UniqueViolation):  # leaves an invalid index behind
+            c.execute(f"CREATE UNIQUE INDEX CONCURRENTLY leftover_ccnew ON {chunk} (series_id)")
+        now = start + timedelta(days=1, hours=1)  # the first day closed an hour ago: settling
+        assert compact_telemetry(c, now=now) == []
+        thread = compaction_job(lambda: database)(c, now + timedelta(hours=1))
+        assert thread is not None
+        thread.join(60)
+        assert [r["chunk"] for r in c.execute("SELECT chunk FROM compacted_chunks")] == [chunk]
+        assert compact_telemetry(c, now=now + timedelta(hours=2)) == []  # done once
+        [later] = compact_telemetry(c, now=now + timedelta(days=3))  # the second day's, closed
+        assert later != chunk
+        after = c.execute("SELECT hypertable_size('telemetry_points') AS b").fetchone()["b"]
+        assert after < before * 0.9, (before, after)
+        assert c.execute("SELECT count(*) AS n FROM pg_indexes"
+                         " WHERE indexname = 'leftover_ccnew'").fetchone()["n"] == 0
+        assert c.execute("SELECT count(*) AS n, sum(value) AS v FROM telemetry_points"
+                         " WHERE series_id = 7").fetchone() == {"n": 720, "v": 720 * 8628 / 2}
+        plan = "\n".join(r["QUERY PLAN"] for r in c.execute(
+            "EXPLAIN SELECT * FROM telemetry_points WHERE series_id = 7"
+            " AND time >= %s AND time < %s", (start, start + timedelta(hours=1))))
+        assert "telemetry_points_key" in plan, plan

@@ -14,7 +14,14 @@ from psycopg.rows import dict_row
 from caretaker.retention import apply_retention
 from ingest.batch import Message, assemble
 from ingest.payloads import parse_scans
-from ingest.store import EventMetrics, store_scans, write_batch
+from ingest.store import (
+    EventMetrics,
+    SeriesIds,
+    copy_text,
+    store_scans,
+    store_telemetry,
+    write_batch,
+)
 from rules.catalog import watched_metrics
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -297,3 +304,55 @@ def test_latest_readings_move_forward_and_new_points_queue_their_hour(
     write_batch(conn, assemble([reading(NOW_MS + 1000, 4)]))
     assert conn.execute("SELECT value FROM latest_readings").fetchone()["value"] == 4
     assert _count(conn, "rollup_pending") == 3 and _count(conn, "series") == 1
+
+
+def test_series_ids_are_kept_only_once_their_transaction_committed(
+        conn: psycopg.Connection) -> None:
+    _site(conn)
+    conn.commit()
+    series = SeriesIds()
+    key = ("s", "d", "m")
+    first = series.resolve(conn, [key])[key]
+    assert series.pending == {key: first} and series.known == {}
+    conn.rollback()
+    series.rollback()  # the series row went with the transaction: its id is forgotten
+    second = series.resolve(conn, [key])[key]
+    assert second != first and _count(conn, "series") == 1
+    conn.commit()
+    series.commit()
+    assert series.known == {key: second} and series.pending == {}
+    rows = [("s", "d", NOW_MS * 1000, "m", 1.5, None), ("s", "e", NOW_MS * 1000, "m", None, "x")]
+    assert copy_text(rows, series.known) is None  # ("s", "e", "m") is not known yet
+    assert store_telemetry(conn, rows, series=series) == (2, False)
+    conn.commit()
+    series.commit()
+    assert copy_text(rows, series.known) == (
+        f"{second}\t{NOW_MS * 1000}\t1.5\t\\N\n"
+        f"{series.known[('s', 'e', 'm')]}\t{NOW_MS * 1000}\t\\N\tx\n").encode()
+
+
+def test_statuses_and_readings_of_one_batch_apply_in_arrival_order(
+        conn: psycopg.Connection) -> None:
+    _site(conn)
+    tel = "caretaker/v1/s/devices/{}/telemetry"
+    st = "caretaker/v1/s/devices/{}/status"
+
+    def reading(device: str) -> Message:
+        return Message(tel.format(device), orjson.dumps({"ts": NOW_MS, "values": {"v": 1}}),
+                       NOW_MS)
+
+    def status(device: str, what: str, lwt: bool = False) -> Message:
+        return Message(st.format(device), what.encode(), NOW_MS, lwt)
+
+    write_batch(conn, assemble([status("a", "online"), reading("a"),  # announced, then data
+                                reading("b"), status("b", "online"),  # data, then announced
+                                reading("c"), status("c", "offline", lwt=True)]))  # then died
+    history = conn.execute("SELECT device_id, status, source FROM device_status"
+                           " ORDER BY device_id, time, status DESC").fetchall()
+    assert [(h["device_id"], h["status"], h["source"]) for h in history] == [
+        ("a", "online", "status"), ("b", "online", "telemetry"),
+        ("c", "online", "telemetry"), ("c", "offline", "lwt")]
+    online = {r["id"]: r["online"] for r in conn.execute("SELECT id, online FROM devices")}
+    assert online == {"a": True, "b": True, "c": False}
+    write_batch(conn, assemble([status("a", "offline", lwt=True), reading("a")]))  # came back
+    assert conn.execute("SELECT online FROM devices WHERE id = 'a'").fetchone()["online"]
