@@ -36,6 +36,8 @@ class StatusItem:
     device: str
     status: Status
     received_us: int
+    # the device's telemetry came earlier in the same batch: apply this after that telemetry
+    after_telemetry: bool = False
 
     @property
     def time_us(self) -> int:
@@ -108,7 +110,8 @@ def assemble(messages: list[Message]) -> Batch:
             elif topic.kind == "status":
                 status = parse_status(msg.payload, now_ms=msg.received_ms, lwt=msg.lwt)
                 batch.statuses.append(
-                    StatusItem(topic.site, topic.entity, status, msg.received_ms * 1000))
+                    StatusItem(topic.site, topic.entity, status, msg.received_ms * 1000,
+                               (topic.site, topic.entity) in seen))
             else:
                 scans, bad = parse_scans(topic.site, topic.entity, msg.payload,
                                          now=us_to_datetime(msg.received_ms * 1000))

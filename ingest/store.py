@@ -467,8 +467,12 @@ def write_batch(conn: psycopg.Connection[Any], batch: Batch, *,
                                                copy_data=batch.copy_data, series=series)
     if tel_event:
         out.events.add("telemetry")
+    # in arrival order per device: its status messages sent before its readings, the
+    # readings (online from telemetry), then the status messages sent after them
+    status_events = store_statuses(conn, [s for s in batch.statuses if not s.after_telemetry])
     out.registered, online_events = touch_devices(conn, batch.seen)
-    status_events = online_events + store_statuses(conn, batch.statuses)
+    status_events += online_events
+    status_events += store_statuses(conn, [s for s in batch.statuses if s.after_telemetry])
     out.statuses = len(status_events)
     if status_events:
         status_events.sort(key=lambda e: e["ts"])

@@ -329,3 +329,30 @@ def test_series_ids_are_kept_only_once_their_transaction_committed(
     assert copy_text(rows, series.known) == (
         f"{second}\t{NOW_MS * 1000}\t1.5\t\\N\n"
         f"{series.known[('s', 'e', 'm')]}\t{NOW_MS * 1000}\t\\N\tx\n").encode()
+
+
+def test_statuses_and_readings_of_one_batch_apply_in_arrival_order(
+        conn: psycopg.Connection) -> None:
+    _site(conn)
+    tel = "caretaker/v1/s/devices/{}/telemetry"
+    st = "caretaker/v1/s/devices/{}/status"
+
+    def reading(device: str) -> Message:
+        return Message(tel.format(device), orjson.dumps({"ts": NOW_MS, "values": {"v": 1}}),
+                       NOW_MS)
+
+    def status(device: str, what: str, lwt: bool = False) -> Message:
+        return Message(st.format(device), what.encode(), NOW_MS, lwt)
+
+    write_batch(conn, assemble([status("a", "online"), reading("a"),  # announced, then data
+                                reading("b"), status("b", "online"),  # data, then announced
+                                reading("c"), status("c", "offline", lwt=True)]))  # then died
+    history = conn.execute("SELECT device_id, status, source FROM device_status"
+                           " ORDER BY device_id, time, status DESC").fetchall()
+    assert [(h["device_id"], h["status"], h["source"]) for h in history] == [
+        ("a", "online", "status"), ("b", "online", "telemetry"),
+        ("c", "online", "telemetry"), ("c", "offline", "lwt")]
+    online = {r["id"]: r["online"] for r in conn.execute("SELECT id, online FROM devices")}
+    assert online == {"a": True, "b": True, "c": False}
+    write_batch(conn, assemble([status("a", "offline", lwt=True), reading("a")]))  # came back
+    assert conn.execute("SELECT online FROM devices WHERE id = 'a'").fetchone()["online"]
