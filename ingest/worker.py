@@ -1,9 +1,10 @@
 """The ingest worker: batches messages from the subscriber, commits them, then acknowledges.
 
-A batch closes at `ingest_batch_size` messages, when the stream pauses for a TICK, or when
-its window has passed since its first message: `ingest_batch_ms` for a busy stream, longer
-(up to 4x) for a thinner one so batches stay about BATCH_TARGET messages (ingest/batch.py
-Pace). The collector looks at the inbox every TICK rather than waking for each message.
+A batch closes at `ingest_batch_size` messages, or when its window has passed since its first
+message: `ingest_batch_ms` for a busy stream, longer (up to 4x) for a thinner one so batches
+stay about BATCH_TARGET messages (ingest/batch.py Pace); a pause in the stream no longer
+closes it (that made a bursty thin stream's batches small). The collector looks at the inbox
+every TICK rather than waking for each message.
 While the database is unreachable the batch is retried with back-off and nothing is
 acknowledged; the broker stops sending once its in-flight window is full, and the subscriber
 stops reading once the messages held pass `ingest_max_pending_bytes`, so memory stays
@@ -147,8 +148,8 @@ class IngestWorker:
             self.stop.set()
 
     def _collect(self) -> list[Received]:
-        """Wait for a first message, then take more until the batch is full, the stream pauses
-        or the batch's window (from the recent arrival rate) has passed."""
+        """Wait for a first message, then take more until the batch is full or its window
+        (from the recent arrival rate) has passed."""
         inbox = self.subscriber.inbox
         size = self.settings.ingest_batch_size
         items = inbox.take(size, 0.2)
@@ -161,11 +162,9 @@ class IngestWorker:
                 break
             # a nap, not a wake-up per message: a thin stream then costs no more per message
             self.stop.wait(min(remaining, TICK))
-            more = inbox.take(size - len(items), 0)
-            if not more or self.stop.is_set():
-                break  # the stream paused: write what there is (a device's own status then
-                # is not batched with, and applied after, readings it sent later)
-            items += more
+            items += inbox.take(size - len(items), 0)
+            if self.stop.is_set():
+                break
         now = time.monotonic()
         self.pace.observe(len(items), now - self._closed_at)
         self._closed_at = now
