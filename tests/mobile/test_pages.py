@@ -205,6 +205,6 @@ def test_a_supervisor_prints_the_sites_checkpoint_labels(client: TestClient,
     sheet = supervisor.get("/m/labels")
     assert sheet.status_code == 200
     labels = re.findall(r'<li class="label" data-checkpoint="([^"]+)">\s*<svg', sheet.text)
-    assert len(labels) == 16 and "ecp-pump-1" in labels
+    assert len(labels) == 17 and "ecp-pump-1" in labels
     assert "QR-RS-PUMP-1" in sheet.text and "Booster pump 1 inspection" in sheet.text
     assert "<script" not in sheet.text
