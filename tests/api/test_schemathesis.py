@@ -10,39 +10,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx2 as httpx
-import pytest
-import uvicorn
-
-from caretaker.servers import free_port
-from caretaker.settings import Settings
-from stack.app import api as create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 # Seconds of generated requests per token (the whole test stays under ~90 s).
 BUDGET = float(os.environ.get("CARETAKER_SCHEMATHESIS_SECONDS", "25"))
-
-
-@pytest.fixture
-def served(settings_env: dict[str, str]) -> Iterator[str]:
-    """The API on a real uvicorn, on a free port: its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings()), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
 
 
 def _seed(base: str, admin: dict[str, str]) -> None:

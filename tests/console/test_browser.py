@@ -5,21 +5,19 @@ cleared from the page, a new alarm appearing without a reload, Chinese; no reque
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, Request, sync_playwright
+from playwright.sync_api import Browser, Page
 from psycopg.rows import dict_row
 
 from caretaker.users import create_user
-from tests.api.test_logins_browser import ARGS, CHROMIUM, served
 from tests.console.seed import SITE, add_alarm, seed
+from tests.fix_browser import recording_page
 from tickets import work_orders
 
-__all__ = ["served"]  # the uvicorn fixture, shared with the login browser test
 PASSWORD = "correct horse battery"
 VIEWPORT = {"width": 1366, "height": 768}
 
@@ -34,24 +32,8 @@ def estate(database: str) -> str:
     return database
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 def _page(browser: Browser, locale: str, requested: list[str]) -> Page:
-    page = browser.new_page(locale=locale, viewport=VIEWPORT)
-
-    def record(request: Request) -> None:
-        requested.append(request.url)
-
-    page.on("request", record)
-    return page
+    return recording_page(browser, requested, locale=locale, viewport=VIEWPORT)
 
 
 def _log_in(page: Page, served: str, path: str = "/", name: str = "eve") -> None:

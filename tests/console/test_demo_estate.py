@@ -22,17 +22,16 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, Request, sync_playwright
+from playwright.sync_api import Browser, Page
 from psycopg.rows import dict_row
 
 from caretaker.users import create_user
 from stack.bootstrap import load_demo_site
-from tests.api.test_logins_browser import ARGS, CHROMIUM, served
+from tests.fix_browser import recording_page
 from tests.fix_servers import Broker
 from tests.ingest.helpers import Publisher
 from tests.waiting import wait_until
 
-__all__ = ["served"]
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 IMG = ROOT / "docs" / "img"
@@ -140,24 +139,8 @@ def estate(settings_env: dict[str, str], mqtt: Broker, tmp_path: Path) -> Iterat
             _stop(proc)
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 def _page(browser: Browser, locale: str, requested: list[str]) -> Page:
-    page = browser.new_page(locale=locale, viewport=VIEWPORT)
-
-    def record(request: Request) -> None:
-        requested.append(request.url)
-
-    page.on("request", record)
-    return page
+    return recording_page(browser, requested, locale=locale, viewport=VIEWPORT)
 
 
 def _log_in(page: Page, served: str, path: str, name: str) -> None:

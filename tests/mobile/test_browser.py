@@ -26,15 +26,13 @@ from playwright.sync_api import (
     Playwright,
     Response,
     Route,
-    sync_playwright,
 )
 from psycopg.rows import dict_row
 
-from tests.api.test_logins_browser import ARGS, CHROMIUM, served
+from tests.fix_browser import ARGS, CHROMIUM
 from tests.mobile.seed import GUARD, PASSWORD, USER, patrol_worker, seed
 from tests.waiting import wait_until
 
-__all__ = ["served"]  # the uvicorn fixture, shared with the login browser test
 IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 PHONE = "Pixel 5"
 FIRST_LOAD_MAX = 400_000  # bytes: the shell, its assets, the QR decoder and today's data
@@ -50,21 +48,6 @@ def estate(database: str) -> Iterator[dict[str, int]]:
         runs = seed(conn, now())
     with patrol_worker(database, now):
         yield runs
-
-
-@pytest.fixture
-def pw() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture
-def browser(pw: Playwright) -> Iterator[Browser]:
-    chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-    try:
-        yield chromium
-    finally:
-        chromium.close()
 
 
 def phone(pw: Playwright, browser: Browser, requested: list[str], *, locale: str = "en-US",
