@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     db_pool_size: int = 8
 
     ingest_batch_size: int = Field(default=5000, ge=1)
-    ingest_batch_ms: int = Field(default=50, ge=1)
+    ingest_batch_ms: int = Field(default=30, ge=1)
     ingest_client_id: str = "caretaker-ingest"
     # MQTT shared-subscription group ($share/<group>/...) the ingest workers join.
     ingest_share_group: str = "caretaker"

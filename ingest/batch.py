@@ -179,10 +179,21 @@ class Pace:
         self.rate: float | None = None  # messages a second, smoothed; None until measured
 
     def window(self) -> float:
-        """Seconds the next batch may stay open after its first message."""
+        """Seconds the next batch gathers, from the previous batch's close."""
         if not self.rate:
             return self.least
         return min(self.most, max(self.least, self.target / self.rate))
+
+    def deadline(self, closed_at: float, first: float) -> float:
+        """When the batch whose first message was taken at `first` closes, the previous one
+        having closed at `closed_at` (monotonic seconds).
+
+        The window counts from the previous close, so what arrived while that batch was
+        parsed and written belongs to this one and a batch holds about `target` messages
+        whatever the write takes; after a pause longer than a window it counts from the first
+        message, so no message waits more than one window (plus a write)."""
+        window = self.window()
+        return (closed_at if first - closed_at < window else first) + window
 
     def observe(self, messages: int, seconds: float) -> None:
         """`messages` arrived over `seconds` (from the previous batch's close to this one's)."""

@@ -28,3 +28,14 @@ def test_the_rate_is_smoothed_and_ignores_empty_observations() -> None:
     assert pace.rate == 1000
     pace.observe(3000, 1.0)
     assert pace.rate == 2000 and pace.window() == pytest.approx(0.05)
+
+
+def test_a_busy_batch_counts_its_window_from_the_last_close_a_paused_one_from_its_first() -> None:
+    pace = Pace(least=0.03, most=0.12, target=150)
+    pace.observe(5000, 1.0)  # 5,000 msg/s: a 30 ms window
+    # the previous batch closed 10 ms before this one's first message (it was being written)
+    assert pace.deadline(closed_at=100.0, first=100.01) == pytest.approx(100.03)
+    # a first message more than a window after the close (a pause in the stream): the
+    # window counts from it, so it waits one window, not none and not more
+    assert pace.deadline(closed_at=100.0, first=100.05) == pytest.approx(100.08)
+    assert pace.deadline(closed_at=100.0, first=101.0) == pytest.approx(101.03)
