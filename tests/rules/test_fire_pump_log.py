@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +16,8 @@ from psycopg.rows import dict_row
 
 from caretaker.clock import FakeClock
 from caretaker.site_config import example_document
+from ingest.payloads import TelemetryRow
+from ingest.store import store_telemetry
 from reports import weekly
 from reports.periods import Week
 from rules import fire_pump_store as store
@@ -42,21 +44,23 @@ def fleet() -> dict[str, Device]:
 def write_telemetry(conn: psycopg.Connection[Any], device: Device, start: datetime,
                     end: datetime, *, step: float = 60.0,
                     overrides: dict[str, Any] | None = None) -> int:
-    """The simulator's readings of one device, stored as the ingest stores them."""
+    """The simulator's readings of one device, stored as the ingest stores them (its own
+    write path: points, latest readings and the rollup queue, a day a statement)."""
     rng = random.Random(f"test:{device.key}")
     n = 0
-    with conn.cursor().copy("COPY telemetry (time, site_id, device_id, metric, value,"
-                            " text_value) FROM STDIN") as copy:
-        t = start.timestamp()
-        while t < end.timestamp():
-            when = datetime.fromtimestamp(t, UTC)
-            for metric, value in reading(device, t, rng, overrides or {}).items():
-                if isinstance(value, str):
-                    copy.write_row((when, SITE, device.id, metric, None, value))
-                else:
-                    copy.write_row((when, SITE, device.id, metric, float(value), None))
-            n += 1
-            t += step
+    rows: list[TelemetryRow] = []
+    t = start.timestamp()
+    while t < end.timestamp():
+        ts_us = round(t * 1_000_000)
+        for metric, value in reading(device, t, rng, overrides or {}).items():
+            rows.append((SITE, device.id, ts_us, metric, None, value) if isinstance(value, str)
+                        else (SITE, device.id, ts_us, metric, float(value), None))
+        n += 1
+        t += step
+        if len(rows) >= 20_000:
+            store_telemetry(conn, rows)
+            rows = []
+    store_telemetry(conn, rows)
     return n
 
 
