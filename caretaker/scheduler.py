@@ -31,6 +31,7 @@ JobFn = Callable[[psycopg.Connection[Any], datetime], object]
 
 # The ingest NOTIFYs this channel after each committed batch; the payload is an outbox kind.
 CHANNEL = "caretaker_events"
+ANY_KIND = "*"  # wakes every job that listens (after listening again: missed notifies)
 # Longest single wait, so that `stop` is noticed soon even while listening.
 MAX_WAIT = 0.5
 
@@ -73,12 +74,14 @@ class Listener:
         self.conn: psycopg.Connection[Any] | None = None
         self.failures = 0
         self.retry_at = 0.0
+        self.resumed = False  # listening again after a loss: notifies may have been missed
 
     def _connected(self) -> psycopg.Connection[Any] | None:
         if self.conn is None and time.monotonic() >= self.retry_at:
             try:
                 self.conn = psycopg.connect(self.conninfo, autocommit=True)
                 self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                self.resumed = self.failures > 0
                 self.failures = 0
             except psycopg.Error as exc:
                 self._failed(exc)
@@ -100,6 +103,9 @@ class Listener:
         if conn is None:
             stop.wait(timeout)
             return set()
+        if self.resumed:  # whatever was notified while not listening: every kind, once
+            self.resumed = False
+            return {ANY_KIND}
         try:
             got = {n.payload for n in conn.notifies(timeout=timeout, stop_after=1)}
             if got:  # whatever else has arrived already
@@ -148,5 +154,5 @@ def run_forever(pool: ConnectionPool, jobs: list[Job], clock: Clock,
 def _wake(jobs: Iterable[Job], kinds: set[str]) -> None:
     """Make the jobs that take any of these outbox kinds due now."""
     for job in jobs:
-        if kinds.intersection(job.wakes_on):
+        if kinds.intersection(job.wakes_on) or (ANY_KIND in kinds and job.wakes_on):
             job.next_run = 0.0

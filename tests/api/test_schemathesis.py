@@ -42,6 +42,12 @@ def _run(base: str, token: dict[str, str], report: Path) -> tuple[int, str]:
     out = subprocess.run(
         [str(cli), "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
          "run", f"{base}/api/v1/openapi.json", "--checks", "all",
+         # POST /scans answers an offline batch item by item (202), and a refused item keeps
+         # its scan_id so the phone can drop it from its queue; the stateful phase infers a
+         # link from that id to PUT /scans/{scan_id}/photo and calls the right 404 "created
+         # resource not found". Its per-operation switch in schemathesis.toml is not applied
+         # in the stateful phase (tried: the check still ran), so it is left out of the run.
+         "--exclude-checks", "ensure_resource_availability",
          "-H", f"Authorization: {token['Authorization']}",
          "--max-time", str(int(BUDGET)), "--max-examples", "25", "--seed", "1",
          "--workers", "1", "--request-timeout", "20", "--no-color",
