@@ -45,7 +45,7 @@ def write_telemetry(conn: psycopg.Connection[Any], device: Device, start: dateti
                     end: datetime, *, step: float = 60.0,
                     overrides: dict[str, Any] | None = None) -> int:
     """The simulator's readings of one device, stored as the ingest stores them (its own
-    write path: points, latest readings and the rollup queue, a day a statement)."""
+    write path: points, latest readings and the rollup queue, 20,000 rows a statement)."""
     rng = random.Random(f"test:{device.key}")
     n = 0
     rows: list[TelemetryRow] = []
